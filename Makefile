@@ -1,0 +1,59 @@
+# ackhub — every command bootstraps what it needs: the virtual environment, the Python dependencies,
+# the buf binary (from the npm registry) and the generated gRPC code.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+CONFIG ?= examples/demo.toml
+BREAKING_AGAINST ?= .git\#branch=main
+
+.PHONY: help demo serve test lint fmt proto proto-check buf-lint breaking bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(VENV)/.installed ## run the hub with simulated agencies and watch deliveries live
+	$(VENV)/bin/ackhub demo
+
+serve: $(VENV)/.installed ## run the hub with CONFIG (default examples/demo.toml)
+	$(VENV)/bin/ackhub serve --config $(CONFIG)
+
+proto: $(VENV)/.installed ## regenerate hub/_proto from proto/
+	$(PY) scripts/gen_proto.py
+
+proto-check: $(VENV)/.installed
+	$(PY) scripts/gen_proto.py --check
+
+buf-lint: $(BUF)
+	$(BUF) lint
+
+breaking: $(BUF) ## compare proto/ with main (BREAKING_AGAINST) for breaking changes
+	$(BUF) breaking --against '$(BREAKING_AGAINST)'
+
+lint: $(VENV)/.installed buf-lint ## ruff, mypy and buf lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: $(VENV)/.installed proto-check buf-lint ## run the tests (SQLite and the local PostgreSQL)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed ## measure throughput and latency (prints figures)
+	$(PY) bench/exchange.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

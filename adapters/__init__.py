@@ -1,0 +1,1 @@
+"""Authority adapters (tax, FX, commerce, origin certificates), discovered through `ackhub.adapters`."""

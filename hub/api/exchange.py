@@ -1,0 +1,209 @@
+"""`ackhub.v1.ExchangeService`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import structlog
+
+from connectors.stream import StreamConnector
+from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
+from hub._proto.ackhub.v1 import exchange_service_pb2_grpc as pb_grpc
+from hub._proto.ackhub.v1 import types_pb2
+from hub.api import convert
+from hub.auth.identity import Authenticator, Principal
+from hub.errors import AckhubError, FieldViolation, InvalidArgument, PermissionDenied
+from hub.exchange import queries
+from hub.exchange.acknowledge import AckInput
+from hub.exchange.claims import Outbound
+from hub.exchange.hub import Exchange
+from hub.exchange.publish import PublishRequest
+
+log = structlog.get_logger("ackhub.api")
+Context = grpc.aio.ServicerContext[Any, Any]
+MAX_RETRY_AFTER_MS = 24 * 3_600_000
+
+
+def _agency(caller: Principal, what: str) -> Principal:
+    if caller.kind != "agency":
+        raise PermissionDenied(
+            f"only an agency may {what}", reason="AGENCY_ONLY", metadata={"caller": caller.actor}
+        )
+    return caller
+
+
+def ack_input(message: types_pb2.Acknowledgement) -> AckInput:
+    return AckInput(
+        delivery_id=message.delivery_id,
+        record_id=message.record_id,
+        digest=message.digest,
+        recipient=message.recipient,
+        key_id=message.key_id,
+        status=convert.ACK_STATUS_NAMES.get(message.status, ""),
+        reason=message.reason,
+        time_ms=convert.whole_ms(message.ack_time) if message.HasField("ack_time") else None,
+        signature=message.signature,
+    )
+
+
+class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
+    def __init__(self, exchange: Exchange, auth: Authenticator, streams: StreamConnector) -> None:
+        self.exchange = exchange
+        self.auth = auth
+        self.streams = streams
+
+    def _caller(self, context: Context) -> Principal:
+        return self.auth.authenticate(context.invocation_metadata() or ())
+
+    async def PublishRecord(
+        self, request: pb.PublishRecordRequest, context: Context
+    ) -> pb.PublishRecordResponse:
+        publisher = _agency(self._caller(context), "publish records")
+        receipt = await self.exchange.publish(
+            publisher,
+            PublishRequest(
+                request_id=request.request_id,
+                record_type=request.record_type,
+                subject_uscc=request.subject_uscc,
+                declaration_number=request.declaration_number,
+                content_type=request.content_type,
+                payload=request.payload,
+            ),
+        )
+        return pb.PublishRecordResponse(
+            receipt=pb.Receipt(
+                record_id=receipt.record_id,
+                digest=f"sha256:{receipt.digest}",
+                accept_time=convert.timestamp(receipt.accepted_ms),
+                deliveries=[pb.DeliveryRef(delivery_id=d, recipient=r) for d, r in receipt.deliveries],
+                replayed=receipt.replayed,
+            )
+        )
+
+    async def AcknowledgeDelivery(
+        self, request: pb.AcknowledgeDeliveryRequest, context: Context
+    ) -> pb.AcknowledgeDeliveryResponse:
+        caller = _agency(self._caller(context), "acknowledge deliveries")
+        if not request.HasField("acknowledgement"):
+            raise InvalidArgument([FieldViolation("acknowledgement", "is required")])
+        outcome = await self.exchange.acknowledge(caller, ack_input(request.acknowledgement), via="unary")
+        return pb.AcknowledgeDeliveryResponse(
+            delivery=convert.delivery(outcome.delivery), duplicate=outcome.duplicate
+        )
+
+    async def GetRecord(self, request: pb.GetRecordRequest, context: Context) -> pb.GetRecordResponse:
+        caller = self._caller(context)
+        record, deliveries = await self.exchange.db.run(
+            queries.get_record, self.exchange.db, caller, request.record_id
+        )
+        return pb.GetRecordResponse(
+            record=convert.record(record), deliveries=[convert.delivery(d) for d in deliveries]
+        )
+
+    async def ListDeliveries(
+        self, request: pb.ListDeliveriesRequest, context: Context
+    ) -> pb.ListDeliveriesResponse:
+        caller = self._caller(context)
+        state = convert.STATE_NAMES.get(request.state, "") if request.state else ""
+        page = await self.exchange.db.run(
+            queries.list_deliveries,
+            self.exchange.db,
+            caller,
+            record_id=request.record_id,
+            recipient=request.recipient,
+            state=state,
+            size=request.page_size,
+            token=request.page_token,
+        )
+        return pb.ListDeliveriesResponse(
+            deliveries=[convert.delivery(d) for d in page.items], next_page_token=page.next_token
+        )
+
+    async def Subscribe(
+        self, request_iterator: AsyncIterator[pb.SubscribeRequest], context: Context
+    ) -> AsyncIterator[pb.SubscribeResponse]:
+        caller = _agency(self._caller(context), "subscribe")
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        if first.WhichOneof("kind") != "open":
+            raise InvalidArgument([FieldViolation("open", "the first message of a stream must be `open`")])
+        if first.open.agency_id != caller.id:
+            raise PermissionDenied(
+                f"{caller.actor!r} cannot subscribe as {first.open.agency_id!r}",
+                reason="NOT_THIS_AGENCY",
+                metadata={"caller": caller.actor, "agency_id": first.open.agency_id},
+            )
+        limit = self.exchange.settings.server.stream_window
+        if first.open.window < 0:
+            raise InvalidArgument([FieldViolation("open.window", "cannot be negative")])
+        window = min(first.open.window or limit, limit)
+        channel = self.streams.open(caller.id, window)
+        log.info("stream.opened", agency=caller.id, session_id=channel.id, window=window)
+        reader = asyncio.create_task(self._read(request_iterator, caller, channel.outbox))
+        self.exchange.dispatcher.wake()
+        try:
+            yield pb.SubscribeResponse(opened=pb.SubscribeOpened(session_id=channel.id, window=window))
+            while True:
+                item = await channel.outbox.get()
+                if item is None:
+                    break
+                if isinstance(item, Outbound):
+                    yield pb.SubscribeResponse(
+                        delivery=pb.DeliveryMessage(
+                            delivery_id=item.delivery_id,
+                            attempt=item.attempt,
+                            record=convert.record(item.record),
+                            required_level=convert.level(item.required_level),
+                        )
+                    )
+                elif isinstance(item, pb.SubscribeResponse):
+                    yield item
+        finally:
+            reader.cancel()
+            self.streams.close(channel)
+            log.info("stream.closed", agency=caller.id, session_id=channel.id)
+
+    async def _read(
+        self, requests: AsyncIterator[pb.SubscribeRequest], caller: Principal, outbox: asyncio.Queue[object]
+    ) -> None:
+        """Acknowledgements and retry-after requests arriving on the stream, answered on it in order."""
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("kind")
+                if kind == "acknowledgement":
+                    outbox.put_nowait(
+                        pb.SubscribeResponse(ack_result=await self._ack(caller, request.acknowledgement))
+                    )
+                elif kind == "retry_after":
+                    wait_ms = request.retry_after.retry_after.ToMilliseconds()
+                    if 0 < wait_ms <= MAX_RETRY_AFTER_MS:
+                        await self.exchange.retry_after(caller.id, request.retry_after.delivery_id, wait_ms)
+                    else:
+                        log.info("stream.bad_retry_after", agency=caller.id, wait_ms=wait_ms)
+        except Exception:
+            log.exception("stream.read_failed", agency=caller.id)
+        finally:
+            outbox.put_nowait(None)
+
+    async def _ack(self, caller: Principal, message: types_pb2.Acknowledgement) -> pb.AckResult:
+        try:
+            outcome = await self.exchange.acknowledge(caller, ack_input(message), via="stream")
+        except AckhubError as error:
+            return pb.AckResult(
+                delivery_id=message.delivery_id,
+                status=message.status,
+                ok=False,
+                error=types_pb2.ErrorDetail(
+                    code=grpc.StatusCode[error.code].value[0],
+                    message=error.message,
+                    reason=error.reason,
+                    metadata=error.metadata,
+                ),
+            )
+        return pb.AckResult(
+            delivery_id=message.delivery_id, status=message.status, ok=True, duplicate=outcome.duplicate
+        )

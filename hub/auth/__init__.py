@@ -1,0 +1,1 @@
+"""Who is calling: identities and the authorization checks the services apply."""

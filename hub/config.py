@@ -1,0 +1,245 @@
+"""Settings: one TOML file (agencies, routes, notifiers, server), then `ACKHUB_*` environment overrides.
+
+Durations are written as text (`"30s"`, `"10m"`) and held as milliseconds. `load_settings` reports every
+problem at once as `ConfigError`, each with the key it concerns and why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hub.durations import parse_duration_ms
+from hub.errors import ConfigError
+from hub.signing import load_public_key
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration_ms(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("write a duration as text, e.g. '30s' or '10m'")
+    return value
+
+
+DurationMs = Annotated[int, BeforeValidator(_duration), Field(ge=0)]
+AGENCY_ID = r"^[a-z][a-z0-9_-]{0,63}$"
+RECORD_TYPE = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryPolicy(_Strict):
+    """Attempt n waits min(first_interval * multiplier^(n-1), max_interval) ± jitter for its acknowledgement."""
+
+    first_interval: DurationMs = 5_000
+    multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_interval: DurationMs = 300_000
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+    max_attempts: int = Field(default=8, ge=1, le=1000)
+    # The slower pace kept once a delivery is escalated; defaults to max_interval.
+    escalated_interval: DurationMs | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> RetryPolicy:
+        if self.first_interval == 0:
+            raise ValueError("first_interval must be more than 0")
+        if self.max_interval < self.first_interval:
+            raise ValueError("max_interval must not be shorter than first_interval")
+        return self
+
+
+class EscalationStep(_Strict):
+    """A rung of the ladder: reached `after` the case opened; `notify` names notifiers ('log' or configured)."""
+
+    after: DurationMs = 0
+    notify: list[str] = Field(default_factory=lambda: ["log"])
+
+
+class RouteRecipient(_Strict):
+    agency: str
+    ack_level: Literal["RECEIVED", "BUSINESS"] = "BUSINESS"
+    deadline: DurationMs = 600_000
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    escalation: list[EscalationStep] = Field(default_factory=lambda: [EscalationStep()])
+
+    @model_validator(mode="after")
+    def _ladder(self) -> RouteRecipient:
+        afters = [step.after for step in self.escalation]
+        if afters != sorted(afters):
+            raise ValueError("escalation steps must be in order of `after`")
+        if not self.escalation:
+            raise ValueError("the escalation ladder needs at least one step")
+        return self
+
+
+class Route(_Strict):
+    record_type: Annotated[str, Field(pattern=RECORD_TYPE)]
+    # Agencies allowed to publish this type; empty allows any registered agency.
+    publishers: list[str] = Field(default_factory=list)
+    recipients: list[RouteRecipient] = Field(min_length=1)
+
+
+class AgencyKey(_Strict):
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    # PEM `PUBLIC KEY` or base64 of the 32 raw Ed25519 bytes.
+    public_key: str
+
+    @field_validator("public_key")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        try:
+            load_public_key(value)
+        except ValueError as exc:
+            raise ValueError(f"not an Ed25519 public key (PEM, or base64 of 32 bytes): {exc}") from None
+        return value
+
+
+class Agency(_Strict):
+    id: Annotated[str, Field(pattern=AGENCY_ID)]
+    name: str
+    kind: Literal["customs", "tax", "fx", "commerce", "origin", "other"]
+    keys: list[AgencyKey] = Field(default_factory=list)
+    connector: Literal["stream"] = "stream"
+
+
+class Notifier(_Strict):
+    name: Annotated[str, Field(pattern=AGENCY_ID)]
+    kind: Literal["webhook"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    timeout: DurationMs = 5_000
+
+
+class Breaker(_Strict):
+    """Consecutive unacknowledged attempts that open the circuit, and how long it then stays open."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    cooldown: DurationMs = 30_000
+    max_cooldown: DurationMs = 600_000
+
+
+class Server(_Strict):
+    listen: str = "127.0.0.1:7443"
+    database_url: str = "sqlite:///ackhub.db"
+    max_payload_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    stream_window: int = Field(default=64, ge=1, le=10_000)
+    sweep_interval: DurationMs = 1_000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Only "development" exists for now: callers name themselves in metadata (see docs/exchange.md).
+    auth: Literal["development"] = "development"
+
+
+class Settings(_Strict):
+    server: Server = Field(default_factory=Server)
+    breaker: Breaker = Field(default_factory=Breaker)
+    agencies: list[Agency] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    notifiers: list[Notifier] = Field(default_factory=list)
+
+    def agency(self, agency_id: str) -> Agency | None:
+        return next((a for a in self.agencies if a.id == agency_id), None)
+
+    def route(self, record_type: str) -> Route | None:
+        return next((r for r in self.routes if r.record_type == record_type), None)
+
+
+def _cross_references(settings: Settings) -> list[tuple[str, str]]:
+    """Problems that need the whole file: duplicates and names that point nowhere."""
+    problems: list[tuple[str, str]] = []
+    agency_ids = [a.id for a in settings.agencies]
+    for i, agency in enumerate(settings.agencies):
+        if agency_ids.index(agency.id) != i:
+            problems.append((f"agencies[{i}].id", f"agency {agency.id!r} is defined twice"))
+        key_ids = [k.id for k in agency.keys]
+        for j, key in enumerate(agency.keys):
+            if key_ids.index(key.id) != j:
+                problems.append((f"agencies[{i}].keys[{j}].id", f"key {key.id!r} is defined twice"))
+    notifiers = {"log"} | {n.name for n in settings.notifiers}
+    types = [r.record_type for r in settings.routes]
+    for i, route in enumerate(settings.routes):
+        where = f"routes[{i}]"
+        if types.index(route.record_type) != i:
+            problems.append((f"{where}.record_type", f"{route.record_type!r} has two routes"))
+        for j, publisher in enumerate(route.publishers):
+            if publisher not in agency_ids:
+                problems.append((f"{where}.publishers[{j}]", f"unknown agency {publisher!r}"))
+        seen: set[str] = set()
+        for j, recipient in enumerate(route.recipients):
+            if recipient.agency not in agency_ids:
+                problems.append((f"{where}.recipients[{j}].agency", f"unknown agency {recipient.agency!r}"))
+            elif recipient.agency in seen:
+                problems.append((f"{where}.recipients[{j}].agency", f"{recipient.agency!r} is listed twice"))
+            seen.add(recipient.agency)
+            for k, step in enumerate(recipient.escalation):
+                for m, name in enumerate(step.notify):
+                    if name not in notifiers:
+                        problems.append(
+                            (
+                                f"{where}.recipients[{j}].escalation[{k}].notify[{m}]",
+                                f"unknown notifier {name!r} (known: {', '.join(sorted(notifiers))})",
+                            )
+                        )
+    return problems
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not re.fullmatch(r"[a-z_]+", part):
+            continue  # pydantic's names for validator branches, not keys of the file
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def _environment_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """`ACKHUB_<SERVER FIELD>` (e.g. ACKHUB_DATABASE_URL, ACKHUB_LISTEN) overrides `[server]`."""
+    server = dict(data.get("server") or {})
+    for name in Server.model_fields:
+        value = environ.get(f"ACKHUB_{name.upper()}")
+        if value is not None:
+            server[name] = value
+    return {**data, "server": server} if server else data
+
+
+def parse_settings(data: dict[str, Any], source: str, environ: Mapping[str, str] | None = None) -> Settings:
+    data = _environment_overrides(data, os.environ if environ is None else environ)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            source, [(_location(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+        ) from None
+    problems = _cross_references(settings)
+    if problems:
+        raise ConfigError(source, problems)
+    return settings
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    source = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, [("(file)", "no such file")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [("(syntax)", str(exc))]) from None
+    return parse_settings(data, source, environ)

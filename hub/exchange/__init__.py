@@ -1,0 +1,1 @@
+"""The exchange: publishing, routing, the delivery state machine, retry, escalation."""

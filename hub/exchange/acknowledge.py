@@ -1,0 +1,231 @@
+"""Acknowledgements: check the recipient's signature against its registered key, then move the delivery
+along `PENDING → SENT → RECEIVED → ACCEPTED | REJECTED` and keep the signed acknowledgement as proof."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from audit import log as audit_log
+from hub.auth.identity import Principal
+from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from hub.exchange.escalation import Notice, close_by_ack, open_case
+from hub.exchange.keys import KeyRing
+from hub.exchange.states import (
+    FINAL,
+    RECEIVED,
+    REJECTED,
+    REJECTED_BY_RECIPIENT,
+    closes,
+)
+from hub.exchange.validation import Violations
+from hub.signing import ACK_STATUSES, AckFields, verify_ack
+from hub.store.db import Database
+from hub.store.models import AcknowledgementRow, AttemptRow, DeliveryRow, EscalationRow, RecordRow
+
+FIELD = "acknowledgement"
+MAX_REASON = 2000
+CLOCK_SKEW_MS = 5 * 60_000
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class AckInput:
+    delivery_id: str
+    record_id: str
+    digest: str  # "sha256:<hex>"
+    recipient: str
+    key_id: str
+    status: str  # RECEIVED ACCEPTED REJECTED, or "" when unspecified
+    reason: str
+    time_ms: int | None  # None when absent or not a whole millisecond
+    signature: bytes
+
+    def fields(self) -> AckFields:
+        assert self.time_ms is not None
+        return AckFields(
+            self.delivery_id,
+            self.record_id,
+            self.digest.removeprefix("sha256:"),
+            self.recipient,
+            self.key_id,
+            self.status,
+            self.reason,
+            self.time_ms,
+        )
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    delivery: DeliveryRow
+    duplicate: bool
+    notices: list[Notice]
+
+
+def validate(ack: AckInput, now_ms: int) -> None:
+    bad = Violations()
+    for name in ("delivery_id", "record_id", "recipient", "key_id"):
+        value = getattr(ack, name)
+        if bad.required(f"{FIELD}.{name}", value):
+            bad.max_length(f"{FIELD}.{name}", value, 128)
+    if not _DIGEST.match(ack.digest):
+        bad.add(f"{FIELD}.digest", "must be 'sha256:' followed by 64 lower-case hex digits")
+    if ack.status not in ACK_STATUSES:
+        bad.add(f"{FIELD}.status", "must be RECEIVED, ACCEPTED or REJECTED")
+    if "\n" in ack.reason or "\r" in ack.reason:
+        bad.add(f"{FIELD}.reason", "cannot contain line breaks")
+    bad.max_length(f"{FIELD}.reason", ack.reason, MAX_REASON)
+    if ack.status == REJECTED and not ack.reason.strip():
+        bad.add(f"{FIELD}.reason", "is required when the status is REJECTED")
+    if ack.time_ms is None:
+        bad.add(f"{FIELD}.ack_time", "is required and must be a whole number of milliseconds")
+    elif ack.time_ms > now_ms + CLOCK_SKEW_MS:
+        bad.add(f"{FIELD}.ack_time", "is more than 5 minutes ahead of the hub's clock")
+    if len(ack.signature) != 64:
+        bad.add(f"{FIELD}.signature", f"an Ed25519 signature is 64 bytes, got {len(ack.signature)}")
+    bad.raise_if_any()
+
+
+def _check_against(
+    ack: AckInput, delivery: DeliveryRow, record: RecordRow, keys: KeyRing, caller: Principal
+) -> None:
+    if caller.kind != "agency" or caller.id != delivery.recipient or ack.recipient != delivery.recipient:
+        raise PermissionDenied(
+            f"delivery {delivery.id!r} is addressed to {delivery.recipient!r}; "
+            f"{caller.actor!r} cannot acknowledge it as {ack.recipient!r}",
+            reason="NOT_RECIPIENT",
+            metadata={
+                "delivery_id": delivery.id,
+                "recipient": delivery.recipient,
+                "caller": caller.actor,
+                "ack_recipient": ack.recipient,
+            },
+        )
+    if ack.record_id != delivery.record_id:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    f"{FIELD}.record_id", f"delivery {delivery.id!r} carries record {delivery.record_id!r}"
+                )
+            ],
+            reason="RECORD_MISMATCH",
+        )
+    if ack.digest != f"sha256:{record.digest}":
+        raise InvalidArgument(
+            [FieldViolation(f"{FIELD}.digest", f"the record's digest is sha256:{record.digest}")],
+            reason="DIGEST_MISMATCH",
+        )
+    public_key = keys.get(ack.recipient, ack.key_id)
+    if public_key is None:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    f"{FIELD}.key_id", f"{ack.key_id!r} is not a registered key of {ack.recipient!r}"
+                )
+            ],
+            reason="UNKNOWN_KEY",
+        )
+    if not verify_ack(public_key, ack.fields(), ack.signature):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    f"{FIELD}.signature", f"does not verify with key {ack.key_id!r} over the canonical text"
+                )
+            ],
+            reason="SIGNATURE_INVALID",
+        )
+
+
+def _apply(session: Session, delivery: DeliveryRow, ack: AckInput, now_ms: int) -> list[Notice]:
+    notices: list[Notice] = []
+    if ack.status == RECEIVED:
+        if delivery.received_ms is None:
+            delivery.received_ms = now_ms
+        if delivery.state in FINAL:
+            return notices  # a late technical acknowledgement: kept as proof, changes nothing
+        delivery.state = RECEIVED
+        delivery.next_attempt_ms = None  # the agency has it: sending again would only duplicate
+    else:
+        delivery.received_ms = delivery.received_ms or now_ms
+        delivery.state = ack.status
+        delivery.final_ms = now_ms
+        delivery.reason = ack.reason
+        delivery.next_attempt_ms = None
+    if closes(delivery.required_level, ack.status) or ack.status in FINAL:
+        delivery.deadline_check_ms = None
+        if delivery.escalated and delivery.escalation_id:
+            case = session.exec(select(EscalationRow).where(EscalationRow.id == delivery.escalation_id)).one()
+            notices.append(close_by_ack(session, case, delivery, ack.status, now_ms))
+        if ack.status == REJECTED:
+            notices.append(open_case(session, delivery, REJECTED_BY_RECIPIENT, ack.reason, now_ms))
+    session.add(delivery)
+    return notices
+
+
+def acknowledge(
+    db: Database, keys: KeyRing, caller: Principal, ack: AckInput, now_ms: int, via: str
+) -> AckOutcome:
+    """Blocking; run it through `Database.run`. A refused acknowledgement changes nothing."""
+    validate(ack, now_ms)
+    with db.transaction() as session:
+        delivery = session.exec(
+            select(DeliveryRow).where(DeliveryRow.id == ack.delivery_id).with_for_update()
+        ).first()
+        if delivery is None:
+            raise NotFound("delivery", ack.delivery_id)
+        record = session.exec(select(RecordRow).where(RecordRow.id == delivery.record_id)).one()
+        _check_against(ack, delivery, record, keys, caller)
+
+        stored = session.exec(
+            select(AcknowledgementRow.status).where(AcknowledgementRow.delivery_id == delivery.id)
+        ).all()
+        if ack.status in stored:
+            return AckOutcome(delivery, True, [])
+        if ack.status in FINAL and delivery.state in FINAL:
+            raise FailedPrecondition(
+                f"delivery {delivery.id!r} was already {delivery.state}; {ack.status} contradicts it",
+                reason="ACK_CONTRADICTS_FINAL",
+                metadata={"delivery_id": delivery.id, "state": delivery.state, "status": ack.status},
+            )
+        session.add(
+            AcknowledgementRow(
+                delivery_id=delivery.id,
+                record_id=delivery.record_id,
+                recipient=delivery.recipient,
+                status=ack.status,
+                reason=ack.reason,
+                ack_time_ms=ack.time_ms or 0,
+                key_id=ack.key_id,
+                signature=ack.signature,
+                received_ms=now_ms,
+                via=via,
+            )
+        )
+        attempt = session.exec(
+            select(AttemptRow)
+            .where(AttemptRow.delivery_id == delivery.id)
+            .order_by(col(AttemptRow.number).desc())
+        ).first()
+        if attempt is not None and attempt.outcome == "SENT":
+            attempt.outcome, attempt.outcome_ms = "ACKED", now_ms
+            session.add(attempt)
+        notices = _apply(session, delivery, ack, now_ms)
+        audit_log.append(
+            session,
+            kind=f"delivery.{ack.status.lower()}",
+            actor=caller.actor,
+            time_ms=now_ms,
+            record_id=delivery.record_id,
+            delivery_id=delivery.id,
+            data={
+                "status": ack.status,
+                "reason": ack.reason,
+                "key": ack.key_id,
+                "ack_time_ms": ack.time_ms,
+                "signature": ack.signature.hex(),
+                "state": delivery.state,
+            },
+        )
+        return AckOutcome(delivery, False, notices)

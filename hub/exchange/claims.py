@@ -1,0 +1,143 @@
+"""Claiming due deliveries for sending: one transaction marks them SENT, records the attempt and sets
+when the next one is due. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets several hubs claim side by side."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+
+from audit import log as audit_log
+from hub.exchange.escalation import Notice, open_case
+from hub.exchange.retry import attempt_wait_ms
+from hub.exchange.routing import policy_of
+from hub.exchange.states import ATTEMPTS_EXHAUSTED, SENT
+from hub.store.db import Database
+from hub.store.models import AttemptRow, DeliveryRow, RecordRow
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One attempt to hand to a connector."""
+
+    delivery_id: str
+    attempt: int
+    record: RecordRow
+    recipient: str
+    required_level: str
+    expires_ms: int  # when this attempt counts as unanswered
+
+
+@dataclass(frozen=True)
+class Claim:
+    outbound: list[Outbound]
+    notices: list[Notice]
+    retries: int  # how many of them repeat an attempt that went unanswered
+
+
+def claim_due(
+    db: Database, recipient: str, limit: int, now_ms: int, connector: str, session_id: str, rng: random.Random
+) -> Claim:
+    """Blocking. Oldest due first, so a recipient's backlog goes out in order when it comes back."""
+    if limit <= 0:
+        return Claim([], [], 0)
+    with db.transaction() as session:
+        due = session.exec(
+            select(DeliveryRow)
+            .where(DeliveryRow.recipient == recipient, col(DeliveryRow.next_attempt_ms) <= now_ms)
+            .order_by(col(DeliveryRow.next_attempt_ms), col(DeliveryRow.seq))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not due:
+            return Claim([], [], 0)
+        records = {
+            r.id: r
+            for r in session.exec(select(RecordRow).where(col(RecordRow.id).in_({d.record_id for d in due})))
+        }
+        outbound: list[Outbound] = []
+        notices: list[Notice] = []
+        retries = 0
+        for delivery in due:
+            policy = policy_of(delivery.policy)
+            if delivery.state == SENT:
+                retries += 1
+            if delivery.attempts == policy.retry.max_attempts and not delivery.escalated:
+                notices.append(
+                    open_case(
+                        session,
+                        delivery,
+                        ATTEMPTS_EXHAUSTED,
+                        f"{delivery.attempts} attempts went unacknowledged",
+                        now_ms,
+                    )
+                )
+            delivery.attempts += 1
+            delivery.state = SENT
+            delivery.last_attempt_ms = now_ms
+            delivery.next_attempt_ms = now_ms + attempt_wait_ms(
+                policy.retry, delivery.attempts, delivery.escalated, rng
+            )
+            session.add(delivery)
+            session.add(
+                AttemptRow(
+                    delivery_id=delivery.id,
+                    number=delivery.attempts,
+                    connector=connector,
+                    session_id=session_id,
+                    sent_ms=now_ms,
+                )
+            )
+            audit_log.append(
+                session,
+                kind="delivery.attempt",
+                actor="system:hub",
+                time_ms=now_ms,
+                record_id=delivery.record_id,
+                delivery_id=delivery.id,
+                data={"attempt": delivery.attempts, "connector": connector, "session": session_id},
+            )
+            outbound.append(
+                Outbound(
+                    delivery.id,
+                    delivery.attempts,
+                    records[delivery.record_id],
+                    recipient,
+                    delivery.required_level,
+                    delivery.next_attempt_ms,
+                )
+            )
+        return Claim(outbound, notices, retries)
+
+
+def defer(db: Database, delivery_id: str, recipient: str, until_ms: int, now_ms: int) -> bool:
+    """The recipient asked to hold one delivery back: its next attempt waits until `until_ms`."""
+    with db.transaction() as session:
+        delivery = session.exec(
+            select(DeliveryRow)
+            .where(DeliveryRow.id == delivery_id, DeliveryRow.recipient == recipient)
+            .with_for_update()
+        ).first()
+        if delivery is None or delivery.next_attempt_ms is None:
+            return False
+        delivery.next_attempt_ms = until_ms
+        session.add(delivery)
+        attempt = session.exec(
+            select(AttemptRow)
+            .where(AttemptRow.delivery_id == delivery_id)
+            .order_by(col(AttemptRow.number).desc())
+        ).first()
+        if attempt is not None and attempt.outcome == "SENT":
+            attempt.outcome, attempt.outcome_ms = "DEFERRED", now_ms
+            session.add(attempt)
+        audit_log.append(
+            session,
+            kind="delivery.deferred",
+            actor=f"agency:{recipient}",
+            time_ms=now_ms,
+            record_id=delivery.record_id,
+            delivery_id=delivery.id,
+            data={"until_ms": until_ms},
+        )
+        return True

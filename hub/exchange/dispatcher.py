@@ -1,0 +1,103 @@
+"""The dispatcher: whenever a connector has room, claim that agency's due deliveries (oldest first) and
+hand them over, paced by the agency's circuit breaker and any "retry after" it asked for.
+
+It wakes on events (a publish, an acknowledgement, a new stream) and on every sweep tick, so retry timing
+stays data in the store rather than one timer per delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import structlog
+
+from connectors.abc import Connector
+from hub.clock import Clock
+from hub.exchange.breaker import Breakers
+from hub.exchange.claims import claim_due
+from hub.exchange.notify import Notifications
+from hub.store.db import Database
+
+log = structlog.get_logger("ackhub.dispatch")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        connectors: list[Connector],
+        breakers: Breakers,
+        notifications: Notifications,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.connectors = connectors
+        self.breakers = breakers
+        self.notifications = notifications
+        self.rng = rng or random.Random()
+        self.paused_until: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._stopped = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def pause(self, agency: str, until_ms: int) -> None:
+        self.paused_until[agency] = max(until_ms, self.paused_until.get(agency, 0))
+
+    async def run(self, idle_ms: int) -> None:
+        while not self._stopped:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=idle_ms / 1000)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                while await self.dispatch_once():
+                    pass
+            except Exception:
+                log.exception("dispatch.failed")
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    async def dispatch_once(self) -> bool:
+        """One pass over every open slot; True when some slot was filled to the brim (more may be due)."""
+        more = False
+        now = self.clock.now_ms()
+        for connector in self.connectors:
+            for slot in connector.open_slots(now):
+                if self.paused_until.get(slot.agency, 0) > now:
+                    continue
+                breaker = self.breakers[slot.agency]
+                allowed = breaker.allowance(now, slot.free)
+                if allowed == 0:
+                    continue
+                claim = await self.db.run(
+                    claim_due, self.db, slot.agency, allowed, now, connector.name, slot.channel_id, self.rng
+                )
+                breaker.unanswered(claim.retries, now)
+                breaker.sent(len(claim.outbound))
+                for outbound in claim.outbound:
+                    log.debug(
+                        "delivery.sent",
+                        delivery_id=outbound.delivery_id,
+                        record_id=outbound.record.id,
+                        agency=slot.agency,
+                        attempt=outbound.attempt,
+                    )
+                    await connector.send(slot, outbound)
+                if claim.notices:
+                    await self.notifications.dispatch(claim.notices)
+                more = more or (len(claim.outbound) == allowed and allowed > 0)
+        return more
+
+    def acknowledged(self, agency: str, delivery_id: str) -> None:
+        self.breakers[agency].answered()
+        for connector in self.connectors:
+            connector.released(agency, delivery_id)
+        self.wake()

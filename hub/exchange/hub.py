@@ -1,0 +1,115 @@
+"""`Exchange`: the use cases the gRPC services call, each running its blocking store work off the event
+loop and then telling the dispatcher and the notifiers what changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from hub.auth.identity import Principal
+from hub.clock import Clock
+from hub.config import Settings
+from hub.exchange import acknowledge as ack_module
+from hub.exchange import claims, operations, publish, sweep
+from hub.exchange.dispatcher import Dispatcher
+from hub.exchange.keys import KeyRing
+from hub.exchange.notify import Notifications
+from hub.exchange.routing import Router
+from hub.store.db import Database
+from hub.store.models import DeliveryRow, EscalationRow
+
+log = structlog.get_logger("ackhub.exchange")
+
+
+@dataclass
+class Exchange:
+    settings: Settings
+    db: Database
+    clock: Clock
+    router: Router
+    keys: KeyRing
+    dispatcher: Dispatcher
+    notifications: Notifications
+
+    async def publish(self, publisher: Principal, request: publish.PublishRequest) -> publish.Receipt:
+        receipt = await self.db.run(
+            publish.publish,
+            self.db,
+            self.router,
+            publisher,
+            request,
+            self.clock.now_ms(),
+            self.settings.server.max_payload_bytes,
+        )
+        log.info(
+            "record.published",
+            record_id=receipt.record_id,
+            agency=publisher.id,
+            record_type=request.record_type,
+            deliveries=len(receipt.deliveries),
+            replayed=receipt.replayed,
+        )
+        if not receipt.replayed:
+            self.dispatcher.wake()
+        return receipt
+
+    async def acknowledge(
+        self, caller: Principal, ack: ack_module.AckInput, via: str
+    ) -> ack_module.AckOutcome:
+        outcome = await self.db.run(
+            ack_module.acknowledge, self.db, self.keys, caller, ack, self.clock.now_ms(), via
+        )
+        log.info(
+            "delivery.acknowledged",
+            delivery_id=ack.delivery_id,
+            record_id=ack.record_id,
+            agency=caller.id,
+            status=ack.status,
+            duplicate=outcome.duplicate,
+            state=outcome.delivery.state,
+        )
+        self.dispatcher.acknowledged(outcome.delivery.recipient, outcome.delivery.id)
+        await self.notifications.dispatch(outcome.notices)
+        return outcome
+
+    async def retry_after(self, agency: str, delivery_id: str, wait_ms: int) -> None:
+        now = self.clock.now_ms()
+        if delivery_id:
+            if await self.db.run(claims.defer, self.db, delivery_id, agency, now + wait_ms, now):
+                for connector in self.dispatcher.connectors:
+                    connector.released(agency, delivery_id)
+        else:
+            self.dispatcher.pause(agency, now + wait_ms)
+        log.info("agency.retry_after", agency=agency, delivery_id=delivery_id or None, wait_ms=wait_ms)
+
+    async def sweep(self) -> sweep.SweepResult:
+        result = await self.db.run(sweep.sweep, self.db, self.clock.now_ms())
+        await self.notifications.dispatch(result.notices)
+        self.dispatcher.wake()
+        return result
+
+    async def resolve(self, operator: Principal, escalation_id: str, reason: str) -> EscalationRow:
+        case, notices = await self.db.run(
+            operations.resolve, self.db, operator, escalation_id, reason, self.clock.now_ms()
+        )
+        await self.notifications.dispatch(notices)
+        return case
+
+    async def add_note(self, author: Principal, escalation_id: str, text: str) -> EscalationRow:
+        return await self.db.run(
+            operations.add_note, self.db, author, escalation_id, text, self.clock.now_ms()
+        )
+
+    async def redeliver(self, operator: Principal, delivery_id: str) -> DeliveryRow:
+        delivery = await self.db.run(
+            operations.redeliver, self.db, operator, delivery_id, self.clock.now_ms()
+        )
+        self.breakers_reset(delivery.recipient)
+        self.dispatcher.wake()
+        return delivery
+
+    def breakers_reset(self, agency: str) -> None:
+        """An operator asked for a delivery now: give the agency's circuit a fresh probe."""
+        breaker = self.dispatcher.breakers[agency]
+        breaker.open_until_ms = min(breaker.open_until_ms, self.clock.now_ms())

@@ -1,0 +1,129 @@
+"""Reading records, deliveries and escalation cases, limited to what the caller may see: an agency its
+own publications and what is addressed to it; an operator everything (jurisdictions come with auth)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy import or_
+from sqlmodel import col, select
+
+from hub.auth.identity import Principal
+from hub.errors import FieldViolation, InvalidArgument, NotFound
+from hub.exchange.states import DELIVERY_STATES
+from hub.pagination import decode_token, encode_token, page_size
+from hub.store.db import Database
+from hub.store.models import DeliveryRow, EscalationNoteRow, EscalationRow, RecordRow
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_token: str
+
+
+def get_record(db: Database, caller: Principal, record_id: str) -> tuple[RecordRow, list[DeliveryRow]]:
+    if not record_id:
+        raise InvalidArgument([FieldViolation("record_id", "is required")])
+    with db.transaction() as session:
+        record = session.exec(select(RecordRow).where(RecordRow.id == record_id)).first()
+        if record is None:
+            raise NotFound("record", record_id)
+        deliveries = list(
+            session.exec(
+                select(DeliveryRow).where(DeliveryRow.record_id == record_id).order_by(col(DeliveryRow.seq))
+            )
+        )
+    if caller.kind == "agency" and caller.id != record.publisher:
+        deliveries = [d for d in deliveries if d.recipient == caller.id]
+        if not deliveries:
+            raise NotFound("record", record_id)  # the same answer as for a record that does not exist
+    return record, deliveries
+
+
+def list_deliveries(
+    db: Database, caller: Principal, *, record_id: str, recipient: str, state: str, size: int, token: str
+) -> Page[DeliveryRow]:
+    if state and state not in DELIVERY_STATES:
+        raise InvalidArgument([FieldViolation("state", f"unknown state {state!r}")])
+    filters: dict[str, object] = {
+        "record": record_id,
+        "recipient": recipient,
+        "state": state,
+        "who": caller.actor,
+    }
+    limit = page_size(size)
+    after = decode_token(token, filters)
+    query = select(DeliveryRow).order_by(col(DeliveryRow.seq).desc()).limit(limit + 1)
+    if after is not None:
+        query = query.where(col(DeliveryRow.seq) < after)
+    if record_id:
+        query = query.where(DeliveryRow.record_id == record_id)
+    if recipient:
+        query = query.where(DeliveryRow.recipient == recipient)
+    if state:
+        query = query.where(DeliveryRow.state == state)
+    if caller.kind == "agency":
+        query = query.where(or_(DeliveryRow.recipient == caller.id, DeliveryRow.publisher == caller.id))
+    with db.transaction() as session:
+        rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_token(rows[-1].seq or 0, filters) if more else "")
+
+
+def list_escalations(
+    db: Database, *, state: str, recipient: str, min_level: int, size: int, token: str
+) -> Page[EscalationRow]:
+    filters: dict[str, object] = {"state": state, "recipient": recipient, "min_level": min_level}
+    limit = page_size(size)
+    after = decode_token(token, filters)
+    query = select(EscalationRow).order_by(col(EscalationRow.seq).desc()).limit(limit + 1)
+    if after is not None:
+        query = query.where(col(EscalationRow.seq) < after)
+    if state:
+        query = query.where(EscalationRow.state == state)
+    if recipient:
+        query = query.where(EscalationRow.recipient == recipient)
+    if min_level:
+        query = query.where(col(EscalationRow.level) >= min_level)
+    with db.transaction() as session:
+        rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_token(rows[-1].seq or 0, filters) if more else "")
+
+
+def get_escalation(db: Database, escalation_id: str) -> tuple[EscalationRow, list[EscalationNoteRow]]:
+    if not escalation_id:
+        raise InvalidArgument([FieldViolation("escalation_id", "is required")])
+    with db.transaction() as session:
+        case = session.exec(select(EscalationRow).where(EscalationRow.id == escalation_id)).first()
+        if case is None:
+            raise NotFound("escalation", escalation_id)
+        notes = list(
+            session.exec(
+                select(EscalationNoteRow)
+                .where(EscalationNoteRow.escalation_id == escalation_id)
+                .order_by(col(EscalationNoteRow.id))
+            )
+        )
+        return case, notes
+
+
+def counts_by_state(db: Database) -> dict[str, int]:
+    from sqlalchemy import func
+
+    with db.transaction() as session:
+        rows = session.exec(select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state)).all()
+    return {state: count for state, count in rows}
+
+
+def open_case_count(db: Database) -> int:
+    from sqlalchemy import func
+
+    with db.transaction() as session:
+        return int(session.exec(select(func.count()).where(EscalationRow.state == "OPEN")).one())

@@ -1,0 +1,36 @@
+"""Routing rules from the configuration: which agencies receive a record type, on what terms."""
+
+from __future__ import annotations
+
+from hub.config import RouteRecipient, Settings
+from hub.errors import FailedPrecondition, PermissionDenied
+
+
+class Router:
+    def __init__(self, settings: Settings) -> None:
+        self._routes = {route.record_type: route for route in settings.routes}
+
+    def recipients(self, record_type: str, publisher: str) -> list[RouteRecipient]:
+        """The recipients of a record type; refuses types without a route and publishers not allowed."""
+        route = self._routes.get(record_type)
+        if route is None:
+            raise FailedPrecondition(
+                f"no route for record type {record_type!r}; add one to the configuration",
+                reason="NO_ROUTE",
+                metadata={"record_type": record_type},
+            )
+        if route.publishers and publisher not in route.publishers:
+            raise PermissionDenied(
+                f"agency {publisher!r} may not publish {record_type!r}",
+                reason="PUBLISHER_NOT_ALLOWED",
+                metadata={"record_type": record_type, "publisher": publisher},
+            )
+        return list(route.recipients)
+
+    def known_types(self) -> list[str]:
+        return sorted(self._routes)
+
+
+def policy_of(json_text: str) -> RouteRecipient:
+    """The route terms a delivery was created with (kept on the delivery as JSON)."""
+    return RouteRecipient.model_validate_json(json_text)

@@ -1,0 +1,245 @@
+"""`AgencyClient`: publish records, and run a subscription that hands each delivery to a handler and
+answers with a signed acknowledgement.
+
+    client = AgencyClient("127.0.0.1:7443", "tax", key_id="tax-2026-01", private_key=key)
+    client.publish("tax.refund_registration.acknowledged", b"...", subject_uscc="91110000600037341L")
+    client.subscribe(lambda d: Verdict.accept("registered"))   # runs until client.close()
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
+from hub._proto.ackhub.v1 import exchange_service_pb2_grpc as pb_grpc
+from hub._proto.ackhub.v1 import types_pb2
+from hub.auth.identity import AGENCY_HEADER
+from hub.clock import Clock, SystemClock
+from hub.signing import AckFields, sign_ack
+
+_STATUS = {
+    "RECEIVED": types_pb2.ACK_STATUS_RECEIVED,
+    "ACCEPTED": types_pb2.ACK_STATUS_ACCEPTED,
+    "REJECTED": types_pb2.ACK_STATUS_REJECTED,
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: str
+    attempt: int
+    record: types_pb2.Record
+    business_ack_required: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the handler decided. `None` from a handler means: say nothing (the hub will retry)."""
+
+    status: str
+    reason: str = ""
+    retry_after_ms: int = 0
+
+    @classmethod
+    def received(cls) -> Verdict:
+        return cls("RECEIVED")
+
+    @classmethod
+    def accept(cls, reason: str = "") -> Verdict:
+        return cls("ACCEPTED", reason)
+
+    @classmethod
+    def reject(cls, reason: str) -> Verdict:
+        return cls("REJECTED", reason)
+
+    @classmethod
+    def later(cls, retry_after_ms: int) -> Verdict:
+        return cls("", retry_after_ms=retry_after_ms)
+
+
+Handler = Callable[[Delivery], Verdict | list[Verdict] | None]
+
+
+class AgencyClient:
+    def __init__(
+        self,
+        target: str,
+        agency_id: str,
+        *,
+        key_id: str = "",
+        private_key: Ed25519PrivateKey | None = None,
+        clock: Clock | None = None,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.agency_id = agency_id
+        self.key_id = key_id
+        self.private_key = private_key
+        self.clock = clock or SystemClock()
+        self.channel = channel or grpc.insecure_channel(target)
+        self.stub = pb_grpc.ExchangeServiceStub(self.channel)
+        self.metadata = ((AGENCY_HEADER, agency_id),)
+        self._outgoing: queue.Queue[pb.SubscribeRequest | None] | None = None
+        self._call: grpc.Future | None = None  # type: ignore[type-arg]
+        self.results: queue.Queue[pb.AckResult] = queue.Queue()
+
+    # -- publishing ---------------------------------------------------------------------------------
+    def publish(
+        self,
+        record_type: str,
+        payload: bytes,
+        *,
+        subject_uscc: str = "",
+        declaration_number: str = "",
+        content_type: str = "application/json",
+        request_id: str | None = None,
+        timeout: float = 10,
+    ) -> pb.Receipt:
+        response = self.stub.PublishRecord(
+            pb.PublishRecordRequest(
+                request_id=request_id or str(uuid.uuid4()),
+                record_type=record_type,
+                subject_uscc=subject_uscc,
+                declaration_number=declaration_number,
+                content_type=content_type,
+                payload=payload,
+            ),
+            metadata=self.metadata,
+            timeout=timeout,
+        )
+        return response.receipt
+
+    # -- acknowledging ------------------------------------------------------------------------------
+    def sign(
+        self, record: types_pb2.Record, delivery_id: str, status: str, reason: str = ""
+    ) -> types_pb2.Acknowledgement:
+        """A signed acknowledgement of `record` as delivered under `delivery_id`."""
+        if self.private_key is None:
+            raise ValueError("this client has no private key to sign acknowledgements with")
+        now = self.clock.now_ms()
+        fields = AckFields(
+            delivery_id,
+            record.record_id,
+            record.digest.removeprefix("sha256:"),
+            self.agency_id,
+            self.key_id,
+            status,
+            reason,
+            now,
+        )
+        stamp = Timestamp()
+        stamp.FromMilliseconds(now)
+        return types_pb2.Acknowledgement(
+            delivery_id=delivery_id,
+            record_id=record.record_id,
+            digest=record.digest,
+            recipient=self.agency_id,
+            key_id=self.key_id,
+            status=_STATUS[status],
+            reason=reason,
+            ack_time=stamp,
+            signature=sign_ack(self.private_key, fields),
+        )
+
+    def acknowledge(
+        self, ack: types_pb2.Acknowledgement, timeout: float = 10
+    ) -> pb.AcknowledgeDeliveryResponse:
+        """Unary acknowledgement, for agencies that do not keep a stream."""
+        return self.stub.AcknowledgeDelivery(  # type: ignore[no-any-return]
+            pb.AcknowledgeDeliveryRequest(acknowledgement=ack), metadata=self.metadata, timeout=timeout
+        )
+
+    # -- subscribing --------------------------------------------------------------------------------
+    def subscribe(
+        self, handler: Handler, window: int = 0, on_open: Callable[[str], None] | None = None
+    ) -> None:
+        """Blocks, handing each delivery to `handler` and answering on the stream, until `close()` or the
+        stream ends. Raises `grpc.RpcError` when the hub refuses or drops the stream."""
+        outgoing: queue.Queue[pb.SubscribeRequest | None] = queue.Queue()
+        outgoing.put(pb.SubscribeRequest(open=pb.SubscribeOpen(agency_id=self.agency_id, window=window)))
+        self._outgoing = outgoing
+
+        def requests() -> Iterator[pb.SubscribeRequest]:
+            while True:
+                item = outgoing.get()
+                if item is None:
+                    return
+                yield item
+
+        call = self.stub.Subscribe(requests(), metadata=self.metadata)
+        self._call = call
+        try:
+            for response in call:
+                kind = response.WhichOneof("kind")
+                if kind == "opened" and on_open is not None:
+                    on_open(response.opened.session_id)
+                elif kind == "ack_result":
+                    self.results.put(response.ack_result)
+                elif kind == "delivery":
+                    self._handle(handler, response.delivery, outgoing)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                raise
+        finally:
+            outgoing.put(None)
+
+    def _handle(
+        self, handler: Handler, message: pb.DeliveryMessage, outgoing: queue.Queue[pb.SubscribeRequest | None]
+    ) -> None:
+        delivery = Delivery(
+            message.delivery_id,
+            message.attempt,
+            message.record,
+            message.required_level == types_pb2.ACK_LEVEL_BUSINESS,
+        )
+        answer = handler(delivery)
+        verdicts = answer if isinstance(answer, list) else [answer] if answer is not None else []
+        for verdict in verdicts:
+            if verdict.retry_after_ms:
+                wait = Duration()
+                wait.FromMilliseconds(verdict.retry_after_ms)
+                outgoing.put(
+                    pb.SubscribeRequest(
+                        retry_after=pb.RetryAfter(delivery_id=message.delivery_id, retry_after=wait)
+                    )
+                )
+            else:
+                ack = self.sign(message.record, message.delivery_id, verdict.status, verdict.reason)
+                outgoing.put(pb.SubscribeRequest(acknowledgement=ack))
+
+    def send(self, request: pb.SubscribeRequest) -> None:
+        """Put a raw message on the open stream (for callers that answer outside the handler)."""
+        if self._outgoing is None:
+            raise RuntimeError("no open subscription")
+        self._outgoing.put(request)
+
+    def stop_subscription(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+    def close(self) -> None:
+        self.stop_subscription()
+        self.channel.close()
+
+
+def start_subscription(client: AgencyClient, handler: Handler, window: int = 0) -> threading.Thread:
+    """Run `client.subscribe` on a daemon thread; returns once the hub has opened the stream."""
+    opened = threading.Event()
+    thread = threading.Thread(
+        target=client.subscribe,
+        args=(handler, window, lambda _session: opened.set()),
+        daemon=True,
+        name=f"subscribe-{client.agency_id}",
+    )
+    thread.start()
+    if not opened.wait(10):
+        raise TimeoutError(f"the hub did not open a stream for {client.agency_id!r} within 10 s")
+    return thread

@@ -1,0 +1,164 @@
+"""A real hub on loopback for tests: `HubServer` on its own event loop in a background thread, agencies
+with real keys, and helpers that wait for a condition with a bound instead of sleeping and hoping."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub._proto.ackhub.v1 import exchange_service_pb2_grpc, operations_service_pb2_grpc
+from hub.auth.identity import AGENCY_HEADER, OPERATOR_HEADER
+from hub.clock import Clock
+from hub.config import Settings, parse_settings
+from hub.sdk.agency import AgencyClient
+from hub.server import HubServer
+from hub.signing import public_key_base64
+
+T = TypeVar("T")
+
+# Deterministic test keys: seed = agency name padded to 32 bytes.
+AGENCIES = {"customs": "customs", "tax": "tax", "fx": "fx", "commerce": "commerce"}
+
+
+def private_key(agency: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(agency.encode().ljust(32, b"\0"))
+
+
+def key_id(agency: str) -> str:
+    return f"{agency}-test-1"
+
+
+def base_config(database_url: str) -> dict[str, Any]:
+    """Customs publishes released export declarations to tax (business level) and fx (technical level)."""
+    agencies = [
+        {
+            "id": a,
+            "name": a.title(),
+            "kind": a if a != "commerce" else "commerce",
+            "keys": [{"id": key_id(a), "public_key": public_key_base64(private_key(a).public_key())}],
+        }
+        for a in AGENCIES
+    ]
+    retry = {
+        "first_interval": "1s",
+        "multiplier": 2.0,
+        "max_interval": "8s",
+        "jitter": 0.0,
+        "max_attempts": 3,
+    }
+    return {
+        "server": {
+            "listen": "127.0.0.1:0",
+            "database_url": database_url,
+            "sweep_interval": "100ms",
+            "stream_window": 8,
+            "max_payload_bytes": 65536,
+        },
+        "breaker": {"failure_threshold": 3, "cooldown": "5s", "max_cooldown": "40s"},
+        "agencies": agencies,
+        "routes": [
+            {
+                "record_type": "customs.export_declaration.released",
+                "publishers": ["customs"],
+                "recipients": [
+                    {
+                        "agency": "tax",
+                        "ack_level": "BUSINESS",
+                        "deadline": "30s",
+                        "retry": retry,
+                        "escalation": [
+                            {"after": "0s", "notify": ["log"]},
+                            {"after": "60s", "notify": ["log"]},
+                        ],
+                    },
+                    {"agency": "fx", "ack_level": "RECEIVED", "deadline": "30s", "retry": retry},
+                ],
+            }
+        ],
+    }
+
+
+class RunningHub:
+    """A started `HubServer`; `run()` executes a coroutine on its loop from the test's thread."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, scheduled_sweeps: bool = False
+    ) -> None:
+        self.server = HubServer(settings, clock=clock, scheduled_sweeps=scheduled_sweeps)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="hub-loop")
+        self.thread.start()
+        self.port = self.run(self.server.start())
+        self.target = f"127.0.0.1:{self.port}"
+        self.channel = grpc.insecure_channel(self.target)
+        self.exchange_stub = exchange_service_pb2_grpc.ExchangeServiceStub(self.channel)
+        self.operations_stub = operations_service_pb2_grpc.OperationsServiceStub(self.channel)
+        self.clients: list[AgencyClient] = []
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(timeout)
+
+    def sweep(self) -> Any:
+        assert self.server.exchange is not None
+        return self.run(self.server.exchange.sweep())
+
+    def dispatch(self) -> None:
+        """Run the dispatcher now, until every open slot has what is due."""
+        assert self.server.exchange is not None
+        dispatcher = self.server.exchange.dispatcher
+
+        async def drain() -> None:
+            while await dispatcher.dispatch_once():
+                pass
+
+        self.run(drain())
+
+    def agency(self, agency: str, clock: Clock | None = None) -> AgencyClient:
+        client = AgencyClient(
+            self.target, agency, key_id=key_id(agency), private_key=private_key(agency), clock=clock
+        )
+        self.clients.append(client)
+        return client
+
+    @staticmethod
+    def as_agency(agency: str) -> tuple[tuple[str, str]]:
+        return ((AGENCY_HEADER, agency),)
+
+    @staticmethod
+    def as_operator(name: str = "alice") -> tuple[tuple[str, str]]:
+        return ((OPERATOR_HEADER, name),)
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.channel.close()
+        self.run(self.server.stop(0.5))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def start_hub(database_url: str, clock: Clock | None = None, **server: Any) -> RunningHub:
+    config = base_config(database_url)
+    config["server"].update(server)
+    return RunningHub(parse_settings(config, "test", {}), clock=clock)
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 10, what: str = "condition") -> T:
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
