@@ -146,9 +146,13 @@ class RunningHub:
         self.loop.close()
 
 
-def start_hub(database_url: str, clock: Clock | None = None, **server: Any) -> RunningHub:
+def start_hub(
+    database_url: str, clock: Clock | None = None, edit: Callable[[dict[str, Any]], None] | None = None
+) -> RunningHub:
+    """A hub on `base_config`, after `edit` changed the configuration dict in place."""
     config = base_config(database_url)
-    config["server"].update(server)
+    if edit is not None:
+        edit(config)
     return RunningHub(parse_settings(config, "test", {}), clock=clock)
 
 
@@ -162,3 +166,58 @@ def wait_for(condition: Callable[[], T], timeout: float = 10, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def error_details(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, dict[str, str], dict[str, str]]:
+    """(code, ErrorInfo reason, ErrorInfo metadata, {field: description}) of a refused call."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, f"no google.rpc.Status details on {error!r}"
+    reason, metadata, fields = "", {}, {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            assert info.domain == "ackhub"
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields = {v.field: v.description for v in bad.field_violations}
+    return error.code(), reason, metadata, fields  # type: ignore[attr-defined]
+
+
+def table_counts(hub: RunningHub) -> dict[str, int]:
+    """Rows per table, to show that a refused request changed nothing."""
+    from sqlalchemy import func, select
+    from sqlmodel import SQLModel
+
+    with hub.server.db.transaction() as session:
+        return {
+            name: int(session.execute(select(func.count()).select_from(table)).scalar_one())
+            for name, table in SQLModel.metadata.tables.items()
+        }
+
+
+class Inbox:
+    """A subscription handler that keeps every delivery and answers as told (by default: nothing)."""
+
+    def __init__(self, answer: Callable[[Any], Any] | None = None) -> None:
+        self.deliveries: list[Any] = []
+        self.answer = answer
+        self._lock = threading.Lock()
+
+    def __call__(self, delivery: Any) -> Any:
+        with self._lock:
+            self.deliveries.append(delivery)
+        return self.answer(delivery) if self.answer else None
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [d.delivery_id for d in self.deliveries]
+
+    def attempts(self, delivery_id: str) -> list[int]:
+        with self._lock:
+            return [d.attempt for d in self.deliveries if d.delivery_id == delivery_id]

@@ -33,7 +33,8 @@ class Outbound:
 class Claim:
     outbound: list[Outbound]
     notices: list[Notice]
-    retries: int  # how many of them repeat an attempt that went unanswered
+    # When each earlier attempt that these repeat was sent (those attempts went unanswered).
+    unanswered_sent_ms: list[int]
 
 
 def claim_due(
@@ -41,7 +42,7 @@ def claim_due(
 ) -> Claim:
     """Blocking. Oldest due first, so a recipient's backlog goes out in order when it comes back."""
     if limit <= 0:
-        return Claim([], [], 0)
+        return Claim([], [], [])
     with db.transaction() as session:
         due = session.exec(
             select(DeliveryRow)
@@ -51,18 +52,18 @@ def claim_due(
             .with_for_update(skip_locked=True)
         ).all()
         if not due:
-            return Claim([], [], 0)
+            return Claim([], [], [])
         records = {
             r.id: r
             for r in session.exec(select(RecordRow).where(col(RecordRow.id).in_({d.record_id for d in due})))
         }
         outbound: list[Outbound] = []
         notices: list[Notice] = []
-        retries = 0
+        unanswered: list[int] = []
         for delivery in due:
             policy = policy_of(delivery.policy)
-            if delivery.state == SENT:
-                retries += 1
+            if delivery.state == SENT and delivery.last_attempt_ms is not None:
+                unanswered.append(delivery.last_attempt_ms)
             if delivery.attempts == policy.retry.max_attempts and not delivery.escalated:
                 notices.append(
                     open_case(
@@ -108,7 +109,7 @@ def claim_due(
                     delivery.next_attempt_ms,
                 )
             )
-        return Claim(outbound, notices, retries)
+        return Claim(outbound, notices, unanswered)
 
 
 def defer(db: Database, delivery_id: str, recipient: str, until_ms: int, now_ms: int) -> bool:

@@ -40,6 +40,7 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.paused_until: dict[str, int] = {}
         self._wake = asyncio.Event()
+        self._pass = asyncio.Lock()  # one pass at a time: a breaker's single probe must stay single
         self._stopped = False
 
     def wake(self) -> None:
@@ -67,6 +68,10 @@ class Dispatcher:
 
     async def dispatch_once(self) -> bool:
         """One pass over every open slot; True when some slot was filled to the brim (more may be due)."""
+        async with self._pass:
+            return await self._pass_over_slots()
+
+    async def _pass_over_slots(self) -> bool:
         more = False
         now = self.clock.now_ms()
         for connector in self.connectors:
@@ -80,8 +85,9 @@ class Dispatcher:
                 claim = await self.db.run(
                     claim_due, self.db, slot.agency, allowed, now, connector.name, slot.channel_id, self.rng
                 )
-                breaker.unanswered(claim.retries, now)
-                breaker.sent(len(claim.outbound))
+                breaker.unanswered(claim.unanswered_sent_ms, now)
+                if claim.outbound:
+                    breaker.sent(len(claim.outbound), claim.outbound[-1].expires_ms)
                 for outbound in claim.outbound:
                     log.debug(
                         "delivery.sent",
@@ -97,7 +103,7 @@ class Dispatcher:
         return more
 
     def acknowledged(self, agency: str, delivery_id: str) -> None:
-        self.breakers[agency].answered()
+        self.breakers[agency].answered(self.clock.now_ms())
         for connector in self.connectors:
             connector.released(agency, delivery_id)
         self.wake()
