@@ -91,7 +91,7 @@ def _keys_generate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
 
-    return run_demo(duration_s=args.duration, listen=args.listen, database_url=args.database_url)
+    return int(run_demo(duration_s=args.duration, listen=args.listen, database_url=args.database_url))
 
 
 def build_parser() -> argparse.ArgumentParser:

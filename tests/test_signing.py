@@ -88,5 +88,5 @@ def test_time_format_round_trips() -> None:
     """Times are RFC 3339 UTC with exactly three fraction digits and parse back to the same instant."""
     assert to_rfc3339_ms(1795392000123) == "2026-11-23T00:00:00.123Z"
     assert parse_rfc3339_ms("2026-11-23T08:00:00.123Z") == parse_rfc3339_ms("2026-11-23T08:00:00.000Z") + 123
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="milliseconds"):
         parse_rfc3339_ms("2026-11-23T08:00:00Z")

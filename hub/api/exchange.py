@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
@@ -23,7 +23,7 @@ from hub.exchange.hub import Exchange
 from hub.exchange.publish import PublishRequest
 
 log = structlog.get_logger("ackhub.api")
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
 MAX_RETRY_AFTER_MS = 24 * 3_600_000
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -14,7 +14,7 @@ from hub.errors import PermissionDenied
 from hub.exchange import queries
 from hub.exchange.hub import Exchange
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
 
 
 class OperationsServicer(pb_grpc.OperationsServiceServicer):

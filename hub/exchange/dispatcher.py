@@ -8,6 +8,7 @@ stays data in the store rather than one timer per delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import structlog
@@ -51,10 +52,8 @@ class Dispatcher:
 
     async def run(self, idle_ms: int) -> None:
         while not self._stopped:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=idle_ms / 1000)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 while await self.dispatch_once():

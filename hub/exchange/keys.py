@@ -50,14 +50,14 @@ def sync_agencies(session: Session, settings: Settings, now_ms: int) -> KeyRing:
             public = load_public_key(key.public_key)
             encoded = public_key_base64(public)
             ring[(agency.id, key.id)] = public
-            row = stored_keys.pop((agency.id, key.id), None)
-            if row is None or row.public_key != encoded or row.retired_ms is not None:
-                if row is None:
-                    row = AgencyKeyRow(
+            key_row = stored_keys.pop((agency.id, key.id), None)
+            if key_row is None or key_row.public_key != encoded or key_row.retired_ms is not None:
+                if key_row is None:
+                    key_row = AgencyKeyRow(
                         agency_id=agency.id, key_id=key.id, public_key=encoded, added_ms=now_ms
                     )
-                row.public_key, row.retired_ms = encoded, None
-                session.add(row)
+                key_row.public_key, key_row.retired_ms = encoded, None
+                session.add(key_row)
                 audit_log.append(
                     session,
                     kind="agency.key_added",
@@ -65,15 +65,15 @@ def sync_agencies(session: Session, settings: Settings, now_ms: int) -> KeyRing:
                     time_ms=now_ms,
                     data={"agency": agency.id, "key": key.id, "public_key": encoded},
                 )
-    for row in stored_keys.values():
-        if row.retired_ms is None:
-            row.retired_ms = now_ms
-            session.add(row)
+    for left_out in stored_keys.values():
+        if left_out.retired_ms is None:
+            left_out.retired_ms = now_ms
+            session.add(left_out)
             audit_log.append(
                 session,
                 kind="agency.key_retired",
                 actor=SYSTEM.actor,
                 time_ms=now_ms,
-                data={"agency": row.agency_id, "key": row.key_id},
+                data={"agency": left_out.agency_id, "key": left_out.key_id},
             )
     return KeyRing(ring)

@@ -67,7 +67,9 @@ def list_deliveries(
     if state:
         query = query.where(DeliveryRow.state == state)
     if caller.kind == "agency":
-        query = query.where(or_(DeliveryRow.recipient == caller.id, DeliveryRow.publisher == caller.id))
+        query = query.where(
+            or_(col(DeliveryRow.recipient) == caller.id, col(DeliveryRow.publisher) == caller.id)
+        )
     with db.transaction() as session:
         rows = list(session.exec(query))
     more = len(rows) > limit

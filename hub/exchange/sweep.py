@@ -37,7 +37,10 @@ def sweep_deadlines(db: Database, now_ms: int, limit: int = BATCH) -> tuple[int,
             delivery.deadline_check_ms = None
             session.add(delivery)
             if not delivery.escalated:
-                detail = f"no closing acknowledgement by the deadline ({delivery.state} after {delivery.attempts} attempts)"
+                detail = (
+                    f"no closing acknowledgement by the deadline "
+                    f"({delivery.state} after {delivery.attempts} attempts)"
+                )
                 notices.append(open_case(session, delivery, DEADLINE_EXCEEDED, detail, now_ms))
         return len(late), notices
 

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -88,7 +89,7 @@ class AgencyClient:
         self.stub = pb_grpc.ExchangeServiceStub(self.channel)
         self.metadata = ((AGENCY_HEADER, agency_id),)
         self._outgoing: queue.Queue[pb.SubscribeRequest | None] | None = None
-        self._call: grpc.Future | None = None  # type: ignore[type-arg]
+        self._call: Any = None  # the open Subscribe call, to cancel it
         self.results: queue.Queue[pb.AckResult] = queue.Queue()
 
     # -- publishing ---------------------------------------------------------------------------------
@@ -115,7 +116,8 @@ class AgencyClient:
             metadata=self.metadata,
             timeout=timeout,
         )
-        return response.receipt
+        receipt: pb.Receipt = response.receipt
+        return receipt
 
     # -- acknowledging ------------------------------------------------------------------------------
     def sign(
