@@ -1,0 +1,67 @@
+"""The hub on real time: the APScheduler sweep finds deadlines by itself, and two hubs sharing one
+PostgreSQL claim each delivery once (FOR UPDATE SKIP LOCKED)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from hub._proto.ackhub.v1 import operations_service_pb2 as ops
+from hub.config import parse_settings
+from hub.sdk.agency import Verdict, start_subscription
+from tests.harness import Inbox, RunningHub, base_config, wait_for
+
+TYPE = "customs.export_declaration.released"
+
+
+def _config(database_url: str) -> dict[str, Any]:
+    config = base_config(database_url)
+    for recipient in config["routes"][0]["recipients"]:
+        recipient["deadline"] = "300ms"
+    return config
+
+
+def test_scheduled_sweep_escalates_without_help(database_url: str) -> None:
+    """With the scheduler on and the system clock, a missed 300 ms deadline becomes a case on its own."""
+    hub = RunningHub(parse_settings(_config(database_url), "test", {}), scheduled_sweeps=True)
+    try:
+        hub.agency("customs").publish(TYPE, b"{}", request_id=str(uuid.uuid4()))
+        cases = wait_for(
+            lambda: list(
+                hub.operations_stub.ListEscalations(
+                    ops.ListEscalationsRequest(), metadata=hub.as_operator()
+                ).escalations
+            ),
+            timeout=10,
+            what="the sweep to open cases",
+        )
+        assert {c.reason for c in cases} == {ops.ESCALATION_REASON_DEADLINE_EXCEEDED}
+    finally:
+        hub.stop()
+
+
+@pytest.mark.postgres
+def test_two_hubs_share_one_postgres_without_double_sends(postgres_url: str) -> None:
+    """fx subscribed to two hubs on one database receives each of 60 deliveries exactly once."""
+    config = base_config(postgres_url)
+    config["server"]["stream_window"] = 100
+    hubs = [RunningHub(parse_settings(config, "test", {})) for _ in range(2)]
+    try:
+        inboxes = []
+        for hub in hubs:
+            inbox = Inbox(lambda d: Verdict.received())
+            start_subscription(hub.agency("fx"), inbox)
+            inboxes.append(inbox)
+        publisher = hubs[0].agency("customs")
+        for _ in range(60):
+            publisher.publish(TYPE, b"{}", request_id=str(uuid.uuid4()))
+        wait_for(lambda: sum(len(i.deliveries) for i in inboxes) >= 60, what="60 deliveries")
+        for hub in hubs:
+            hub.dispatch()
+        ids = [d for inbox in inboxes for d in inbox.ids()]
+        assert len(ids) == len(set(ids)) == 60
+    finally:
+        for hub in hubs:
+            hub.stop()
