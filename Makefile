@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(BUF): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm install`, not `npm ci`: npm 11 refuses a lock file that lacks other platforms' optional buf binaries
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: $(VENV)/.installed ## run the hub with simulated agencies and watch deliveries live
