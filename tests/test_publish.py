@@ -197,3 +197,16 @@ def test_list_deliveries_paginates(hub: RunningHub) -> None:
             pb.ListDeliveriesRequest(page_token="garbage"), metadata=hub.as_operator()
         )
     assert "page_token" in error_details(refused.value)[3]
+
+
+def test_list_filters_naming_unknown_agencies_are_invalid(hub: RunningHub) -> None:
+    """Filtering deliveries or escalations by an agency that does not exist is INVALID_ARGUMENT."""
+    from hub._proto.ackhub.v1 import operations_service_pb2 as ops
+
+    for call, request in [
+        (hub.exchange_stub.ListDeliveries, pb.ListDeliveriesRequest(recipient="nobody")),
+        (hub.operations_stub.ListEscalations, ops.ListEscalationsRequest(recipient="nobody")),
+    ]:
+        with pytest.raises(grpc.RpcError) as refused:
+            call(request, metadata=hub.as_operator())
+        assert "unknown agency 'nobody'" in error_details(refused.value)[3]["recipient"]

@@ -107,6 +107,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self, request: pb.ListDeliveriesRequest, context: Context
     ) -> pb.ListDeliveriesResponse:
         caller = self._caller(context)
+        queries.check_agency_filter("recipient", request.recipient, self.exchange.agency_ids)
         state = convert.STATE_NAMES.get(request.state, "") if request.state else ""
         page = await self.exchange.db.run(
             queries.list_deliveries,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
-import grpc
-
 from hub._proto.ackhub.v1 import operations_service_pb2 as pb
 from hub._proto.ackhub.v1 import operations_service_pb2_grpc as pb_grpc
 from hub.api import convert
@@ -40,6 +38,7 @@ class OperationsServicer(pb_grpc.OperationsServiceServicer):
         self, request: pb.ListEscalationsRequest, context: Context
     ) -> pb.ListEscalationsResponse:
         self._operator(context)
+        queries.check_agency_filter("recipient", request.recipient, self.exchange.agency_ids)
         state = convert.CASE_STATE_NAMES.get(request.state, "") if request.state else ""
         page = await self.exchange.db.run(
             queries.list_escalations,

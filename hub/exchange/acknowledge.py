@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from audit import log as audit_log
 from hub.auth.identity import Principal
 from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from hub.exchange.claims import close_attempt
 from hub.exchange.escalation import Notice, close_by_ack, open_case
 from hub.exchange.keys import KeyRing
 from hub.exchange.states import (
@@ -23,7 +24,7 @@ from hub.exchange.states import (
 from hub.exchange.validation import Violations
 from hub.signing import ACK_STATUSES, AckFields, verify_ack
 from hub.store.db import Database
-from hub.store.models import AcknowledgementRow, AttemptRow, DeliveryRow, EscalationRow, RecordRow
+from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
 
 FIELD = "acknowledgement"
 MAX_REASON = 2000
@@ -203,14 +204,7 @@ def acknowledge(
                 via=via,
             )
         )
-        attempt = session.exec(
-            select(AttemptRow)
-            .where(AttemptRow.delivery_id == delivery.id)
-            .order_by(col(AttemptRow.number).desc())
-        ).first()
-        if attempt is not None and attempt.outcome == "SENT":
-            attempt.outcome, attempt.outcome_ms = "ACKED", now_ms
-            session.add(attempt)
+        close_attempt(session, delivery.id, "ACKED", now_ms)
         notices = _apply(session, delivery, ack, now_ms)
         audit_log.append(
             session,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from audit import log as audit_log
 from hub.exchange.escalation import Notice, open_case
@@ -112,6 +112,18 @@ def claim_due(
         return Claim(outbound, notices, unanswered)
 
 
+def close_attempt(session: Session, delivery_id: str, outcome: str, now_ms: int) -> None:
+    """Record how the latest attempt of a delivery ended, if it is still open."""
+    attempt = session.exec(
+        select(AttemptRow)
+        .where(AttemptRow.delivery_id == delivery_id)
+        .order_by(col(AttemptRow.number).desc())
+    ).first()
+    if attempt is not None and attempt.outcome == "SENT":
+        attempt.outcome, attempt.outcome_ms = outcome, now_ms
+        session.add(attempt)
+
+
 def defer(db: Database, delivery_id: str, recipient: str, until_ms: int, now_ms: int) -> bool:
     """The recipient asked to hold one delivery back: its next attempt waits until `until_ms`."""
     with db.transaction() as session:
@@ -124,14 +136,7 @@ def defer(db: Database, delivery_id: str, recipient: str, until_ms: int, now_ms:
             return False
         delivery.next_attempt_ms = until_ms
         session.add(delivery)
-        attempt = session.exec(
-            select(AttemptRow)
-            .where(AttemptRow.delivery_id == delivery_id)
-            .order_by(col(AttemptRow.number).desc())
-        ).first()
-        if attempt is not None and attempt.outcome == "SENT":
-            attempt.outcome, attempt.outcome_ms = "DEFERRED", now_ms
-            session.add(attempt)
+        close_attempt(session, delivery_id, "DEFERRED", now_ms)
         audit_log.append(
             session,
             kind="delivery.deferred",

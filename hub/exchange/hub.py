@@ -32,6 +32,10 @@ class Exchange:
     dispatcher: Dispatcher
     notifications: Notifications
 
+    @property
+    def agency_ids(self) -> set[str]:
+        return {agency.id for agency in self.settings.agencies}
+
     async def publish(self, publisher: Principal, request: publish.PublishRequest) -> publish.Receipt:
         receipt = await self.db.run(
             publish.publish,

@@ -4,10 +4,11 @@ own publications and what is addressed to it; an operator everything (jurisdicti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import or_
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from hub.auth.identity import Principal
 from hub.errors import FieldViolation, InvalidArgument, NotFound
@@ -17,6 +18,7 @@ from hub.store.db import Database
 from hub.store.models import DeliveryRow, EscalationNoteRow, EscalationRow, RecordRow
 
 T = TypeVar("T")
+Row = TypeVar("Row", DeliveryRow, EscalationRow)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,28 @@ def get_record(db: Database, caller: Principal, record_id: str) -> tuple[RecordR
     return record, deliveries
 
 
+def _newest_first(
+    db: Database, query: SelectOfScalar[Row], seq: Any, size: int, token: str, filters: dict[str, object]
+) -> Page[Row]:
+    """One page of `query`, by descending `seq`, continuing after the page `token` ended."""
+    limit = page_size(size)
+    after = decode_token(token, filters)
+    query = query.order_by(seq.desc()).limit(limit + 1)
+    if after is not None:
+        query = query.where(seq < after)
+    with db.transaction() as session:
+        rows = list(session.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_token(getattr(rows[-1], "seq", 0) or 0, filters) if more else "")
+
+
+def check_agency_filter(field: str, agency: str, known: set[str]) -> None:
+    """A filter naming an agency that does not exist is a mistake worth saying, not an empty page."""
+    if agency and agency not in known:
+        raise InvalidArgument([FieldViolation(field, f"unknown agency {agency[:64]!r}")])
+
+
 def list_deliveries(
     db: Database, caller: Principal, *, record_id: str, recipient: str, state: str, size: int, token: str
 ) -> Page[DeliveryRow]:
@@ -55,11 +79,7 @@ def list_deliveries(
         "state": state,
         "who": caller.actor,
     }
-    limit = page_size(size)
-    after = decode_token(token, filters)
-    query = select(DeliveryRow).order_by(col(DeliveryRow.seq).desc()).limit(limit + 1)
-    if after is not None:
-        query = query.where(col(DeliveryRow.seq) < after)
+    query = select(DeliveryRow)
     if record_id:
         query = query.where(DeliveryRow.record_id == record_id)
     if recipient:
@@ -70,33 +90,21 @@ def list_deliveries(
         query = query.where(
             or_(col(DeliveryRow.recipient) == caller.id, col(DeliveryRow.publisher) == caller.id)
         )
-    with db.transaction() as session:
-        rows = list(session.exec(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_token(rows[-1].seq or 0, filters) if more else "")
+    return _newest_first(db, query, col(DeliveryRow.seq), size, token, filters)
 
 
 def list_escalations(
     db: Database, *, state: str, recipient: str, min_level: int, size: int, token: str
 ) -> Page[EscalationRow]:
     filters: dict[str, object] = {"state": state, "recipient": recipient, "min_level": min_level}
-    limit = page_size(size)
-    after = decode_token(token, filters)
-    query = select(EscalationRow).order_by(col(EscalationRow.seq).desc()).limit(limit + 1)
-    if after is not None:
-        query = query.where(col(EscalationRow.seq) < after)
+    query = select(EscalationRow)
     if state:
         query = query.where(EscalationRow.state == state)
     if recipient:
         query = query.where(EscalationRow.recipient == recipient)
     if min_level:
         query = query.where(col(EscalationRow.level) >= min_level)
-    with db.transaction() as session:
-        rows = list(session.exec(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_token(rows[-1].seq or 0, filters) if more else "")
+    return _newest_first(db, query, col(EscalationRow.seq), size, token, filters)
 
 
 def get_escalation(db: Database, escalation_id: str) -> tuple[EscalationRow, list[EscalationNoteRow]]:
