@@ -90,3 +90,10 @@ def test_time_format_round_trips() -> None:
     assert parse_rfc3339_ms("2026-11-23T08:00:00.123Z") == parse_rfc3339_ms("2026-11-23T08:00:00.000Z") + 123
     with pytest.raises(ValueError, match="milliseconds"):
         parse_rfc3339_ms("2026-11-23T08:00:00Z")
+
+
+def test_vendored_vectors_match_the_shared_ones() -> None:
+    """tests/data/ack-v1.json is the shared vector file, unchanged."""
+    if not SHARED.exists():
+        pytest.skip("shared/ is not beside this clone")
+    assert json.loads(COPY.read_text()) == json.loads(SHARED.read_text())
