@@ -12,9 +12,9 @@ import pytest
 from hub.clock import parse_rfc3339_ms, to_rfc3339_ms
 from hub.signing import AckFields, load_private_key, load_public_key, sign_ack, verify_ack
 
-VECTORS = json.loads((Path(__file__).parents[2] / "shared" / "vectors" / "ack-v1.json").read_text())[
-    "vectors"
-]
+SHARED = Path(__file__).parents[2] / "shared" / "vectors" / "ack-v1.json"  # beside the clone, as in CI
+COPY = Path(__file__).parent / "data" / "ack-v1.json"  # so a lone clone can run the tests too
+VECTORS = json.loads((SHARED if SHARED.exists() else COPY).read_text())["vectors"]
 
 
 def _fields(vector: dict[str, Any]) -> AckFields:
