@@ -258,15 +258,15 @@ class Customs:
 class Agencies:
     """customs, tax and fx, connected to the hub at `target`."""
 
-    def __init__(self, target: str, rng: random.Random, stop: threading.Event) -> None:
+    def __init__(self, target: str, stop: threading.Event) -> None:
         self.clients = {
             agency: AgencyClient(
                 target, agency, key_id=demo_key_id(agency), private_key=demo_private_key(agency)
             )
             for agency in ("customs", "tax", "fx")
         }
-        self.fx = SlowLossyAgency(self.clients["fx"], rng)
-        self.customs = Customs(self.clients["customs"], rng, stop)
+        self.fx = SlowLossyAgency(self.clients["fx"], random.Random())
+        self.customs = Customs(self.clients["customs"], random.Random(), stop)
         self.refused_acks = 0
         self._closed = False
 
@@ -275,8 +275,8 @@ class Agencies:
         start_subscription(self.clients["fx"], self.fx)
         self.customs.thread.start()
 
-    def count_refused_acks(self) -> int:
-        """Acknowledgements the hub refused so far (there should be none); each one is logged."""
+    def notes(self) -> list[str]:
+        """What went wrong on the agencies' side (nothing, normally); each refused acknowledgement is logged."""
         for client in self.clients.values():
             while not client.results.empty():
                 result = client.results.get_nowait()
@@ -289,7 +289,12 @@ class Agencies:
                         reason=result.error.reason,
                         message=result.error.message,
                     )
-        return self.refused_acks
+        notes = []
+        if self.customs.failed:
+            notes.append(f"publishes failed {self.customs.failed} (see the log)")
+        if self.refused_acks:
+            notes.append(f"acknowledgements refused {self.refused_acks} (see the log)")
+        return notes
 
     def close(self) -> None:
         if self._closed:
@@ -316,15 +321,15 @@ class HubThread:
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def breaker_states(self) -> dict[str, str]:
-        """Circuit breakers that are not closed, read on the hub's loop."""
+    def breaker_notes(self) -> list[str]:
+        """Circuit breakers that are not closed (read on the hub's loop), e.g. "fx circuit OPEN"."""
 
         async def read() -> dict[str, str]:
             exchange = self.server.exchange
-            states = exchange.dispatcher.breakers.states() if exchange is not None else {}
-            return {agency: state for agency, state in states.items() if state != "CLOSED"}
+            return exchange.dispatcher.breakers.states() if exchange is not None else {}
 
-        return self.run(read(), 5)
+        states = self.run(read(), 5)
+        return [f"{agency} circuit {state}" for agency, state in sorted(states.items()) if state != "CLOSED"]
 
     def stop(self) -> None:
         try:
@@ -393,46 +398,29 @@ def _clock(elapsed_s: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _extras(snap: Snapshot, refused_acks: int, breakers: dict[str, str]) -> str:
-    parts = []
-    if snap.closed_by_ack:
-        parts.append(f"closed by late ack {snap.closed_by_ack}")
-    parts += [f"{agency} circuit {state}" for agency, state in sorted(breakers.items())]
-    if refused_acks:
-        parts.append(f"acks refused {refused_acks} (see the log)")
+def status_line(elapsed_s: float, snap: Snapshot, address: str, notes: list[str]) -> str:
+    """One line per tick, for a log or a pipe."""
+    states = " ".join(f"{state} {snap.by_state.get(state, 0)}" for state in DELIVERY_STATES)
+    parts = [
+        f"[{int(elapsed_s):4d}s] published {snap.records}",
+        f"deliveries {states}",
+        f"retries {snap.retries}",
+        f"open cases {snap.open_cases}",
+        f"closed by late ack {snap.closed_by_ack}",
+        *notes,
+        f"gRPC {address}",
+    ]
     return " | ".join(parts)
 
 
-def status_line(
-    elapsed_s: float,
-    snap: Snapshot,
-    address: str,
-    refused_acks: int = 0,
-    breakers: dict[str, str] | None = None,
-) -> str:
-    """One line per tick, for a log or a pipe."""
-    states = " ".join(f"{state} {snap.by_state.get(state, 0)}" for state in DELIVERY_STATES)
-    line = (
-        f"[{int(elapsed_s):4d}s] published {snap.records} | deliveries {states} | retries {snap.retries} "
-        f"| open cases {snap.open_cases}"
-    )
-    extras = _extras(snap, refused_acks, breakers or {})
-    return f"{line}{' | ' + extras if extras else ''} | gRPC {address}"
-
-
 def status_panel(
-    elapsed_s: float,
-    snap: Snapshot,
-    address: str,
-    levels: dict[str, str],
-    refused_acks: int = 0,
-    breakers: dict[str, str] | None = None,
+    elapsed_s: float, snap: Snapshot, address: str, levels: dict[str, str], notes: list[str]
 ) -> list[str]:
-    """A few lines redrawn in place on a terminal: deliveries by recipient and state, cases."""
+    """A few lines redrawn in place on a terminal: deliveries by recipient and state, then the cases."""
     head = "".join(f"{state:>10}" for state in DELIVERY_STATES)
     lines = [
         f"ackhub demo  {_clock(elapsed_s)}   gRPC {address}   records published {snap.records}",
-        f"  {'deliveries':<10}{head}   closes at",
+        f"  {'deliveries':<10}{head}   closed when",
     ]
     for recipient, level in levels.items():
         counts = snap.by_recipient.get(recipient, {})
@@ -440,11 +428,12 @@ def status_panel(
         lines.append(f"  {recipient:<10}{row}   {'ACCEPTED' if level == 'BUSINESS' else 'RECEIVED'}")
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(snap.open_by_reason.items()))
     lines.append(
-        f"  retries {snap.retries}   open escalation cases {snap.open_cases}{': ' + reasons if reasons else ''}"
+        f"  retries {snap.retries}   open escalation cases {snap.open_cases}"
+        + (f" ({reasons})" if reasons else "")
     )
-    extras = _extras(snap, refused_acks, breakers or {})
-    if extras:
-        lines.append(f"  {extras}")
+    lines.append(f"  cases closed by a late acknowledgement {snap.closed_by_ack}")
+    if notes:
+        lines.append("  " + "   ".join(notes))
     return lines
 
 
@@ -458,18 +447,15 @@ class LiveView:
         self.tty = out.isatty()
         self._drawn = 0
 
-    def show(self, elapsed_s: float, snap: Snapshot, refused_acks: int, breakers: dict[str, str]) -> None:
+    def show(self, elapsed_s: float, snap: Snapshot, notes: list[str]) -> None:
         if not self.tty:
-            print(
-                status_line(elapsed_s, snap, self.address, refused_acks, breakers), file=self.out, flush=True
-            )
+            print(status_line(elapsed_s, snap, self.address, notes), file=self.out, flush=True)
             return
         width = shutil.get_terminal_size().columns
         lines = [
-            line[: width - 1]
-            for line in status_panel(elapsed_s, snap, self.address, self.levels, refused_acks, breakers)
+            line[: width - 1] for line in status_panel(elapsed_s, snap, self.address, self.levels, notes)
         ]
-        up = f"\x1b[{self._drawn}F" if self._drawn else ""
+        up = f"\x1b[{self._drawn}F" if self._drawn else ""  # back to the panel's first line
         self.out.write(up + "\x1b[J" + "\n".join(lines) + "\n")
         self.out.flush()
         self._drawn = len(lines)
@@ -553,7 +539,7 @@ def run_demo(duration_s: float, listen: str, database_url: str) -> int:
             "after 1-3 s and loses ~30% of deliveries, so retries and escalations appear. Ctrl-C stops.",
             flush=True,
         )
-        agencies = Agencies(address, random.Random(), stop)
+        agencies = Agencies(address, stop)
         agencies.start()
         route = settings.route(RECORD_TYPE)
         levels: dict[str, str] = {r.agency: r.ack_level for r in route.recipients} if route else {}
@@ -561,7 +547,7 @@ def run_demo(duration_s: float, listen: str, database_url: str) -> int:
         started = time.monotonic()
         while True:
             elapsed = time.monotonic() - started
-            view.show(elapsed, snapshot(hub.server.db), agencies.count_refused_acks(), hub.breaker_states())
+            view.show(elapsed, snapshot(hub.server.db), agencies.notes() + hub.breaker_notes())
             left = duration_s - elapsed if duration_s > 0 else 1.0
             if left <= 0 or stop.wait(min(1.0, left)):
                 break

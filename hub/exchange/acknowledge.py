@@ -23,7 +23,6 @@ from hub.exchange.states import (
 )
 from hub.exchange.validation import Violations
 from hub.signing import ACK_STATUSES, AckFields, verify_ack
-from hub.store.db import Database
 from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
 
 FIELD = "acknowledgement"
@@ -90,7 +89,7 @@ def validate(ack: AckInput, now_ms: int) -> None:
 
 
 def _check_against(
-    ack: AckInput, delivery: DeliveryRow, record: RecordRow, keys: KeyRing, caller: Principal
+    ack: AckInput, delivery: DeliveryRow, digest: str, keys: KeyRing, caller: Principal
 ) -> None:
     if caller.kind != "agency" or caller.id != delivery.recipient or ack.recipient != delivery.recipient:
         raise PermissionDenied(
@@ -113,9 +112,9 @@ def _check_against(
             ],
             reason="RECORD_MISMATCH",
         )
-    if ack.digest != f"sha256:{record.digest}":
+    if ack.digest != f"sha256:{digest}":
         raise InvalidArgument(
-            [FieldViolation(f"{FIELD}.digest", f"the record's digest is sha256:{record.digest}")],
+            [FieldViolation(f"{FIELD}.digest", f"the record's digest is sha256:{digest}")],
             reason="DIGEST_MISMATCH",
         )
     public_key = keys.get(ack.recipient, ack.key_id)
@@ -166,60 +165,59 @@ def _apply(session: Session, delivery: DeliveryRow, ack: AckInput, now_ms: int) 
 
 
 def acknowledge(
-    db: Database, keys: KeyRing, caller: Principal, ack: AckInput, now_ms: int, via: str
+    session: Session, keys: KeyRing, caller: Principal, ack: AckInput, now_ms: int, via: str
 ) -> AckOutcome:
-    """Blocking; run it through `Database.run`. A refused acknowledgement changes nothing."""
+    """Inside the caller's transaction. Every refusal is raised before anything is written."""
     validate(ack, now_ms)
-    with db.transaction() as session:
-        delivery = session.exec(
-            select(DeliveryRow).where(DeliveryRow.id == ack.delivery_id).with_for_update()
-        ).first()
-        if delivery is None:
-            raise NotFound("delivery", ack.delivery_id)
-        record = session.exec(select(RecordRow).where(RecordRow.id == delivery.record_id)).one()
-        _check_against(ack, delivery, record, keys, caller)
+    delivery = session.exec(
+        select(DeliveryRow).where(DeliveryRow.id == ack.delivery_id).with_for_update()
+    ).first()
+    if delivery is None:
+        raise NotFound("delivery", ack.delivery_id)
+    digest = session.exec(select(RecordRow.digest).where(RecordRow.id == delivery.record_id)).one()
+    _check_against(ack, delivery, digest, keys, caller)
 
-        stored = session.exec(
-            select(AcknowledgementRow.status).where(AcknowledgementRow.delivery_id == delivery.id)
-        ).all()
-        if ack.status in stored:
-            return AckOutcome(delivery, True, [])
-        if ack.status in FINAL and delivery.state in FINAL:
-            raise FailedPrecondition(
-                f"delivery {delivery.id!r} was already {delivery.state}; {ack.status} contradicts it",
-                reason="ACK_CONTRADICTS_FINAL",
-                metadata={"delivery_id": delivery.id, "state": delivery.state, "status": ack.status},
-            )
-        session.add(
-            AcknowledgementRow(
-                delivery_id=delivery.id,
-                record_id=delivery.record_id,
-                recipient=delivery.recipient,
-                status=ack.status,
-                reason=ack.reason,
-                ack_time_ms=ack.time_ms or 0,
-                key_id=ack.key_id,
-                signature=ack.signature,
-                received_ms=now_ms,
-                via=via,
-            )
+    stored = session.exec(
+        select(AcknowledgementRow.status).where(AcknowledgementRow.delivery_id == delivery.id)
+    ).all()
+    if ack.status in stored:
+        return AckOutcome(delivery, True, [])
+    if ack.status in FINAL and delivery.state in FINAL:
+        raise FailedPrecondition(
+            f"delivery {delivery.id!r} was already {delivery.state}; {ack.status} contradicts it",
+            reason="ACK_CONTRADICTS_FINAL",
+            metadata={"delivery_id": delivery.id, "state": delivery.state, "status": ack.status},
         )
-        close_attempt(session, delivery.id, "ACKED", now_ms)
-        notices = _apply(session, delivery, ack, now_ms)
-        audit_log.append(
-            session,
-            kind=f"delivery.{ack.status.lower()}",
-            actor=caller.actor,
-            time_ms=now_ms,
-            record_id=delivery.record_id,
+    session.add(
+        AcknowledgementRow(
             delivery_id=delivery.id,
-            data={
-                "status": ack.status,
-                "reason": ack.reason,
-                "key": ack.key_id,
-                "ack_time_ms": ack.time_ms,
-                "signature": ack.signature.hex(),
-                "state": delivery.state,
-            },
+            record_id=delivery.record_id,
+            recipient=delivery.recipient,
+            status=ack.status,
+            reason=ack.reason,
+            ack_time_ms=ack.time_ms or 0,
+            key_id=ack.key_id,
+            signature=ack.signature,
+            received_ms=now_ms,
+            via=via,
         )
-        return AckOutcome(delivery, False, notices)
+    )
+    close_attempt(session, delivery.id, "ACKED", now_ms)
+    notices = _apply(session, delivery, ack, now_ms)
+    audit_log.append(
+        session,
+        kind=f"delivery.{ack.status.lower()}",
+        actor=caller.actor,
+        time_ms=now_ms,
+        record_id=delivery.record_id,
+        delivery_id=delivery.id,
+        data={
+            "status": ack.status,
+            "reason": ack.reason,
+            "key": ack.key_id,
+            "ack_time_ms": ack.time_ms,
+            "signature": ack.signature.hex(),
+            "state": delivery.state,
+        },
+    )
+    return AckOutcome(delivery, False, notices)

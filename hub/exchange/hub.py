@@ -3,7 +3,7 @@ loop and then telling the dispatcher and the notifiers what changed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -16,6 +16,7 @@ from hub.exchange.dispatcher import Dispatcher
 from hub.exchange.keys import KeyRing
 from hub.exchange.notify import Notifications
 from hub.exchange.routing import Router
+from hub.store.batching import Batcher
 from hub.store.db import Database
 from hub.store.models import DeliveryRow, EscalationRow
 
@@ -31,21 +32,25 @@ class Exchange:
     keys: KeyRing
     dispatcher: Dispatcher
     notifications: Notifications
+    _publishes: Batcher[tuple[Principal, publish.PublishRequest, int], publish.Receipt] = field(init=False)
+    _acks: Batcher[tuple[Principal, ack_module.AckInput, int, str], ack_module.AckOutcome] = field(init=False)
+
+    def __post_init__(self) -> None:
+        max_payload = self.settings.server.max_payload_bytes
+        self._publishes = Batcher(
+            self.db,
+            lambda session, item: publish.publish(
+                session, self.router, item[0], item[1], item[2], max_payload
+            ),
+        )
+        self._acks = Batcher(self.db, lambda session, item: ack_module.acknowledge(session, self.keys, *item))
 
     @property
     def agency_ids(self) -> set[str]:
         return {agency.id for agency in self.settings.agencies}
 
     async def publish(self, publisher: Principal, request: publish.PublishRequest) -> publish.Receipt:
-        receipt = await self.db.run(
-            publish.publish,
-            self.db,
-            self.router,
-            publisher,
-            request,
-            self.clock.now_ms(),
-            self.settings.server.max_payload_bytes,
-        )
+        receipt = await self._publishes.submit((publisher, request, self.clock.now_ms()))
         log.info(
             "record.published",
             record_id=receipt.record_id,
@@ -61,9 +66,7 @@ class Exchange:
     async def acknowledge(
         self, caller: Principal, ack: ack_module.AckInput, via: str
     ) -> ack_module.AckOutcome:
-        outcome = await self.db.run(
-            ack_module.acknowledge, self.db, self.keys, caller, ack, self.clock.now_ms(), via
-        )
+        outcome = await self._acks.submit((caller, ack, self.clock.now_ms(), via))
         log.info(
             "delivery.acknowledged",
             delivery_id=ack.delivery_id,

@@ -7,7 +7,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from audit import log as audit_log
@@ -18,7 +17,6 @@ from hub.exchange.routing import Router
 from hub.exchange.states import PENDING
 from hub.exchange.validation import Violations
 from hub.ids import new_id
-from hub.store.db import Database
 from hub.store.models import DeliveryRow, RecordRow
 
 _RECORD_TYPE = re.compile(RECORD_TYPE)
@@ -101,70 +99,66 @@ def _replay(session: Session, publisher: str, request_id: str, digest: str) -> R
 
 
 def publish(
-    db: Database, router: Router, publisher: Principal, request: PublishRequest, now_ms: int, max_payload: int
+    session: Session,
+    router: Router,
+    publisher: Principal,
+    request: PublishRequest,
+    now_ms: int,
+    max_payload: int,
 ) -> Receipt:
-    """Blocking; run it through `Database.run`. Nothing is stored unless everything is."""
+    """Inside the caller's transaction. Every refusal is raised before anything is written."""
     validate(request, max_payload)
     recipients = router.recipients(request.record_type, publisher.id)
     digest = hashlib.sha256(request.payload).hexdigest()
     request_id = request.request_id or new_id(now_ms)
-    try:
-        with db.transaction() as session:
-            replay = _replay(session, publisher.id, request_id, digest)
-            if replay is not None:
-                return replay
-            record = RecordRow(
-                id=new_id(now_ms),
-                request_id=request_id,
-                publisher=publisher.id,
-                record_type=request.record_type,
-                subject_uscc=request.subject_uscc or None,
-                declaration_number=request.declaration_number or None,
-                content_type=request.content_type or "application/octet-stream",
-                payload=request.payload,
-                digest=digest,
-                accepted_ms=now_ms,
-            )
-            session.add(record)
-            session.flush()  # the deliveries' foreign key needs the record row first
-            deliveries = [
-                DeliveryRow(
-                    id=new_id(now_ms),
-                    record_id=record.id,
-                    record_type=record.record_type,
-                    publisher=publisher.id,
-                    recipient=recipient.agency,
-                    state=PENDING,
-                    required_level=recipient.ack_level,
-                    policy=recipient.model_dump_json(),
-                    created_ms=now_ms,
-                    next_attempt_ms=now_ms,
-                    deadline_ms=now_ms + recipient.deadline,
-                    deadline_check_ms=now_ms + recipient.deadline,
-                )
-                for recipient in recipients
-            ]
-            session.add_all(deliveries)
-            audit_log.append(
-                session,
-                kind="record.published",
-                actor=publisher.actor,
-                time_ms=now_ms,
-                record_id=record.id,
-                data={
-                    "record_type": record.record_type,
-                    "digest": f"sha256:{digest}",
-                    "request_id": request_id,
-                    "subject_uscc": record.subject_uscc,
-                    "declaration_number": record.declaration_number,
-                    "deliveries": {d.recipient: d.id for d in deliveries},
-                },
-            )
-            return Receipt(record.id, digest, now_ms, [(d.id, d.recipient) for d in deliveries], False)
-    except IntegrityError:
-        # A concurrent publish with the same request id won the race: answer as a replay of it.
-        with db.transaction() as session:
-            replay = _replay(session, publisher.id, request_id, digest)
-        if replay is None:
-            raise
+    replay = _replay(session, publisher.id, request_id, digest)
+    if replay is not None:
         return replay
+    record = RecordRow(
+        id=new_id(now_ms),
+        request_id=request_id,
+        publisher=publisher.id,
+        record_type=request.record_type,
+        subject_uscc=request.subject_uscc or None,
+        declaration_number=request.declaration_number or None,
+        content_type=request.content_type or "application/octet-stream",
+        payload=request.payload,
+        digest=digest,
+        accepted_ms=now_ms,
+    )
+    session.add(record)
+    session.flush()  # the deliveries' foreign key needs the record row first
+    deliveries = [
+        DeliveryRow(
+            id=new_id(now_ms),
+            record_id=record.id,
+            record_type=record.record_type,
+            publisher=publisher.id,
+            recipient=recipient.agency,
+            state=PENDING,
+            required_level=recipient.ack_level,
+            policy=recipient.model_dump_json(),
+            created_ms=now_ms,
+            next_attempt_ms=now_ms,
+            deadline_ms=now_ms + recipient.deadline,
+            deadline_check_ms=now_ms + recipient.deadline,
+        )
+        for recipient in recipients
+    ]
+    session.add_all(deliveries)
+    audit_log.append(
+        session,
+        kind="record.published",
+        actor=publisher.actor,
+        time_ms=now_ms,
+        record_id=record.id,
+        data={
+            "record_type": record.record_type,
+            "digest": f"sha256:{digest}",
+            "request_id": request_id,
+            "subject_uscc": record.subject_uscc,
+            "declaration_number": record.declaration_number,
+            "deliveries": {d.recipient: d.id for d in deliveries},
+        },
+    )
+    return Receipt(record.id, digest, now_ms, [(d.id, d.recipient) for d in deliveries], False)
