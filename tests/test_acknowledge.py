@@ -6,12 +6,14 @@ import uuid
 
 import grpc
 import pytest
+from sqlmodel import select
 
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
 from hub._proto.ackhub.v1 import operations_service_pb2 as ops
 from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
 from hub.sdk.agency import AgencyClient, Delivery, Verdict, start_subscription
+from hub.store.models import AttemptRow
 from tests.harness import Inbox, RunningHub, error_details, private_key, table_counts, wait_for
 
 TYPE = "customs.export_declaration.released"
@@ -66,6 +68,9 @@ def test_stream_acknowledgements_close_deliveries(hub: RunningHub, clock: Manual
     result = fx.results.get(timeout=5)
     assert result.ok and not result.duplicate and result.delivery_id == fx_delivery.delivery_id
     assert table_counts(hub)["acknowledgements"] == 3
+    with hub.server.db.transaction() as session:
+        outcomes = session.exec(select(AttemptRow.outcome)).all()
+    assert sorted(outcomes) == ["ACKED", "ACKED"], "each attempt records that it was answered"
 
 
 def test_business_level_waits_for_business_ack(hub: RunningHub, clock: ManualClock) -> None:

@@ -202,7 +202,7 @@ def acknowledge(
             via=via,
         )
     )
-    close_attempt(session, delivery.id, "ACKED", now_ms)
+    close_attempt(session, delivery, "ACKED", now_ms)
     notices = _apply(session, delivery, ack, now_ms)
     audit_log.append(
         session,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from audit import log as audit_log
@@ -112,16 +113,17 @@ def claim_due(
         return Claim(outbound, notices, unanswered)
 
 
-def close_attempt(session: Session, delivery_id: str, outcome: str, now_ms: int) -> None:
-    """Record how the latest attempt of a delivery ended, if it is still open."""
-    attempt = session.exec(
-        select(AttemptRow)
-        .where(AttemptRow.delivery_id == delivery_id)
-        .order_by(col(AttemptRow.number).desc())
-    ).first()
-    if attempt is not None and attempt.outcome == "SENT":
-        attempt.outcome, attempt.outcome_ms = outcome, now_ms
-        session.add(attempt)
+def close_attempt(session: Session, delivery: DeliveryRow, outcome: str, now_ms: int) -> None:
+    """Record how the delivery's latest attempt ended, if it is still open (one UPDATE, no read)."""
+    session.execute(
+        update(AttemptRow)
+        .where(
+            col(AttemptRow.delivery_id) == delivery.id,
+            col(AttemptRow.number) == delivery.attempts,
+            col(AttemptRow.outcome) == "SENT",
+        )
+        .values(outcome=outcome, outcome_ms=now_ms)
+    )
 
 
 def defer(db: Database, delivery_id: str, recipient: str, until_ms: int, now_ms: int) -> bool:
@@ -136,7 +138,7 @@ def defer(db: Database, delivery_id: str, recipient: str, until_ms: int, now_ms:
             return False
         delivery.next_attempt_ms = until_ms
         session.add(delivery)
-        close_attempt(session, delivery_id, "DEFERRED", now_ms)
+        close_attempt(session, delivery, "DEFERRED", now_ms)
         audit_log.append(
             session,
             kind="delivery.deferred",
