@@ -2,7 +2,7 @@
 
 - customs publishes a released export declaration about every half second;
 - the tax bureau answers at once, RECEIVED then ACCEPTED, and rejects a small share with a reason;
-- the FX administration answers after 1-3 s and loses about a third of what it is sent, so retries,
+- the FX administration answers after 1-3 s and loses about 30% of what it is sent, so retries,
   escalation cases and cases closed by a late acknowledgement appear within a minute.
 
 The hub runs on its own event loop in a background thread; the agencies are threads using the SDK; the
@@ -13,10 +13,8 @@ The agencies' private keys are derived from public seeds: demo only, never for p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import logging
 import os
 import random
 import shutil
@@ -509,10 +507,7 @@ def run_demo(duration_s: float, listen: str, database_url: str) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # Left open on purpose: the hub's loggers keep writing to it until the process ends.
     log_file = log_path.open("w", encoding="utf-8", buffering=1)
-    with contextlib.redirect_stderr(log_file):
-        configure(settings.server.log_level)
-    for chatty in ("apscheduler", "alembic"):  # plain-text lines on every sweep and migration step
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure(settings.server.log_level, stream=log_file)
     print(f"ackhub demo: the hub's structured JSON logs go to {log_path} (tail -f {log_path})", flush=True)
     print(
         f"database {settings.server.database_url}"

@@ -60,6 +60,7 @@ class HubServer:
         self.exchange: Exchange | None = None
         self.streams = StreamConnector()
         self.db = Database(settings.server.database_url)
+        self._sweeping = asyncio.Lock()
 
     async def start(self) -> int:
         """Migrate, register agencies and keys, and listen; returns the bound port."""
@@ -126,8 +127,12 @@ class HubServer:
 
     async def _sweep(self) -> None:
         assert self.exchange is not None
+        async with self._sweeping:
+            await self._sweep_once(self.exchange)
+
+    async def _sweep_once(self, exchange: Exchange) -> None:
         try:
-            result = await self.exchange.sweep()
+            result = await exchange.sweep()
             if result.deadlines or result.steps:
                 log.info("sweep.done", deadlines=result.deadlines, escalation_steps=result.steps)
         except Exception:
@@ -135,7 +140,9 @@ class HubServer:
 
     async def stop(self, grace: float = 1.0) -> None:
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
+            self._scheduler.pause()
+            async with self._sweeping:  # let a running sweep finish rather than cancel it midway
+                self._scheduler.shutdown(wait=False)
         if self.exchange is not None:
             self.exchange.dispatcher.stop()
         if self._server is not None:

@@ -332,3 +332,18 @@ def test_webhook_notifier_hears_each_step(
         assert received[0]["case"]["record_id"] == receipt.record_id
     finally:
         hub.stop()
+
+
+def test_escalation_is_a_structured_warning_with_ids(hub: RunningHub, clock: ManualClock) -> None:
+    """Opening a case logs a warning event carrying the escalation, delivery, record and agency ids."""
+    from structlog.testing import capture_logs
+
+    receipt = _publish(hub)
+    with capture_logs() as logs:
+        _step(hub, clock, 30_000)
+    opened = [e for e in logs if e["event"] == "escalation.opened" and e["agency"] == "tax"]
+    assert len(opened) == 1
+    assert opened[0]["log_level"] == "warning"
+    assert opened[0]["record_id"] == receipt.record_id
+    assert opened[0]["delivery_id"] == _delivery(hub, receipt, "tax").delivery_id
+    assert opened[0]["escalation_id"] == _cases(hub, recipient="tax")[0].escalation_id

@@ -19,11 +19,6 @@ class Notifier(Protocol):
     async def notify(self, notice: Notice) -> None: ...
 
 
-class LogNotifier:
-    async def notify(self, notice: Notice) -> None:
-        log.warning("escalation.notice", notice_event=notice.event, **notice.case)
-
-
 class WebhookNotifier:
     """POSTs the notice as JSON: `{"event": ..., "case": {...}}`."""
 
@@ -39,13 +34,15 @@ class WebhookNotifier:
 
 class Notifications:
     def __init__(self, configured: list[NotifierSettings]) -> None:
-        self.notifiers: dict[str, Notifier] = {"log": LogNotifier()}
+        self.notifiers: dict[str, Notifier] = {}
         for item in configured:
             self.notifiers[item.name] = WebhookNotifier(item.url, item.timeout)
 
     async def dispatch(self, notices: list[Notice]) -> None:
         for notice in notices:
-            log.info(
+            # Every notice is logged; a rung that names "log" makes it a warning people should see.
+            emit = log.warning if "log" in notice.targets else log.info
+            emit(
                 notice.event,
                 escalation_id=notice.case["escalation_id"],
                 delivery_id=notice.case["delivery_id"],
@@ -56,7 +53,7 @@ class Notifications:
             )
             for target in notice.targets:
                 if target == "log":
-                    continue  # already logged above
+                    continue  # that is the log line above
                 try:
                     await self.notifiers[target].notify(notice)
                 except Exception as exc:  # a notifier must never stop the exchange
