@@ -39,10 +39,13 @@ GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def _config(database_url: str) -> dict[str, Any]:
-    """`base_config` on a free port, with quick sweeps and retries so redelivery after restart is prompt."""
+    """`base_config` on a free port, with quick sweeps and retries so redelivery after restart is prompt.
+    The circuit breaker is kept out of the way: attempts left unanswered by the crash (and retries that
+    outrun acknowledgements on a busy machine) would otherwise pause deliveries for whole cooldowns."""
     config = base_config(database_url)
     config["server"]["listen"] = f"127.0.0.1:{free_port()}"
     config["server"]["sweep_interval"] = "100ms"
+    config["breaker"]["failure_threshold"] = 1000
     for route in config["routes"]:
         for recipient in route["recipients"]:
             recipient["retry"] = {
@@ -126,7 +129,7 @@ class Publishers:
                     timeout=5,
                 )
             except grpc.RpcError as error:
-                code = error.code()  # type: ignore[attr-defined]
+                code = error.code()
                 if code not in GONE or time.monotonic() > deadline or self.abandon.is_set():
                     with self._lock:
                         self.errors.append(f"{item.request_id}: {code} {error}")
@@ -152,7 +155,11 @@ class Publishers:
 class Recipient:
     """A subscription that reconnects whenever the stream breaks and answers each delivery with signed
     acknowledgements; what the hub has not confirmed yet is sent again on the next stream, as an agency's
-    system would, so an acknowledgement that died with the hub is not lost on the agency's side either."""
+    system would, so an acknowledgement that died with the hub is not lost on the agency's side either.
+    (The SDK's `subscribe` alone does not: a business acknowledgement that dies with the hub after the
+    RECEIVED before it was stored is never asked for again, and the delivery waits for its deadline.)
+    An unconfirmed acknowledgement goes at most once per stream: a redelivery that overtook it is not
+    answered twice on the same stream."""
 
     def __init__(self, client: AgencyClient, statuses: tuple[str, ...]) -> None:
         self.client = client
@@ -165,7 +172,8 @@ class Recipient:
         self.stored_twice: list[tuple[str, str]] = []
         self.refused: list[pb.AckResult] = []
         self.stream_errors: list[grpc.StatusCode] = []
-        self.opened = 0
+        self.opened = 0  # streams opened; the current one's number
+        self._sent_on: dict[tuple[str, str], int] = {}  # unconfirmed ack → stream it last went on
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"subscribe-{client.agency_id}")
 
@@ -178,7 +186,7 @@ class Recipient:
                 self.client.subscribe(self._handle, on_open=self._on_open)
             except grpc.RpcError as error:
                 with self._lock:
-                    self.stream_errors.append(error.code())  # type: ignore[attr-defined]
+                    self.stream_errors.append(error.code())
             if not self.stopping.is_set():
                 time.sleep(0.05)  # before dialling again
 
@@ -187,10 +195,13 @@ class Recipient:
             key = (delivery.delivery_id, status)
             reason = "registered" if status == "ACCEPTED" else ""
             with self._lock:
-                ack = self.pending.get(key) or self.client.sign(
-                    delivery.record, delivery.delivery_id, status, reason
-                )
-                self.pending[key] = ack
+                ack = self.pending.get(key)
+                if ack is not None and self._sent_on.get(key) == self.opened:
+                    continue  # already on this stream, its answer not read yet
+                if ack is None:
+                    ack = self.client.sign(delivery.record, delivery.delivery_id, status, reason)
+                    self.pending[key] = ack
+                self._sent_on[key] = self.opened
             self.client.send(pb.SubscribeRequest(acknowledgement=ack))
 
     def _on_open(self, _session_id: str) -> None:
@@ -198,6 +209,7 @@ class Recipient:
         with self._lock:
             self.opened += 1
             unconfirmed = list(self.pending.values())
+            self._sent_on = dict.fromkeys(self.pending, self.opened)
         for ack in unconfirmed:
             self.client.send(pb.SubscribeRequest(acknowledgement=ack))
 
@@ -213,6 +225,7 @@ class Recipient:
                 if result.ok:
                     self.confirmed.append(key)
                     sent = self.pending.pop(key, None)
+                    self._sent_on.pop(key, None)
                     if not result.duplicate:
                         # The first ok for a key answers the only message sent for it until then.
                         if key in self.stored or sent is None:
@@ -308,17 +321,18 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
         confirmed_before = {a: r.confirmed_count() for a, r in recipients.items()}
         unconfirmed_at_kill = {a: r.unconfirmed() for a, r in recipients.items()}
 
+        restarting = time.monotonic()
         hub_process.start()  # same configuration, same store
+        restart_s = time.monotonic() - restarting
         hub_up.set()
         _wait_until(
-            lambda: publishers.receipted() >= receipted_before + 30,
+            lambda: publishers.receipted() >= receipted_before + 20 or bool(publishers.errors),
             15,
-            lambda: (
-                f"publishing did not resume: {publishers.receipted()} receipts, errors {publishers.errors}"
-            ),
+            lambda: f"publishing did not resume: {publishers.receipted()} receipts",
         )
+        assert publishers.errors == [], hub_process.log_tail()
         publishers.stop()
-        assert publishers.errors == []
+        assert publishers.errors == [], hub_process.log_tail()
         items = publishers.items
         assert all(item.receipt is not None for item in items)
         receipts = {item.request_id: item.receipt for item in items if item.receipt is not None}
@@ -326,7 +340,7 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
 
         _wait_until(
             lambda: not _open_deliveries(engine, record_ids),
-            20,
+            45,  # a few seconds unless the machine is very busy
             lambda: (
                 f"deliveries still open: {_open_deliveries(engine, record_ids)[:10]}\n"
                 f"{hub_process.log_tail()}"
@@ -414,7 +428,7 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
             f"stored before it; confirmed acks before the kill {confirmed_before} "
             f"(unconfirmed then {unconfirmed_at_kill}), in all "
             f"{ {a: len(r.confirmed) for a, r in recipients.items()} }; "
-            f"{len(per_ack)} acknowledgements stored"
+            f"{len(per_ack)} acknowledgements stored; the restart took {restart_s:.1f}s"
         )
     finally:
         publishers.no_more.set()

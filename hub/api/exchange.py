@@ -25,6 +25,7 @@ from hub.exchange.publish import PublishRequest
 log = structlog.get_logger("ackhub.api")
 Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
 MAX_RETRY_AFTER_MS = 24 * 3_600_000
+MAX_ACKS_IN_PROGRESS = 256  # per stream: beyond this, the hub stops reading the stream until some finish
 
 
 def _agency(caller: Principal, what: str) -> Principal:
@@ -171,24 +172,42 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     async def _read(
         self, requests: AsyncIterator[pb.SubscribeRequest], caller: Principal, outbox: asyncio.Queue[object]
     ) -> None:
-        """Acknowledgements and retry-after requests arriving on the stream, answered on it in order."""
+        """Acknowledgements and retry-after requests arriving on the stream. Acknowledgements are handled
+        concurrently (bounded), so one stream's acknowledgements share group commits; they enter the
+        batcher in arrival order, and each is answered on the stream once stored or refused."""
+        pending: set[asyncio.Task[None]] = set()
+        room = asyncio.Semaphore(MAX_ACKS_IN_PROGRESS)
         try:
             async for request in requests:
                 kind = request.WhichOneof("kind")
                 if kind == "acknowledgement":
-                    outbox.put_nowait(
-                        pb.SubscribeResponse(ack_result=await self._ack(caller, request.acknowledgement))
-                    )
+                    await room.acquire()
+                    task = asyncio.create_task(self._answer(caller, request.acknowledgement, outbox, room))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
                 elif kind == "retry_after":
                     wait_ms = request.retry_after.retry_after.ToMilliseconds()
                     if 0 < wait_ms <= MAX_RETRY_AFTER_MS:
                         await self.exchange.retry_after(caller.id, request.retry_after.delivery_id, wait_ms)
                     else:
                         log.info("stream.bad_retry_after", agency=caller.id, wait_ms=wait_ms)
+            await asyncio.gather(*pending)  # the agency closed its side: answer what it sent first
         except Exception:
             log.exception("stream.read_failed", agency=caller.id)
         finally:
             outbox.put_nowait(None)
+
+    async def _answer(
+        self,
+        caller: Principal,
+        message: types_pb2.Acknowledgement,
+        outbox: asyncio.Queue[object],
+        room: asyncio.Semaphore,
+    ) -> None:
+        try:
+            outbox.put_nowait(pb.SubscribeResponse(ack_result=await self._ack(caller, message)))
+        finally:
+            room.release()
 
     async def _ack(self, caller: Principal, message: types_pb2.Acknowledgement) -> pb.AckResult:
         try:

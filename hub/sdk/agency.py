@@ -90,7 +90,13 @@ class AgencyClient:
         self.metadata = ((AGENCY_HEADER, agency_id),)
         self._outgoing: queue.Queue[pb.SubscribeRequest | None] | None = None
         self._call: Any = None  # the open Subscribe call, to cancel it
+        # Every AckResult the hub sent; drain it, or it grows with each acknowledgement.
         self.results: queue.Queue[pb.AckResult] = queue.Queue()
+        # Acknowledgements sent on a stream whose result has not come back: sent again on the next
+        # stream, so an acknowledgement lost with a dropped stream or a crashed hub is not lost for good.
+        self._unconfirmed: dict[tuple[str, int], types_pb2.Acknowledgement] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
 
     # -- publishing ---------------------------------------------------------------------------------
     def publish(
@@ -167,6 +173,9 @@ class AgencyClient:
         stream ends. Raises `grpc.RpcError` when the hub refuses or drops the stream."""
         outgoing: queue.Queue[pb.SubscribeRequest | None] = queue.Queue()
         outgoing.put(pb.SubscribeRequest(open=pb.SubscribeOpen(agency_id=self.agency_id, window=window)))
+        with self._lock:
+            for ack in self._unconfirmed.values():  # sent on an earlier stream, never confirmed
+                outgoing.put(pb.SubscribeRequest(acknowledgement=ack))
         self._outgoing = outgoing
 
         def requests() -> Iterator[pb.SubscribeRequest]:
@@ -184,7 +193,10 @@ class AgencyClient:
                 if kind == "opened" and on_open is not None:
                     on_open(response.opened.session_id)
                 elif kind == "ack_result":
-                    self.results.put(response.ack_result)
+                    result = response.ack_result
+                    with self._lock:  # stored or refused: either way, sending it again would not help
+                        self._unconfirmed.pop((result.delivery_id, result.status), None)
+                    self.results.put(result)
                 elif kind == "delivery":
                     self._handle(handler, response.delivery, outgoing)
         except grpc.RpcError as error:
@@ -215,7 +227,29 @@ class AgencyClient:
                 )
             else:
                 ack = self.sign(message.record, message.delivery_id, verdict.status, verdict.reason)
+                with self._lock:
+                    self._unconfirmed[(ack.delivery_id, ack.status)] = ack
                 outgoing.put(pb.SubscribeRequest(acknowledgement=ack))
+
+    def subscribe_forever(
+        self, handler: Handler, window: int = 0, first_wait: float = 0.5, max_wait: float = 30.0
+    ) -> None:
+        """`subscribe`, reconnecting with exponential backoff whenever the stream breaks, until `close()`.
+        Unconfirmed acknowledgements are sent again on each new stream."""
+        wait = first_wait
+        while not self._closed.is_set():
+            try:
+                self.subscribe(handler, window, on_open=lambda _session: None)
+                wait = first_wait
+            except grpc.RpcError as error:
+                if error.code() in (
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ):
+                    raise  # reconnecting cannot fix these
+                wait = min(wait * 2, max_wait)
+            self._closed.wait(wait)
 
     def send(self, request: pb.SubscribeRequest) -> None:
         """Put a raw message on the open stream (for callers that answer outside the handler)."""
@@ -228,6 +262,7 @@ class AgencyClient:
             self._call.cancel()
 
     def close(self) -> None:
+        self._closed.set()
         self.stop_subscription()
         self.channel.close()
 
