@@ -1,14 +1,29 @@
 """Appending to the audit log, always inside the caller's transaction so the event and the change it
-records commit together or not at all."""
+records commit together or not at all; and sequencing, which makes committed events leaves of the tree.
+
+Why a separate sequencing step: `seq` comes from the database and is no order of commit — on PostgreSQL
+concurrent transactions commit out of `seq` order, and a rolled-back one leaves a gap. So appending only
+inserts the row (cheap, and no lock shared by every writer), and `sequence` — serialized by a PostgreSQL
+advisory lock, or by SQLite's single writer — gives the committed events it finds the next dense leaf
+indexes 0, 1, 2 … in `seq` order and stores each one's leaf hash. The leaf index is the tree order, and it
+is inside the hashed leaf data, so moving an event moves nothing silently. Events are covered by the tree
+once sequenced, and by a signature once a checkpoint includes them (audit/ledger.py does both on a
+schedule and on demand).
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
 
+from audit.merkle import leaf_hash
 from hub.store.models import AuditEventRow
+
+LEAF_VERSION = 1
+_ADVISORY_LOCK = 0x6163_6B68_7562  # "ackhub": one sequencer at a time across every hub on one database
 
 
 def canonical_json(data: dict[str, Any]) -> str:
@@ -37,3 +52,56 @@ def append(
     )
     session.add(event)
     return event
+
+
+def leaf_fields(event: AuditEventRow, leaf_index: int) -> dict[str, Any]:
+    """What a leaf states. `data` must be the canonical JSON `append` wrote; anything else raises."""
+    data = json.loads(event.data)
+    if not isinstance(data, dict) or canonical_json(data) != event.data:
+        raise ValueError(f"event seq {event.seq} holds data that is not canonical JSON")
+    return {
+        "v": LEAF_VERSION,
+        "index": leaf_index,
+        "seq": event.seq,
+        "time_ms": event.time_ms,
+        "kind": event.kind,
+        "actor": event.actor,
+        "record_id": event.record_id,
+        "delivery_id": event.delivery_id,
+        "escalation_id": event.escalation_id,
+        "data": data,
+    }
+
+
+def leaf_data(event: AuditEventRow, leaf_index: int) -> bytes:
+    """The bytes a leaf hash is over: canonical JSON of `leaf_fields`, UTF-8."""
+    return canonical_json(leaf_fields(event, leaf_index)).encode()
+
+
+def tree_size(session: Session) -> int:
+    last = session.exec(select(func.max(AuditEventRow.leaf_index))).one()
+    return 0 if last is None else int(last) + 1
+
+
+def sequence(session: Session, limit: int = 10_000) -> int:
+    """Make up to `limit` committed, unsequenced events the next leaves; returns the new tree size."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
+    size = tree_size(session)
+    pending = session.exec(
+        select(AuditEventRow)
+        .where(col(AuditEventRow.leaf_index).is_(None))
+        .order_by(col(AuditEventRow.seq))
+        .limit(limit)
+    ).all()
+    for event in pending:
+        try:
+            data = leaf_data(event, size)
+        except ValueError:
+            # Appended by `append`, so canonical unless edited before sequencing: keep it in the tree as
+            # it is (hashing the stored text) so verification reports it rather than the sequencer stalling.
+            data = event.data.encode()
+        event.leaf_index, event.leaf_hash = size, leaf_hash(data)
+        session.add(event)
+        size += 1
+    return size

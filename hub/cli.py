@@ -15,6 +15,13 @@ EPILOG = """examples:
   ackhub config check examples/demo.toml
   ackhub keys generate tax --key-id tax-2026-01 --out keys/
   ackhub demo
+  ackhub audit verify --config examples/demo.toml
+  ackhub trace 020220260525641690 --token "$ACKHUB_TOKEN"
+  ackhub proof verify proof.json
+  ackhub adapters list
+  ackhub permit verify 26-AA-204966 --kind commerce.import_licence --uscc 91110000600037341L \\
+      --office 0202 --hs 8703234210 --quantity 10 --unit 辆
+  ackhub permit show 26-AA-204966
 """
 
 
@@ -132,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--listen", default="127.0.0.1:7443")
     demo.add_argument("--database-url", default="sqlite:///var/demo.db")
     demo.set_defaults(run=_demo)
+
+    from hub.audit_cli import add_commands
+
+    add_commands(commands)
+
+    from hub.permits.cli import add_commands as add_permit_commands
+
+    add_permit_commands(commands)
     return parser
 
 

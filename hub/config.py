@@ -10,6 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -145,9 +146,75 @@ class Server(_Strict):
     auth: Literal["development"] = "development"
 
 
+class Audit(_Strict):
+    """The audit log's checkpoints. Without `signing_key_file` a development key is used: kept next to a
+    SQLite database file (`<database>.audit-key.pem`, mode 0600, made on first start), or derived from the
+    database URL otherwise (so hubs sharing one PostgreSQL agree); configure a key file in production."""
+
+    signing_key_file: str | None = None  # PEM PKCS#8 Ed25519 private key, or the hex of its 32-byte seed
+    origin: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")] = "ackhub"
+    checkpoint_interval: DurationMs = 60_000
+
+
+class Auth(_Strict):
+    """Enterprises present `authorization: Bearer <JWT>` (EdDSA, Ed25519) carrying their USCC."""
+
+    enterprise_jwt_public_key: str | None = None  # PEM, or base64 of the 32 raw bytes
+    enterprise_jwt_issuer: str = "ackhub-dev"
+    enterprise_jwt_audience: str = "ackhub"
+
+    @field_validator("enterprise_jwt_public_key")
+    @classmethod
+    def _parse_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                load_public_key(value)
+            except ValueError as exc:
+                raise ValueError(f"not an Ed25519 public key (PEM, or base64 of 32 bytes): {exc}") from None
+        return value
+
+
+class IssuerKey(AgencyKey):
+    """An issuer's signing key (its electronic specimen); permits issued after `revoked_after` do not count."""
+
+    revoked_after: date | None = None
+
+
+class PermitIssuer(_Strict):
+    """An authority whose permits the hub verifies (docs/permits.md)."""
+
+    id: Annotated[str, Field(pattern=AGENCY_ID)]
+    name: str = ""
+    adapter: Annotated[str, Field(pattern=AGENCY_ID)]  # an adapter kind, e.g. "commerce", "origin"
+    # The agency that registers this issuer's permits; by default the agency with the issuer's id.
+    agency: str | None = None
+    # Keys beyond the agency's own, e.g. a foreign issuing body's specimens.
+    keys: list[IssuerKey] = Field(default_factory=list)
+    registry_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    registry_timeout: DurationMs = 2_000
+
+    @property
+    def agency_id(self) -> str:
+        return self.agency or self.id
+
+
+class Permits(_Strict):
+    issuers: list[PermitIssuer] = Field(default_factory=list)
+    # How long an answer of an issuer's registry (found or not found) is reused.
+    registry_cache: DurationMs = 300_000
+    # The agency in whose name usage records (draw-downs, releases) are published to issuers.
+    usage_publisher: str = "customs"
+
+    def issuer(self, issuer_id: str) -> PermitIssuer | None:
+        return next((i for i in self.issuers if i.id == issuer_id), None)
+
+
 class Settings(_Strict):
     server: Server = Field(default_factory=Server)
+    permits: Permits = Field(default_factory=Permits)
     breaker: Breaker = Field(default_factory=Breaker)
+    audit: Audit = Field(default_factory=Audit)
+    auth: Auth = Field(default_factory=Auth)
     agencies: list[Agency] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     notifiers: list[Notifier] = Field(default_factory=list)
@@ -195,6 +262,22 @@ def _cross_references(settings: Settings) -> list[tuple[str, str]]:
                                 f"unknown notifier {name!r} (known: {', '.join(sorted(notifiers))})",
                             )
                         )
+    problems.extend(_permit_references(settings, agency_ids))
+    return problems
+
+
+def _permit_references(settings: Settings, agency_ids: list[str]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    issuer_ids = [i.id for i in settings.permits.issuers]
+    for i, issuer in enumerate(settings.permits.issuers):
+        where = f"permits.issuers[{i}]"
+        if issuer_ids.index(issuer.id) != i:
+            problems.append((f"{where}.id", f"issuer {issuer.id!r} is defined twice"))
+        if issuer.agency_id not in agency_ids:
+            field = "agency" if issuer.agency else "id"
+            problems.append((f"{where}.{field}", f"unknown agency {issuer.agency_id!r}"))
+    if settings.permits.issuers and settings.permits.usage_publisher not in agency_ids:
+        problems.append(("permits.usage_publisher", f"unknown agency {settings.permits.usage_publisher!r}"))
     return problems
 
 

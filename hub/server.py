@@ -12,17 +12,30 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from adapters.loader import load as load_adapters
+from audit.checkpoint import signing_key
+from audit.ledger import AuditLedger
 from connectors.stream import StreamConnector
 from hub._proto.ackhub.v1 import (
+    audit_service_pb2,
+    audit_service_pb2_grpc,
     exchange_service_pb2,
     exchange_service_pb2_grpc,
     operations_service_pb2,
     operations_service_pb2_grpc,
+    permit_service_pb2,
+    permit_service_pb2_grpc,
+    trace_service_pb2,
+    trace_service_pb2_grpc,
 )
+from hub.api.audit import AuditServicer
 from hub.api.errors import ErrorInterceptor
 from hub.api.exchange import ExchangeServicer
 from hub.api.operations import OperationsServicer
+from hub.api.permits import PermitServicer
+from hub.api.trace import TraceServicer
 from hub.auth.identity import DevelopmentAuthenticator
+from hub.auth.jwt import EnterpriseTokens
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.exchange.breaker import Breakers
@@ -31,12 +44,19 @@ from hub.exchange.hub import Exchange
 from hub.exchange.keys import KeyRing, sync_agencies
 from hub.exchange.notify import Notifications
 from hub.exchange.routing import Router
+from hub.permits.issuers import Issuers
+from hub.permits.registry import Registries
+from hub.permits.service import Permits
+from hub.signing import load_public_key
 from hub.store.db import Database
 
 log = structlog.get_logger("ackhub.server")
 SERVICES = (
     exchange_service_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     operations_service_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name,
+    permit_service_pb2.DESCRIPTOR.services_by_name["PermitService"].full_name,
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
 )
 
 
@@ -58,6 +78,8 @@ class HubServer:
         self._scheduler: AsyncIOScheduler | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self.exchange: Exchange | None = None
+        self.permits: Permits | None = None
+        self.ledger: AuditLedger | None = None
         self.streams = StreamConnector()
         self.db = Database(settings.server.database_url)
         self._sweeping = asyncio.Lock()
@@ -86,12 +108,31 @@ class HubServer:
                 ("grpc.max_send_message_length", settings.server.max_payload_bytes + 1024 * 1024),
             ],
         )
-        auth = DevelopmentAuthenticator(a.id for a in settings.agencies)
+        key, key_source = signing_key(settings.audit.signing_key_file, settings.server.database_url)
+        self.ledger = AuditLedger(self.db, key, settings.audit.origin, self.clock)
+        log.info("audit.key", source=key_source, origin=settings.audit.origin)
+        tokens = None
+        if settings.auth.enterprise_jwt_public_key:
+            tokens = EnterpriseTokens(
+                load_public_key(settings.auth.enterprise_jwt_public_key),
+                settings.auth.enterprise_jwt_issuer,
+                settings.auth.enterprise_jwt_audience,
+                self.clock,
+            )
+        auth = DevelopmentAuthenticator((a.id for a in settings.agencies), tokens)
         exchange_service_pb2_grpc.add_ExchangeServiceServicer_to_server(
             ExchangeServicer(self.exchange, auth, self.streams), server
         )
         operations_service_pb2_grpc.add_OperationsServiceServicer_to_server(
             OperationsServicer(self.exchange, auth), server
+        )
+        audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(self.ledger, auth), server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
+            TraceServicer(self.db, self.ledger, auth, {a.id: a.name for a in settings.agencies}), server
+        )
+        self.permits = self._permits(self.exchange)
+        permit_service_pb2_grpc.add_PermitServiceServicer_to_server(
+            PermitServicer(self.permits, auth), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -114,6 +155,14 @@ class HubServer:
                 coalesce=True,
                 id="sweep",
             )
+            self._scheduler.add_job(
+                self.checkpoint,
+                "interval",
+                seconds=settings.audit.checkpoint_interval / 1000,
+                max_instances=1,
+                coalesce=True,
+                id="audit-checkpoint",
+            )
             self._scheduler.start()
         log.info(
             "hub.started",
@@ -124,6 +173,17 @@ class HubServer:
             routes=len(settings.routes),
         )
         return self.port
+
+    def _permits(self, exchange: Exchange) -> Permits:
+        """Adapters from the `ackhub.adapters` entry points; a broken one is logged by name, the rest load."""
+        adapters = load_adapters()
+        for kind, loaded in adapters.loaded.items():
+            log.info("adapter.loaded", adapter=kind, source=loaded.source)
+        for name, why in adapters.broken.items():
+            log.error("adapter.broken", adapter=name, why=why)
+        issuers = Issuers(self.settings, adapters)
+        registries = Registries(issuers, self.clock, self.settings.permits.registry_cache)
+        return Permits(self.settings, self.db, self.clock, issuers, registries, exchange)
 
     async def _sweep(self) -> None:
         assert self.exchange is not None
@@ -138,6 +198,14 @@ class HubServer:
         except Exception:
             log.exception("sweep.failed")
 
+    async def checkpoint(self) -> None:
+        """The scheduled job: sequence new audit events and sign a checkpoint if the tree grew."""
+        assert self.ledger is not None
+        try:
+            await self.db.run(self.ledger.checkpoint)
+        except Exception:
+            log.exception("audit.checkpoint_failed")
+
     async def stop(self, grace: float = 1.0) -> None:
         if self._scheduler is not None:
             self._scheduler.pause()
@@ -149,6 +217,8 @@ class HubServer:
             await self._server.stop(grace)
         if self._dispatch_task is not None:
             await self._dispatch_task
+        if self.permits is not None:
+            await self.permits.registries.close()
         self.db.close()
         log.info("hub.stopped")
 

@@ -45,6 +45,10 @@ def timestamp(ms: int | None) -> Timestamp | None:
     return stamp
 
 
+def timestamp_ms(stamp: Timestamp) -> int:
+    return stamp.seconds * 1000 + stamp.nanos // 1_000_000
+
+
 def whole_ms(stamp: Timestamp) -> int | None:
     """Milliseconds of a timestamp that is set and carries no sub-millisecond part; otherwise None."""
     if stamp.seconds == 0 and stamp.nanos == 0:

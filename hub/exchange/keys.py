@@ -41,6 +41,13 @@ def sync_agencies(session: Session, settings: Settings, now_ms: int) -> KeyRing:
         elif (row.name, row.kind, row.connector) != (agency.name, agency.kind, agency.connector):
             row.name, row.kind, row.connector = agency.name, agency.kind, agency.connector
             session.add(row)
+            audit_log.append(
+                session,
+                kind="agency.updated",
+                actor=SYSTEM.actor,
+                time_ms=now_ms,
+                data={"agency": agency.id, "name": agency.name, "kind": agency.kind},
+            )
     session.flush()
 
     stored_keys = {(row.agency_id, row.key_id): row for row in session.exec(select(AgencyKeyRow))}

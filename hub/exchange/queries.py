@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from hub.auth.identity import Principal
-from hub.errors import FieldViolation, InvalidArgument, NotFound
+from hub.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from hub.exchange.states import DELIVERY_STATES
 from hub.pagination import decode_token, encode_token, page_size
 from hub.store.db import Database
@@ -39,6 +39,8 @@ def get_record(db: Database, caller: Principal, record_id: str) -> tuple[RecordR
                 select(DeliveryRow).where(DeliveryRow.record_id == record_id).order_by(col(DeliveryRow.seq))
             )
         )
+    if caller.kind == "enterprise" and record.subject_uscc != caller.id:
+        raise NotFound("record", record_id)  # an enterprise sees only its own records
     if caller.kind == "agency" and caller.id != record.publisher:
         deliveries = [d for d in deliveries if d.recipient == caller.id]
         if not deliveries:
@@ -73,6 +75,12 @@ def list_deliveries(
 ) -> Page[DeliveryRow]:
     if state and state not in DELIVERY_STATES:
         raise InvalidArgument([FieldViolation("state", f"unknown state {state!r}")])
+    if caller.kind == "enterprise":
+        raise PermissionDenied(
+            "enterprises list their records with TraceService.ListRecords",
+            reason="AGENCY_OR_OPERATOR_ONLY",
+            metadata={"caller": caller.actor},
+        )
     filters: dict[str, object] = {
         "record": record_id,
         "recipient": recipient,

@@ -145,7 +145,7 @@ class EscalationNoteRow(SQLModel, table=True):
 
 
 class AuditEventRow(SQLModel, table=True):
-    """Append-only. The Merkle tree and signed checkpoints over these rows are the audit issue's part."""
+    """Append-only; each event becomes a leaf of the audit Merkle tree (see audit/log.py)."""
 
     __tablename__ = "audit_events"
 
@@ -157,3 +157,138 @@ class AuditEventRow(SQLModel, table=True):
     delivery_id: str | None = Field(default=None, max_length=36)
     escalation_id: str | None = Field(default=None, max_length=36)
     data: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON
+    # Set by the sequencer (audit/log.py) once the event is a leaf of the Merkle tree: dense from 0.
+    leaf_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True, unique=True))
+    leaf_hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class AuditCheckpointRow(SQLModel, table=True):
+    """A signed statement of the audit tree: its size and root hash (audit/checkpoint.py)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    time_ms: int = Field(sa_column=_ms())
+    origin: str = Field(max_length=128)
+    key_id: str = Field(max_length=64)
+    public_key: str = Field(max_length=64)  # base64 of the 32 raw Ed25519 bytes
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+# -- permits (docs/permits.md). Quantities are integer thousandths of their unit; dates `YYYY-MM-DD` text.
+
+
+class PermitRow(SQLModel, table=True):
+    """A permit's current version. Draw-downs lock this row (`FOR UPDATE` on PostgreSQL)."""
+
+    __tablename__ = "permits"
+    __table_args__ = (UniqueConstraint("kind", "number", name="uq_permits_kind_number"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=36)
+    number: str = Field(max_length=64)
+    kind: str = Field(max_length=64)
+    issuer: str = Field(max_length=64, index=True)
+    holder_uscc: str = Field(max_length=18, index=True)
+    customs_office: str = Field(max_length=4)  # empty: any office
+    version: int
+    issue_date: str = Field(max_length=10)
+    valid_from: str = Field(max_length=10)
+    valid_to: str = Field(max_length=10)
+    multi_batch: bool
+    max_uses: int
+    uses: int = 0  # declarations currently drawing on the permit
+    tolerance_permille: int
+    state: str = Field(max_length=16)  # ACTIVE REVOKED
+    source: str = Field(max_length=16)  # PUSHED REGISTRY
+    key_id: str = Field(max_length=128)
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    document: str = Field(sa_column=Column(Text, nullable=False))  # the current version, as JSON
+    created_ms: int = Field(sa_column=_ms())
+    updated_ms: int = Field(sa_column=_ms())
+    revoked_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
+    revoke_reason: str = ""
+
+
+class PermitVersionRow(SQLModel, table=True):
+    """Every version ever registered, with the issuer's signature: the permit's history."""
+
+    __tablename__ = "permit_versions"
+    __table_args__ = (UniqueConstraint("permit_id", "version", name="uq_permit_versions_permit_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    permit_id: str = Field(max_length=36, index=True)
+    version: int
+    request_id: str = Field(default="", max_length=64)
+    document: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    key_id: str = Field(max_length=128)
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_ms: int = Field(sa_column=_ms())
+    created_by: str = Field(max_length=128)
+
+
+class PermitLineRow(SQLModel, table=True):
+    """A goods line of the current version and how much of it is drawn."""
+
+    __tablename__ = "permit_lines"
+    __table_args__ = (UniqueConstraint("permit_id", "line_number", name="uq_permit_lines_permit_line"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    permit_id: str = Field(max_length=36, index=True)
+    line_number: int
+    hs_code: str = Field(max_length=13)
+    quantity_milli: int = Field(sa_column=Column(BigInteger, nullable=False))
+    unit: str = Field(max_length=16)
+    bulk: bool = False
+    drawn_milli: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class DrawDownRow(SQLModel, table=True):
+    __tablename__ = "permit_draw_downs"
+    __table_args__ = (UniqueConstraint("requested_by", "request_id", name="uq_permit_draw_downs_request"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=36)
+    request_id: str = Field(max_length=64)
+    requested_by: str = Field(max_length=128)
+    permit_id: str = Field(max_length=36, index=True)
+    line_number: int
+    declaration_number: str = Field(max_length=18, index=True)
+    item_number: int
+    hs_code: str = Field(max_length=13)
+    quantity_milli: int = Field(sa_column=Column(BigInteger, nullable=False))
+    unit: str = Field(max_length=16)
+    counted_use: bool
+    state: str = Field(max_length=16)  # DRAWN RELEASED
+    created_ms: int = Field(sa_column=_ms())
+    released_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
+    release_reason: str = ""
+    released_by: str = Field(default="", max_length=128)
+    usage_record_id: str = Field(max_length=36)
+    release_record_id: str = Field(default="", max_length=36)
+
+
+class PermitCheckRow(SQLModel, table=True):
+    """One verified goods line: what was asked, by whom, and the verdict."""
+
+    __tablename__ = "permit_checks"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=36)
+    time_ms: int = Field(sa_column=_ms(index=True))
+    actor: str = Field(max_length=128)
+    kind: str = Field(max_length=64)
+    number: str = Field(max_length=64, index=True)
+    permit_id: str | None = Field(default=None, max_length=36)
+    permit_version: int | None = None
+    declarant_uscc: str = Field(max_length=18)
+    customs_office: str = Field(max_length=4)
+    declaration_number: str = Field(default="", max_length=18)
+    item_number: int
+    hs_code: str = Field(max_length=13)
+    quantity_milli: int = Field(sa_column=Column(BigInteger, nullable=False))
+    unit: str = Field(max_length=16)
+    check_date: str = Field(max_length=10)
+    verdict: str = Field(max_length=16)  # VALID INVALID
+    reasons: str = Field(sa_column=Column(Text, nullable=False))  # comma-separated reason names

@@ -1,0 +1,126 @@
+"""Signed checkpoints: the hub's statement "the audit tree of `origin` had `tree_size` leaves and this root".
+
+The signed text follows the C2SP tlog-checkpoint layout, with the time as an extension line:
+
+    <origin>
+    <tree size, decimal>
+    <root hash, base64>
+    time <RFC 3339 UTC, milliseconds>
+
+(each line ends with a newline) signed with Ed25519. The key id is the first 8 bytes of SHA-256 of the raw
+public key, in hex, so a verifier can tell keys apart; trust comes from pinning the public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.engine import make_url
+
+from hub.clock import to_rfc3339_ms
+from hub.signing import load_private_key, load_public_key, private_key_pem, public_key_base64
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    return hashlib.sha256(base64.b64decode(public_key_base64(public_key))).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    time_ms: int
+    key_id: str
+    public_key: str  # base64 of the 32 raw bytes
+    signature: bytes
+
+    def note(self) -> bytes:
+        return note_text(self.origin, self.tree_size, self.root_hash, self.time_ms)
+
+    def verify(self, trusted: Ed25519PublicKey | None = None) -> str | None:
+        """None when the signature is good (by `trusted`, or else by the key the checkpoint names);
+        otherwise why not."""
+        try:
+            named = load_public_key(self.public_key)
+        except ValueError:
+            return "its public key is not an Ed25519 key"
+        if trusted is not None and public_key_base64(trusted) != self.public_key:
+            return f"it is signed by key {self.key_id}, not by the trusted key {key_id(trusted)}"
+        if key_id(named) != self.key_id:
+            return f"its key id {self.key_id} does not belong to its public key"
+        try:
+            named.verify(self.signature, self.note())
+        except InvalidSignature:
+            return f"its signature does not verify with key {self.key_id}"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "root_hash": base64.b64encode(self.root_hash).decode(),
+            "time": to_rfc3339_ms(self.time_ms),
+            "time_ms": self.time_ms,
+            "key_id": self.key_id,
+            "public_key": self.public_key,
+            "signature": base64.b64encode(self.signature).decode(),
+            "note": self.note().decode(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        """Raises KeyError, TypeError or ValueError for a malformed object."""
+        return cls(
+            origin=str(data["origin"]),
+            tree_size=int(data["tree_size"]),
+            root_hash=base64.b64decode(data["root_hash"], validate=True),
+            time_ms=int(data["time_ms"]),
+            key_id=str(data["key_id"]),
+            public_key=str(data["public_key"]),
+            signature=base64.b64decode(data["signature"], validate=True),
+        )
+
+
+def note_text(origin: str, tree_size: int, root_hash: bytes, time_ms: int) -> bytes:
+    root = base64.b64encode(root_hash).decode()
+    return f"{origin}\n{tree_size}\n{root}\ntime {to_rfc3339_ms(time_ms)}\n".encode()
+
+
+def sign(key: Ed25519PrivateKey, origin: str, tree_size: int, root_hash: bytes, time_ms: int) -> Checkpoint:
+    public = key.public_key()
+    return Checkpoint(
+        origin,
+        tree_size,
+        root_hash,
+        time_ms,
+        key_id(public),
+        public_key_base64(public),
+        key.sign(note_text(origin, tree_size, root_hash, time_ms)),
+    )
+
+
+def signing_key(key_file: str | None, database_url: str) -> tuple[Ed25519PrivateKey, str]:
+    """The checkpoint signing key and where it came from (see `hub.config.Audit`)."""
+    if key_file:
+        return load_private_key(Path(key_file).read_text()), key_file
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(f"{url.database}.audit-key.pem")
+        if path.exists():
+            return load_private_key(path.read_text()), str(path)
+        key = Ed25519PrivateKey.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(private_key_pem(key))
+        return key, str(path)
+    seed = hashlib.sha256(b"ackhub development audit key\n" + url.render_as_string(True).encode()).digest()
+    return Ed25519PrivateKey.from_private_bytes(seed), "development seed (derived from the database URL)"

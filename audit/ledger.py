@@ -1,0 +1,167 @@
+"""`AuditLedger`: the hub's side of the tree — sequencing, signing checkpoints, serving proofs.
+
+It keeps a `merkle.Tree` of the stored leaf hashes in memory, extended with new leaves as they are
+sequenced, so a proof is O(log n) lookups even for a log of millions of events. Every method is blocking
+(run it with `Database.run`); the cache is guarded by a lock because PostgreSQL runs several threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from audit import checkpoint as checkpoints
+from audit import log
+from audit.checkpoint import Checkpoint
+from audit.merkle import Tree
+from hub.clock import Clock
+from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from hub.store.db import Database
+from hub.store.models import AuditCheckpointRow, AuditEventRow
+
+_log = structlog.get_logger("ackhub.audit")
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    event: AuditEventRow
+    leaf_data: bytes
+    audit_path: list[bytes]
+    checkpoint: Checkpoint
+
+
+def to_checkpoint(row: AuditCheckpointRow) -> Checkpoint:
+    return Checkpoint(
+        row.origin, row.tree_size, row.root_hash, row.time_ms, row.key_id, row.public_key, row.signature
+    )
+
+
+class AuditLedger:
+    def __init__(self, db: Database, key: Ed25519PrivateKey, origin: str, clock: Clock) -> None:
+        self.db = db
+        self.key = key
+        self.origin = origin
+        self.clock = clock
+        self.public_key = key.public_key()
+        self._tree = Tree()
+        self._lock = threading.Lock()
+
+    # -- the tree -----------------------------------------------------------------------------------
+    def _synced_tree(self, session: Session) -> Tree:
+        """The cached tree, extended with every leaf sequenced since (call with the lock held)."""
+        hashes = session.exec(
+            select(AuditEventRow.leaf_hash)
+            .where(col(AuditEventRow.leaf_index) >= self._tree.size)
+            .order_by(col(AuditEventRow.leaf_index))
+        ).all()
+        for value in hashes:
+            assert value is not None
+            self._tree.append(value)
+        return self._tree
+
+    def sequence(self) -> int:
+        """Sequence every committed event not yet in the tree; returns the tree size."""
+        while True:
+            with self.db.transaction() as session:
+                before = log.tree_size(session)
+                size = log.sequence(session)
+            if size - before < 10_000:
+                return size
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        """Sequence, then sign a checkpoint of the whole tree unless the latest one already covers it."""
+        try:
+            return self._checkpoint()
+        except IntegrityError:  # another hub on the same database signed this size a moment ago
+            return self.get_checkpoint()
+
+    def _checkpoint(self) -> Checkpoint:
+        size = self.sequence()
+        with self.db.transaction() as session:
+            latest = self._latest(session)
+            if latest is not None and latest.tree_size == size:
+                return to_checkpoint(latest)
+            with self._lock:
+                root = self._synced_tree(session).root(size)
+            signed = checkpoints.sign(self.key, self.origin, size, root, self.clock.now_ms())
+            session.add(
+                AuditCheckpointRow(
+                    tree_size=signed.tree_size,
+                    root_hash=signed.root_hash,
+                    time_ms=signed.time_ms,
+                    origin=signed.origin,
+                    key_id=signed.key_id,
+                    public_key=signed.public_key,
+                    signature=signed.signature,
+                )
+            )
+        _log.info("audit.checkpoint", tree_size=size, root=root.hex(), key_id=signed.key_id)
+        return signed
+
+    @staticmethod
+    def _latest(session: Session) -> AuditCheckpointRow | None:
+        return session.exec(
+            select(AuditCheckpointRow).order_by(col(AuditCheckpointRow.tree_size).desc()).limit(1)
+        ).first()
+
+    def get_checkpoint(self, tree_size: int = 0) -> Checkpoint:
+        """The checkpoint of exactly `tree_size` leaves, or the latest for 0 (signing one if none yet)."""
+        if tree_size < 0:
+            raise InvalidArgument([FieldViolation("tree_size", "cannot be negative")])
+        with self.db.transaction() as session:
+            row = self._latest(session) if tree_size == 0 else session.get(AuditCheckpointRow, tree_size)
+        if row is None:
+            if tree_size == 0:
+                return self.checkpoint()
+            raise NotFound("checkpoint", str(tree_size))
+        return to_checkpoint(row)
+
+    # -- proofs -------------------------------------------------------------------------------------
+    def inclusion(self, leaf_index: int, tree_size: int = 0) -> Inclusion:
+        """The event at `leaf_index` with its audit path to the checkpoint of `tree_size` (0: the latest,
+        signing a fresh one when the event is newer than the latest)."""
+        if leaf_index < 0:
+            raise InvalidArgument([FieldViolation("leaf_index", "cannot be negative")])
+        signed = self.get_checkpoint(tree_size)
+        if tree_size == 0 and leaf_index >= signed.tree_size:
+            signed = self.checkpoint()
+        if leaf_index >= signed.tree_size:
+            raise FailedPrecondition(
+                f"leaf {leaf_index} is not in the tree of size {signed.tree_size}",
+                reason="LEAF_NOT_IN_TREE",
+                metadata={"leaf_index": str(leaf_index), "tree_size": str(signed.tree_size)},
+            )
+        with self.db.transaction() as session:
+            event = session.exec(select(AuditEventRow).where(AuditEventRow.leaf_index == leaf_index)).one()
+            with self._lock:
+                audit_path = self._synced_tree(session).inclusion(leaf_index, signed.tree_size)
+        return Inclusion(event, log.leaf_data(event, leaf_index), audit_path, signed)
+
+    def consistency(self, first: int, second: int = 0) -> tuple[list[bytes], Checkpoint, Checkpoint]:
+        """The proof that the checkpoint of `first` leaves is a prefix of the one of `second` (0: latest)."""
+        if first <= 0:
+            raise InvalidArgument([FieldViolation("first_tree_size", "must be a checkpoint's size (> 0)")])
+        old = self.get_checkpoint(first)
+        new = self.get_checkpoint(second)
+        if new.tree_size < old.tree_size:
+            raise InvalidArgument(
+                [FieldViolation("second_tree_size", f"must be at least first_tree_size ({first})")]
+            )
+        with self.db.transaction() as session, self._lock:
+            proof = self._synced_tree(session).consistency(old.tree_size, new.tree_size)
+        return proof, old, new
+
+    def events_of(self, session: Session, record_id: str) -> list[AuditEventRow]:
+        return list(
+            session.exec(
+                select(AuditEventRow)
+                .where(AuditEventRow.record_id == record_id)
+                .order_by(col(AuditEventRow.seq))
+            )
+        )

@@ -1,0 +1,157 @@
+"""Delivery proofs: one self-contained JSON document that lets anyone, offline, check that each recipient
+acknowledged a record — the agencies' signed acknowledgements, the keys they were checked against, the
+audit events that recorded the record, the keys and the acknowledgements, each event's inclusion proof, and
+the hub's signed checkpoint the proofs lead to. Format (all binary values base64):
+
+    {"format": "ackhub-delivery-proof/v1",
+     "record": {"record_id", "record_type", "publisher", "subject_uscc", "declaration_number", "digest",
+                "accept_time", "published_event"},
+     "recipients": [{"agency", "name", "registered_event", "delivery_id", "state",
+                     "acknowledgements": [{"status", "reason", "time", "key_id", "public_key",
+                                           "key_event", "signature", "event"}]}],
+     "events": {"<leaf index>": {"leaf_data": "<canonical JSON the leaf hash is over>",
+                                 "audit_path": ["<hash>", ...]}},
+     "checkpoint": {"origin", "tree_size", "root_hash", "time", "time_ms", "key_id", "public_key",
+                    "signature", "note"}}
+
+`*_event` values are leaf indexes into `events`. audit/verify.py's `verify_delivery_proof` checks it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from audit import log
+from audit.ledger import AuditLedger
+from hub.auth.identity import Principal
+from hub.clock import to_rfc3339_ms
+from hub.exchange.trace import deliveries_of, visible_record
+from hub.store.models import AcknowledgementRow, AgencyKeyRow, AgencyRow, AuditEventRow
+
+FORMAT = "ackhub-delivery-proof/v1"
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _leaf(session: Session, *conditions: Any, where: dict[str, str] | None = None) -> AuditEventRow | None:
+    """The newest sequenced event matching `conditions` whose data holds every `where` item."""
+    rows = session.exec(
+        select(AuditEventRow)
+        .where(col(AuditEventRow.leaf_index).is_not(None), *conditions)
+        .order_by(col(AuditEventRow.leaf_index).desc())
+    )
+    for row in rows:
+        data = json.loads(row.data)
+        if all(data.get(k) == v for k, v in (where or {}).items()):
+            return row
+    return None
+
+
+def build(ledger: AuditLedger, caller: Principal, record_id: str) -> dict[str, Any]:
+    """Blocking. Signs a fresh checkpoint first when events of the record are not yet covered."""
+    db = ledger.db
+    with db.transaction() as session:
+        visible_record(session, caller, record_id)  # refuse before signing anything
+    checkpoint = ledger.checkpoint()
+    wanted: set[int] = set()
+
+    def leaf(row: AuditEventRow | None) -> int | None:
+        if row is None or row.leaf_index is None or row.leaf_index >= checkpoint.tree_size:
+            return None
+        wanted.add(row.leaf_index)
+        return row.leaf_index
+
+    with db.transaction() as session:
+        record = visible_record(session, caller, record_id)
+        names = {a.id: a.name for a in session.exec(select(AgencyRow))}
+        recipients = []
+        for delivery in deliveries_of(session, [record.id])[record.id]:
+            acks = []
+            for ack in session.exec(
+                select(AcknowledgementRow)
+                .where(AcknowledgementRow.delivery_id == delivery.id)
+                .order_by(col(AcknowledgementRow.id))
+            ):
+                key = session.get(AgencyKeyRow, (ack.recipient, ack.key_id))
+                public_key = key.public_key if key is not None else ""
+                acks.append(
+                    {
+                        "status": ack.status,
+                        "reason": ack.reason,
+                        "time": to_rfc3339_ms(ack.ack_time_ms),
+                        "key_id": ack.key_id,
+                        "public_key": public_key,
+                        "key_event": leaf(
+                            _leaf(
+                                session,
+                                AuditEventRow.kind == "agency.key_added",
+                                col(AuditEventRow.time_ms) <= ack.received_ms,
+                                where={"agency": ack.recipient, "key": ack.key_id, "public_key": public_key},
+                            )
+                        ),
+                        "signature": _b64(ack.signature),
+                        "event": leaf(
+                            _leaf(
+                                session,
+                                AuditEventRow.kind == f"delivery.{ack.status.lower()}",
+                                AuditEventRow.delivery_id == delivery.id,
+                            )
+                        ),
+                    }
+                )
+            recipients.append(
+                {
+                    "agency": delivery.recipient,
+                    "name": names.get(delivery.recipient, delivery.recipient),
+                    "registered_event": leaf(
+                        _leaf(
+                            session,
+                            col(AuditEventRow.kind).in_(["agency.registered", "agency.updated"]),
+                            where={"agency": delivery.recipient},
+                        )
+                    ),
+                    "delivery_id": delivery.id,
+                    "state": delivery.state,
+                    "acknowledgements": acks,
+                }
+            )
+        published = leaf(
+            _leaf(session, AuditEventRow.kind == "record.published", AuditEventRow.record_id == record.id)
+        )
+        rows = {
+            r.leaf_index: r
+            for r in session.exec(select(AuditEventRow).where(col(AuditEventRow.leaf_index).in_(wanted)))
+        }
+    events = {}
+    for index in sorted(wanted):
+        inclusion = ledger.inclusion(index, checkpoint.tree_size)
+        events[str(index)] = {
+            "leaf_data": log.leaf_data(rows[index], index).decode(),
+            "audit_path": [_b64(h) for h in inclusion.audit_path],
+        }
+    return {
+        "format": FORMAT,
+        "record": {
+            "record_id": record.id,
+            "record_type": record.record_type,
+            "publisher": record.publisher,
+            "subject_uscc": record.subject_uscc or "",
+            "declaration_number": record.declaration_number or "",
+            "digest": f"sha256:{record.digest}",
+            "accept_time": to_rfc3339_ms(record.accepted_ms),
+            "published_event": published,
+        },
+        "recipients": recipients,
+        "events": events,
+        "checkpoint": checkpoint.to_json(),
+    }
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2, ensure_ascii=False).encode()

@@ -1,0 +1,325 @@
+"""Verification: of the stored log against its signed checkpoints (`verify_log`), and of a delivery proof
+document with no server at all (`verify_delivery_proof`, in audit/proof.py's format).
+
+`verify_log` recomputes every leaf from the stored event, the tree from the leaves and each checkpoint's
+root from the tree, and checks each checkpoint's signature. It names the first bad event:
+- a leaf index missing from the sequence: the event there was deleted;
+- an event whose content no longer hashes to its stored leaf hash: altered — unless the stored hash is that
+  of the same content at a nearby index, which means it was moved: events were inserted, deleted or
+  reordered, and the first bad position is the lower of where it is and where it was;
+- when every event matches its stored hash but a checkpoint's root does not, the stored hashes were
+  rewritten too: the first bad event lies after the last checkpoint that still verifies, and that is named.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlmodel import col, func, select
+
+from audit import log
+from audit.checkpoint import Checkpoint
+from audit.ledger import to_checkpoint
+from audit.merkle import Tree, leaf_hash, verify_inclusion
+from hub.clock import parse_rfc3339_ms, to_rfc3339_ms
+from hub.signing import AckFields, load_public_key, verify_ack
+from hub.store.db import Database
+from hub.store.models import AuditCheckpointRow, AuditEventRow
+
+MOVE_WINDOW = 16  # how far from its position a moved event is looked for
+
+
+@dataclass(frozen=True)
+class LogVerdict:
+    ok: bool
+    events: int  # sequenced events checked
+    checkpoints: int
+    pending: int  # committed events not yet sequenced (not yet covered by the tree)
+    first_bad_leaf: int | None = None
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"OK: {self.events} events recomputed, {self.checkpoints} signed checkpoints verified" + (
+                f"; {self.pending} newer events are not yet in the tree" if self.pending else ""
+            )
+        where = "" if self.first_bad_leaf is None else f"first bad event: leaf {self.first_bad_leaf}"
+        if self.first_bad_seq is not None:
+            where += f" (seq {self.first_bad_seq})"
+        return f"FAILED: {where}: {self.problem}" if where else f"FAILED: {self.problem}"
+
+
+def _hash_at(event: AuditEventRow, index: int) -> bytes:
+    try:
+        return leaf_hash(log.leaf_data(event, index))
+    except ValueError:
+        return leaf_hash(event.data.encode())
+
+
+def _moved_from(event: AuditEventRow, position: int) -> int | None:
+    for index in range(max(0, position - MOVE_WINDOW), position + MOVE_WINDOW + 1):
+        if index != position and _hash_at(event, index) == event.leaf_hash:
+            return index
+    return None
+
+
+def verify_log(db: Database, trusted: Ed25519PublicKey | None = None) -> LogVerdict:
+    """Blocking. With `trusted`, every checkpoint must be signed by that key."""
+    with db.transaction() as session:
+        rows = list(session.exec(select(AuditCheckpointRow).order_by(col(AuditCheckpointRow.tree_size))))
+        pending = int(session.exec(select(func.count()).where(col(AuditEventRow.leaf_index).is_(None))).one())
+        signed = [to_checkpoint(r) for r in rows]
+        for cp in signed:
+            why = cp.verify(trusted)
+            if why is not None:
+                return LogVerdict(False, 0, len(signed), pending, problem=f"checkpoint {cp.tree_size}: {why}")
+        by_size = {cp.tree_size: cp for cp in signed}
+        tree = Tree()
+        recent: deque[AuditEventRow] = deque(maxlen=MOVE_WINDOW + 1)
+        good_size = 0  # the largest checkpoint verified so far
+        events = session.exec(
+            select(AuditEventRow)
+            .where(col(AuditEventRow.leaf_index).is_not(None))
+            .order_by(col(AuditEventRow.leaf_index))
+            .execution_options(yield_per=2000)
+        )
+        for event in events:
+            position = tree.size
+            if event.leaf_index != position:
+                return LogVerdict(
+                    False,
+                    position,
+                    len(signed),
+                    pending,
+                    position,
+                    None,
+                    f"leaf {position} is missing: the event sequenced there was deleted "
+                    f"(the next stored event is leaf {event.leaf_index}, seq {event.seq})",
+                )
+            recomputed = _hash_at(event, position)
+            if recomputed != event.leaf_hash:
+                moved = _moved_from(event, position)
+                if moved is None:
+                    return LogVerdict(
+                        False,
+                        position,
+                        len(signed),
+                        pending,
+                        position,
+                        event.seq,
+                        f"event seq {event.seq} ({event.kind}) was altered: "
+                        "its content no longer matches the leaf hash stored when it was sequenced",
+                    )
+                if moved < position:
+                    earlier = recent[moved - position]
+                    return LogVerdict(
+                        False,
+                        moved,
+                        len(signed),
+                        pending,
+                        moved,
+                        earlier.seq,
+                        f"event seq {earlier.seq} ({earlier.kind}) is not the event sequenced at leaf {moved}: "
+                        f"that one (seq {event.seq}) now sits at leaf {position}; "
+                        "events were inserted or reordered",
+                    )
+                return LogVerdict(
+                    False,
+                    position,
+                    len(signed),
+                    pending,
+                    position,
+                    event.seq,
+                    f"the event sequenced at leaf {position} is gone: leaf {position} now holds seq "
+                    f"{event.seq}, which was sequenced at leaf {moved}; events were deleted or reordered",
+                )
+            tree.append(recomputed)
+            recent.append(event)
+            reached = by_size.get(tree.size)
+            if reached is not None:
+                if tree.root() != reached.root_hash:
+                    return LogVerdict(
+                        False,
+                        tree.size,
+                        len(signed),
+                        pending,
+                        good_size,
+                        None,
+                        f"the events after leaf {good_size - 1} no longer produce checkpoint {reached.tree_size}'s "
+                        "root although each matches its stored hash: the stored hashes were rewritten; the "
+                        f"first bad event is at or after leaf {good_size}",
+                    )
+                good_size = reached.tree_size
+    beyond = [cp.tree_size for cp in signed if cp.tree_size > tree.size]
+    if beyond:
+        return LogVerdict(
+            False,
+            tree.size,
+            len(signed),
+            pending,
+            tree.size,
+            None,
+            f"checkpoint {beyond[0]} covers {beyond[0]} events but the log holds only {tree.size}: "
+            f"events from leaf {tree.size} on were deleted",
+        )
+    return LogVerdict(True, tree.size, len(signed), pending)
+
+
+# -- delivery proofs, offline ------------------------------------------------------------------------
+
+_SAYS = {
+    "RECEIVED": "acknowledged receipt of",
+    "ACCEPTED": "accepted",
+    "REJECTED": "rejected",
+}
+
+
+@dataclass
+class ProofVerdict:
+    ok: bool
+    statements: list[str]  # what the document proves, in plain words
+    failures: list[str]  # exactly what does not verify
+
+
+def verify_delivery_proof(document: Any, trusted: Ed25519PublicKey | None = None) -> ProofVerdict:
+    """Check every signature and proof in a delivery proof document (audit/proof.py), with no server."""
+    said: list[str] = []
+    failed: list[str] = []
+    try:
+        return _check_proof(document, trusted, said, failed)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        failed.append(f"the document is malformed: {type(exc).__name__}: {exc}")
+        return ProofVerdict(False, said, failed)
+
+
+def _check_proof(
+    document: Any, trusted: Ed25519PublicKey | None, said: list[str], failed: list[str]
+) -> ProofVerdict:
+    from audit import proof as proof_format
+
+    if document.get("format") != proof_format.FORMAT:
+        failed.append(f"not a {proof_format.FORMAT} document (format {document.get('format')!r})")
+        return ProofVerdict(False, said, failed)
+    cp = Checkpoint.from_json(document["checkpoint"])
+    why = cp.verify(trusted)
+    if why is not None:
+        failed.append(f"the hub's checkpoint does not verify: {why}")
+        return ProofVerdict(False, said, failed)
+    pinned = "" if trusted else " (not compared with a pinned hub key: pass --hub-key to do so)"
+    said.append(
+        f"The hub's audit log {cp.origin!r} held {cp.tree_size} events at {to_rfc3339_ms(cp.time_ms)}, "
+        f"signed by the hub's key {cp.key_id}{pinned}."
+    )
+    leaves: dict[int, dict[str, Any]] = {}
+    for index_text, entry in document["events"].items():
+        index = int(index_text)
+        data = entry["leaf_data"].encode()
+        audit_path = [base64.b64decode(h, validate=True) for h in entry["audit_path"]]
+        if not verify_inclusion(index, cp.tree_size, leaf_hash(data), audit_path, cp.root_hash):
+            failed.append(f"audit event {index}: its inclusion proof does not lead to the checkpoint's root")
+            continue
+        fields = json.loads(data)
+        if fields.get("index") != index:
+            failed.append(f"audit event {index}: its data names leaf {fields.get('index')}")
+            continue
+        leaves[index] = fields
+
+    def event(index: Any, what: str, kind: str, **expect: Any) -> dict[str, Any] | None:
+        if index is None or int(index) not in leaves:
+            failed.append(f"{what}: no verified audit event records it")
+            return None
+        fields = leaves[int(index)]
+        data = fields["data"]
+        wrong = [k for k, v in expect.items() if (fields.get(k) if k in fields else data.get(k)) != v]
+        if fields["kind"] not in kind.split("|") or wrong:
+            failed.append(
+                f"{what}: audit event {index} is a {fields['kind']!r} event that does not match "
+                f"({', '.join(wrong) or 'kind'})"
+            )
+            return None
+        return fields
+
+    record = document["record"]
+    digest = record["digest"]
+    published = event(
+        record["published_event"],
+        f"publication of record {record['record_id']}",
+        "record.published",
+        record_id=record["record_id"],
+        digest=digest,
+    )
+    if published is not None:
+        said.append(
+            f"{record['publisher']} published record {record['record_id']} ({record['record_type']}"
+            + (f", declaration {record['declaration_number']}" if record["declaration_number"] else "")
+            + f") with digest {digest} at {to_rfc3339_ms(published['time_ms'])}; the hub logged it as audit "
+            f"event {published['index']}."
+        )
+    for recipient in document["recipients"]:
+        agency, name = recipient["agency"], recipient["name"]
+        registered = event(
+            recipient["registered_event"],
+            f"registration of agency {agency}",
+            "agency.registered|agency.updated",
+            agency=agency,
+            name=name,
+        )
+        who = f"the {name}" if registered is not None else f"agency {agency!r}"
+        if not recipient["acknowledgements"]:
+            said.append(f"No acknowledgement from {who} ({agency}) is in this proof.")
+        for ack in recipient["acknowledgements"]:
+            status = ack["status"]
+            what = f"{agency}'s {status} acknowledgement"
+            try:
+                public_key = load_public_key(ack["public_key"])
+            except ValueError:
+                failed.append(f"{what}: the agency key is not an Ed25519 public key")
+                continue
+            fields = AckFields(
+                recipient["delivery_id"],
+                record["record_id"],
+                digest.removeprefix("sha256:"),
+                agency,
+                ack["key_id"],
+                status,
+                ack["reason"],
+                parse_rfc3339_ms(ack["time"]),
+            )
+            signature = base64.b64decode(ack["signature"], validate=True)
+            if not verify_ack(public_key, fields, signature):
+                failed.append(f"{what}: the signature does not verify with key {ack['key_id']!r}")
+                continue
+            key_event = event(
+                ack["key_event"],
+                f"{what}: registration of key {ack['key_id']!r}",
+                "agency.key_added",
+                agency=agency,
+                key=ack["key_id"],
+                public_key=ack["public_key"],
+            )
+            logged = event(
+                ack["event"],
+                what,
+                f"delivery.{status.lower()}",
+                delivery_id=recipient["delivery_id"],
+                signature=signature.hex(),
+                status=status,
+                reason=ack["reason"],
+            )
+            if key_event is None or logged is None:
+                continue
+            because = f", giving the reason {ack['reason']!r}" if ack["reason"] else ""
+            said.append(
+                f"{who[0].upper()}{who[1:]}'s system ({agency}) {_SAYS[status]} record {record['record_id']} "
+                f"with digest {digest} at {ack['time']}{because}: its signature verifies with key "
+                f"{ack['key_id']!r}, registered with the hub at {to_rfc3339_ms(key_event['time_ms'])} "
+                f"(audit event {key_event['index']}); the hub logged the acknowledgement as audit event "
+                f"{logged['index']}."
+            )
+    return ProofVerdict(not failed, said, failed)

@@ -1,0 +1,185 @@
+"""Tracing records for enterprises: their own records (by the USCC in their token) and each record's
+timeline per recipient, read from the audit log. An enterprise asking for another's record hears NOT_FOUND,
+exactly as for a record that does not exist; operators see every record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from hub.auth.identity import Principal
+from hub.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from hub.exchange.queries import Page
+from hub.exchange.states import DELIVERY_STATES
+from hub.exchange.validation import Violations
+from hub.pagination import decode_token, encode_token, page_size
+from hub.store.db import Database
+from hub.store.models import AuditEventRow, DeliveryRow, RecordRow
+
+# audit event kind → timeline kind (names of TimelineEventKind without the prefix); others are not shown
+TIMELINE_KINDS = {
+    "record.published": "PUBLISHED",
+    "delivery.attempt": "ATTEMPT",
+    "delivery.received": "RECEIVED",
+    "delivery.accepted": "ACCEPTED",
+    "delivery.rejected": "REJECTED",
+    "escalation.opened": "ESCALATED",
+    "escalation.stepped": "ESCALATION_STEPPED",
+    "escalation.resolved": "ESCALATION_RESOLVED",
+    "escalation.closed_by_ack": "ESCALATION_CLOSED_BY_ACK",
+    "delivery.redelivery_requested": "REDELIVERY_REQUESTED",
+    "delivery.deferred": "DEFERRED",
+}
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    time_ms: int
+    kind: str
+    actor: str
+    detail: str
+    reason: str
+    audit_seq: int
+
+
+@dataclass(frozen=True)
+class Traced:
+    record: RecordRow
+    deliveries: list[DeliveryRow]
+    timelines: dict[str, list[TimelineEntry]]  # delivery id → entries, oldest first
+
+
+def _reader(caller: Principal) -> None:
+    if caller.kind not in ("enterprise", "operator"):
+        raise PermissionDenied(
+            "tracing is for enterprises (and operators); agencies use ExchangeService",
+            reason="ENTERPRISE_ONLY",
+            metadata={"caller": caller.actor},
+        )
+
+
+def visible_record(session: Session, caller: Principal, record_id: str) -> RecordRow:
+    """The record if the caller may see it; NotFound, the same answer, when it may not or it is absent."""
+    _reader(caller)
+    if not record_id:
+        raise InvalidArgument([FieldViolation("record_id", "is required")])
+    record = session.exec(select(RecordRow).where(RecordRow.id == record_id)).first()
+    if record is None or (caller.kind == "enterprise" and record.subject_uscc != caller.id):
+        raise NotFound("record", record_id)
+    return record
+
+
+def deliveries_of(session: Session, record_ids: list[str]) -> dict[str, list[DeliveryRow]]:
+    found: dict[str, list[DeliveryRow]] = {r: [] for r in record_ids}
+    for delivery in session.exec(
+        select(DeliveryRow).where(col(DeliveryRow.record_id).in_(record_ids)).order_by(col(DeliveryRow.seq))
+    ):
+        found[delivery.record_id].append(delivery)
+    return found
+
+
+def list_records(
+    db: Database,
+    caller: Principal,
+    *,
+    declaration_number: str,
+    record_type: str,
+    start_ms: int | None,
+    end_ms: int | None,
+    state: str,
+    size: int,
+    token: str,
+) -> Page[tuple[RecordRow, list[DeliveryRow]]]:
+    _reader(caller)
+    bad = Violations()
+    if declaration_number:
+        bad.declaration_number("declaration_number", declaration_number)
+    if state and state not in DELIVERY_STATES:
+        bad.add("state", f"unknown state {state!r}")
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        bad.add("end_time", "must be after start_time")
+    bad.raise_if_any()
+    filters: dict[str, object] = {
+        "who": caller.actor,
+        "declaration": declaration_number,
+        "type": record_type,
+        "start": start_ms,
+        "end": end_ms,
+        "state": state,
+    }
+    limit = page_size(size)
+    after = decode_token(token, filters)
+    query = select(RecordRow)
+    if caller.kind == "enterprise":
+        query = query.where(RecordRow.subject_uscc == caller.id)
+    if declaration_number:
+        query = query.where(RecordRow.declaration_number == declaration_number)
+    if record_type:
+        query = query.where(RecordRow.record_type == record_type)
+    if start_ms is not None:
+        query = query.where(col(RecordRow.accepted_ms) >= start_ms)
+    if end_ms is not None:
+        query = query.where(col(RecordRow.accepted_ms) < end_ms)
+    if state:
+        query = query.where(
+            col(RecordRow.id).in_(select(DeliveryRow.record_id).where(DeliveryRow.state == state))
+        )
+    if after is not None:
+        query = query.where(col(RecordRow.seq) < after)
+    query = query.order_by(col(RecordRow.seq).desc()).limit(limit + 1)
+    with db.transaction() as session:
+        records = list(session.exec(query))
+        more = len(records) > limit
+        records = records[:limit]
+        deliveries = deliveries_of(session, [r.id for r in records])
+    return Page(
+        [(r, deliveries[r.id]) for r in records],
+        encode_token(records[-1].seq or 0, filters) if more else "",
+    )
+
+
+def _entry(event: AuditEventRow) -> TimelineEntry:
+    data = json.loads(event.data)
+    kind = TIMELINE_KINDS[event.kind]
+    reason = str(data.get("reason") or "")
+    detail = {
+        "PUBLISHED": f"published by {event.actor.removeprefix('agency:')}, digest {data.get('digest', '')}",
+        "ATTEMPT": f"attempt {data.get('attempt')} sent via {data.get('connector')}",
+        "RECEIVED": "the recipient's system acknowledged receipt",
+        "ACCEPTED": "the recipient accepted it" + (f": {reason}" if reason else ""),
+        "REJECTED": f"the recipient rejected it: {reason}",
+        "ESCALATED": f"escalated ({data.get('reason')}): {data.get('detail', '')}",
+        "ESCALATION_STEPPED": f"escalation climbed to level {data.get('level')}",
+        "ESCALATION_RESOLVED": f"escalation resolved: {reason}",
+        "ESCALATION_CLOSED_BY_ACK": f"escalation closed by a late {data.get('status')} acknowledgement",
+        "REDELIVERY_REQUESTED": "an operator asked for it to be sent again",
+        "DEFERRED": "the recipient asked the hub to wait before sending again",
+    }[kind]
+    if kind == "ESCALATED":
+        reason = str(data.get("detail") or "")
+    return TimelineEntry(event.time_ms, kind, event.actor, detail, reason, event.seq or 0)
+
+
+def trace_record(db: Database, caller: Principal, record_id: str) -> Traced:
+    with db.transaction() as session:
+        record = visible_record(session, caller, record_id)
+        deliveries = deliveries_of(session, [record.id])[record.id]
+        events = list(
+            session.exec(
+                select(AuditEventRow)
+                .where(AuditEventRow.record_id == record.id)
+                .order_by(col(AuditEventRow.seq))
+            )
+        )
+    # An acknowledgement and the case it opens or closes share a transaction and a time, but the case's
+    # event is appended first; a reader expects the cause before the effect.
+    ranks = {kind: rank for rank, kind in enumerate(TIMELINE_KINDS)}
+    shown = sorted(
+        (e for e in events if e.kind in TIMELINE_KINDS),
+        key=lambda e: (e.time_ms, ranks[e.kind], e.seq or 0),
+    )
+    published = [_entry(e) for e in shown if e.kind == "record.published"]
+    timelines = {d.id: published + [_entry(e) for e in shown if e.delivery_id == d.id] for d in deliveries}
+    return Traced(record, deliveries, timelines)

@@ -1,0 +1,215 @@
+"""The audit log end to end: sequencing, signed checkpoints, AuditService proofs, and `audit verify`
+catching events altered, deleted, reordered or inserted directly in the database."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from audit import log, merkle
+from audit.checkpoint import Checkpoint
+from audit.verify import verify_log
+from hub._proto.ackhub.v1 import audit_service_pb2 as pb
+from hub._proto.ackhub.v1 import audit_service_pb2_grpc as pb_grpc
+from hub.cli import main
+from hub.store.models import AuditEventRow
+from tests.harness import RunningHub, error_details
+
+TYPE = "customs.export_declaration.released"
+
+
+def _publish(hub: RunningHub, count: int) -> None:
+    customs = hub.agency("customs")
+    for _ in range(count):
+        customs.publish(TYPE, b'{"fob": 1}', subject_uscc="91110000600037341L", request_id=str(uuid.uuid4()))
+
+
+def _checkpoint(message: pb.Checkpoint) -> Checkpoint:
+    return Checkpoint(
+        message.origin,
+        message.tree_size,
+        message.root_hash,
+        message.sign_time.ToMilliseconds(),
+        message.key_id,
+        base64.b64encode(message.public_key).decode(),
+        message.signature,
+    )
+
+
+def _stub(hub: RunningHub) -> pb_grpc.AuditServiceStub:
+    return pb_grpc.AuditServiceStub(hub.channel)
+
+
+def test_every_event_is_in_a_signed_tree_with_proofs(hub: RunningHub) -> None:
+    """Fresh checkpoints sign the tree of every event; each inclusion and the consistency proof verify."""
+    stub, operator = _stub(hub), hub.as_operator()
+    first = stub.GetCheckpoint(pb.GetCheckpointRequest(fresh=True), metadata=operator).checkpoint
+    _publish(hub, 3)
+    second = stub.GetCheckpoint(pb.GetCheckpointRequest(fresh=True), metadata=operator).checkpoint
+    with hub.server.db.transaction() as session:
+        total = len(session.exec(select(AuditEventRow)).all())
+    assert first.tree_size == 8 and second.tree_size == total == 11  # 4 agencies, 4 keys, 3 records
+    assert _checkpoint(first).verify() is None and _checkpoint(second).verify() is None
+    assert second.note.startswith(f"ackhub\n11\n{base64.b64encode(second.root_hash).decode()}\ntime ")
+    for index in range(total):
+        proof = stub.GetInclusionProof(
+            pb.GetInclusionProofRequest(leaf_index=index, tree_size=11), metadata=operator
+        )
+        assert proof.event.leaf_index == index and proof.checkpoint == second
+        leaf = merkle.leaf_hash(proof.event.leaf_data)
+        assert leaf == proof.event.leaf_hash
+        assert merkle.verify_inclusion(index, 11, leaf, list(proof.audit_path), second.root_hash)
+    consistency = stub.GetConsistencyProof(
+        pb.GetConsistencyProofRequest(first_tree_size=8), metadata=hub.as_agency("tax")
+    )
+    assert consistency.first_checkpoint == first and consistency.second_checkpoint == second
+    assert merkle.verify_consistency(8, 11, first.root_hash, second.root_hash, list(consistency.proof))
+    latest = stub.GetCheckpoint(pb.GetCheckpointRequest(), metadata=hub.as_agency("tax")).checkpoint
+    assert latest == second
+
+
+def test_scheduled_checkpoint_and_refusals(hub: RunningHub) -> None:
+    """The scheduler's job signs a checkpoint; unknown sizes are NOT_FOUND; events are for operators."""
+    _publish(hub, 1)
+    hub.run(hub.server.checkpoint())
+    stub = _stub(hub)
+    latest = stub.GetCheckpoint(pb.GetCheckpointRequest(), metadata=hub.as_agency("fx")).checkpoint
+    assert latest.tree_size == 9
+    with pytest.raises(grpc.RpcError) as missing:
+        stub.GetCheckpoint(pb.GetCheckpointRequest(tree_size=5), metadata=hub.as_operator())
+    assert error_details(missing.value)[:2] == (grpc.StatusCode.NOT_FOUND, "CHECKPOINT_NOT_FOUND")
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ListAuditEvents(pb.ListAuditEventsRequest(), metadata=hub.as_agency("tax"))
+    assert error_details(refused.value)[:2] == (grpc.StatusCode.PERMISSION_DENIED, "OPERATOR_ONLY")
+    with pytest.raises(grpc.RpcError) as beyond:
+        stub.GetInclusionProof(
+            pb.GetInclusionProofRequest(leaf_index=99, tree_size=9), metadata=hub.as_operator()
+        )
+    assert error_details(beyond.value)[:2] == (grpc.StatusCode.FAILED_PRECONDITION, "LEAF_NOT_IN_TREE")
+
+
+def test_list_audit_events_filters_and_pages(hub: RunningHub) -> None:
+    """ListAuditEvents filters by kind and pages newest first until the token is empty."""
+    _publish(hub, 3)
+    stub, seen, token = _stub(hub), [], ""
+    while True:
+        page = stub.ListAuditEvents(
+            pb.ListAuditEventsRequest(kind="record.published", page_size=2, page_token=token),
+            metadata=hub.as_operator(),
+        )
+        seen += [e.seq for e in page.events]
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(seen) == 3 and seen == sorted(seen, reverse=True)
+    everything = stub.ListAuditEvents(pb.ListAuditEventsRequest(page_size=500), metadata=hub.as_operator())
+    assert {e.kind for e in everything.events} == {
+        "agency.registered",
+        "agency.key_added",
+        "record.published",
+    }
+
+
+def _at(session: Session, index: int) -> AuditEventRow:
+    return session.exec(select(AuditEventRow).where(AuditEventRow.leaf_index == index)).one()
+
+
+def _move(session: Session, where: str, delta: int) -> None:
+    """Shift leaf indexes without tripping the unique constraint midway."""
+    session.execute(text(f"UPDATE audit_events SET leaf_index = leaf_index + 100000 WHERE {where}"))
+    session.execute(
+        text(f"UPDATE audit_events SET leaf_index = leaf_index - 100000 + {delta} WHERE leaf_index >= 100000")
+    )
+
+
+def _alter(session: Session) -> None:
+    session.execute(
+        text("""UPDATE audit_events SET data = '{"record_type":"forged"}' WHERE leaf_index = 9""")
+    )
+
+
+def _delete(session: Session) -> None:
+    session.execute(text("DELETE FROM audit_events WHERE leaf_index = 9"))
+
+
+def _delete_and_close_gap(session: Session) -> None:
+    _delete(session)
+    _move(session, "leaf_index > 9", -1)
+
+
+def _reorder(session: Session) -> None:
+    session.execute(text("UPDATE audit_events SET leaf_index = -1 WHERE leaf_index = 9"))
+    session.execute(text("UPDATE audit_events SET leaf_index = 9 WHERE leaf_index = 10"))
+    session.execute(text("UPDATE audit_events SET leaf_index = 10 WHERE leaf_index = -1"))
+
+
+def _insert(session: Session) -> None:
+    """A forged event slipped in at leaf 9 with a correct leaf hash; the later ones shifted up."""
+    _move(session, "leaf_index >= 9", 1)
+    forged = log.append(session, kind="record.published", actor="agency:customs", time_ms=1, data={"x": 1})
+    session.flush()
+    forged.leaf_index = 9
+    forged.leaf_hash = merkle.leaf_hash(log.leaf_data(forged, 9))
+    session.add(forged)
+
+
+def _rewrite_hash_too(session: Session) -> None:
+    event = _at(session, 9)
+    event.data = '{"record_type":"forged"}'
+    event.leaf_hash = merkle.leaf_hash(log.leaf_data(event, 9))
+    session.add(event)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "first_bad", "words"),
+    [
+        (_alter, 9, "was altered"),
+        (_delete, 9, "leaf 9 is missing"),
+        (_delete_and_close_gap, 9, "the event sequenced at leaf 9 is gone"),
+        (_reorder, 9, "deleted or reordered"),
+        (_insert, 9, "events were inserted or reordered"),
+        (_rewrite_hash_too, 8, "stored hashes were rewritten"),
+    ],
+    ids=["alter", "delete", "delete-and-close-gap", "reorder", "insert", "rewrite-hash-too"],
+)
+def test_verify_names_the_first_bad_event(
+    hub: RunningHub, tamper: Callable[[Session], None], first_bad: int, words: str
+) -> None:
+    """Each kind of tampering in the database fails verification, naming the first bad leaf."""
+    ledger = hub.server.ledger
+    assert ledger is not None
+    hub.run(hub.server.checkpoint())  # 8 events
+    _publish(hub, 4)
+    hub.run(hub.server.checkpoint())  # 12 events
+    clean = verify_log(hub.server.db, ledger.public_key)
+    assert clean.ok and clean.events == 12 and clean.checkpoints == 2, clean.summary()
+    with hub.server.db.transaction() as session:
+        tamper(session)
+    verdict = verify_log(hub.server.db, ledger.public_key)
+    assert not verdict.ok and verdict.first_bad_leaf == first_bad, verdict.summary()
+    assert words in verdict.problem, verdict.summary()
+
+
+def test_audit_verify_command(hub: RunningHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ackhub audit verify` passes on an untouched log and fails, naming the event, on an altered one."""
+    _publish(hub, 2)
+    hub.run(hub.server.checkpoint())
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[server]\ndatabase_url = "{hub.server.settings.server.database_url}"\n')
+    assert main(["audit", "verify", "--config", str(config)]) == 0
+    assert "OK: 10 events recomputed, 1 signed checkpoints verified" in capsys.readouterr().out
+    with hub.server.db.transaction() as session:
+        first = session.exec(select(AuditEventRow).order_by(col(AuditEventRow.seq))).first()
+        assert first is not None
+        first.actor = "operator:mallory"
+        session.add(first)
+    assert main(["audit", "verify", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"FAILED: first bad event: leaf 0 (seq {first.seq}): event seq {first.seq}"), out
