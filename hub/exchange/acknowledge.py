@@ -6,12 +6,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, col, select
 
 from audit import log as audit_log
 from hub.auth.identity import Principal
-from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
-from hub.exchange.claims import close_attempt
+from hub.errors import (
+    AckhubError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from hub.exchange.escalation import Notice, close_by_ack, open_case
 from hub.exchange.keys import KeyRing
 from hub.exchange.states import (
@@ -23,7 +30,7 @@ from hub.exchange.states import (
 )
 from hub.exchange.validation import Violations
 from hub.signing import ACK_STATUSES, AckFields, verify_ack
-from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
+from hub.store.models import AcknowledgementRow, AttemptRow, DeliveryRow, EscalationRow, RecordRow
 
 FIELD = "acknowledgement"
 MAX_REASON = 2000
@@ -164,23 +171,83 @@ def _apply(session: Session, delivery: DeliveryRow, ack: AckInput, now_ms: int) 
     return notices
 
 
-def acknowledge(
-    session: Session, keys: KeyRing, caller: Principal, ack: AckInput, now_ms: int, via: str
-) -> AckOutcome:
-    """Inside the caller's transaction. Every refusal is raised before anything is written."""
-    validate(ack, now_ms)
-    delivery = session.exec(
-        select(DeliveryRow).where(DeliveryRow.id == ack.delivery_id).with_for_update()
-    ).first()
-    if delivery is None:
-        raise NotFound("delivery", ack.delivery_id)
-    digest = session.exec(select(RecordRow.digest).where(RecordRow.id == delivery.record_id)).one()
-    _check_against(ack, delivery, digest, keys, caller)
+@dataclass(frozen=True)
+class AckRequest:
+    caller: Principal
+    ack: AckInput
+    now_ms: int
+    via: str  # stream, unary, or a connector's name
 
-    stored = session.exec(
-        select(AcknowledgementRow.status).where(AcknowledgementRow.delivery_id == delivery.id)
-    ).all()
-    if ack.status in stored:
+
+def acknowledge_many(
+    session: Session, keys: KeyRing, requests: list[AckRequest]
+) -> list[AckOutcome | AckhubError]:
+    """Inside the caller's transaction, in order; each answer is an outcome or that request's refusal,
+    raised before it wrote anything. The deliveries, digests and stored statuses of the whole batch are
+    read in two queries, and the attempts are closed in one statement."""
+    answers: list[AckOutcome | AckhubError | None] = [None] * len(requests)
+    wanted: set[str] = set()
+    for index, request in enumerate(requests):
+        try:
+            validate(request.ack, request.now_ms)
+            wanted.add(request.ack.delivery_id)
+        except AckhubError as refusal:
+            answers[index] = refusal
+    deliveries: dict[str, tuple[DeliveryRow, str]] = {}
+    stored: set[tuple[str, str]] = set()
+    if wanted:
+        rows = session.exec(
+            select(DeliveryRow, RecordRow.digest)
+            .join(RecordRow, col(RecordRow.id) == col(DeliveryRow.record_id))
+            .where(col(DeliveryRow.id).in_(wanted))
+            .with_for_update(of=DeliveryRow)
+        ).all()
+        deliveries = {delivery.id: (delivery, digest) for delivery, digest in rows}
+        stored = {
+            (delivery_id, status)
+            for delivery_id, status in session.exec(
+                select(AcknowledgementRow.delivery_id, AcknowledgementRow.status).where(
+                    col(AcknowledgementRow.delivery_id).in_(wanted)
+                )
+            )
+        }
+    answered_attempts: list[dict[str, object]] = []
+    for index, request in enumerate(requests):
+        if answers[index] is None:
+            try:
+                answers[index] = _acknowledge(session, keys, request, deliveries, stored, answered_attempts)
+            except AckhubError as refusal:
+                answers[index] = refusal
+    if answered_attempts:
+        attempts = AttemptRow.__table__  # type: ignore[attr-defined]
+        session.connection().execute(
+            update(attempts)
+            .where(
+                attempts.c.delivery_id == bindparam("d"),
+                attempts.c.number == bindparam("n"),
+                attempts.c.outcome == "SENT",
+            )
+            .values(outcome="ACKED", outcome_ms=bindparam("t")),
+            answered_attempts,
+        )
+    return [answer for answer in answers if answer is not None]
+
+
+def _acknowledge(
+    session: Session,
+    keys: KeyRing,
+    request: AckRequest,
+    deliveries: dict[str, tuple[DeliveryRow, str]],
+    stored: set[tuple[str, str]],
+    answered_attempts: list[dict[str, object]],
+) -> AckOutcome:
+    ack, now_ms = request.ack, request.now_ms
+    found = deliveries.get(ack.delivery_id)
+    if found is None:
+        raise NotFound("delivery", ack.delivery_id)
+    delivery, digest = found
+    _check_against(ack, delivery, digest, keys, request.caller)
+    if (delivery.id, ack.status) in stored:
         return AckOutcome(delivery, True, [])
     if ack.status in FINAL and delivery.state in FINAL:
         raise FailedPrecondition(
@@ -199,15 +266,16 @@ def acknowledge(
             key_id=ack.key_id,
             signature=ack.signature,
             received_ms=now_ms,
-            via=via,
+            via=request.via,
         )
     )
-    close_attempt(session, delivery, "ACKED", now_ms)
+    stored.add((delivery.id, ack.status))
+    answered_attempts.append({"d": delivery.id, "n": delivery.attempts, "t": now_ms})
     notices = _apply(session, delivery, ack, now_ms)
     audit_log.append(
         session,
         kind=f"delivery.{ack.status.lower()}",
-        actor=caller.actor,
+        actor=request.caller.actor,
         time_ms=now_ms,
         record_id=delivery.record_id,
         delivery_id=delivery.id,

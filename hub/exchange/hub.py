@@ -16,7 +16,7 @@ from hub.exchange.dispatcher import Dispatcher
 from hub.exchange.keys import KeyRing
 from hub.exchange.notify import Notifications
 from hub.exchange.routing import Router
-from hub.store.batching import Batcher
+from hub.store.batching import Batcher, one_by_one
 from hub.store.db import Database
 from hub.store.models import DeliveryRow, EscalationRow
 
@@ -33,17 +33,21 @@ class Exchange:
     dispatcher: Dispatcher
     notifications: Notifications
     _publishes: Batcher[tuple[Principal, publish.PublishRequest, int], publish.Receipt] = field(init=False)
-    _acks: Batcher[tuple[Principal, ack_module.AckInput, int, str], ack_module.AckOutcome] = field(init=False)
+    _acks: Batcher[ack_module.AckRequest, ack_module.AckOutcome] = field(init=False)
 
     def __post_init__(self) -> None:
         max_payload = self.settings.server.max_payload_bytes
         self._publishes = Batcher(
             self.db,
-            lambda session, item: publish.publish(
-                session, self.router, item[0], item[1], item[2], max_payload
+            one_by_one(
+                lambda session, item: publish.publish(
+                    session, self.router, item[0], item[1], item[2], max_payload
+                )
             ),
         )
-        self._acks = Batcher(self.db, lambda session, item: ack_module.acknowledge(session, self.keys, *item))
+        self._acks = Batcher(
+            self.db, lambda session, items: ack_module.acknowledge_many(session, self.keys, items)
+        )
 
     @property
     def agency_ids(self) -> set[str]:
@@ -66,7 +70,7 @@ class Exchange:
     async def acknowledge(
         self, caller: Principal, ack: ack_module.AckInput, via: str
     ) -> ack_module.AckOutcome:
-        outcome = await self._acks.submit((caller, ack, self.clock.now_ms(), via))
+        outcome = await self._acks.submit(ack_module.AckRequest(caller, ack, self.clock.now_ms(), via))
         log.info(
             "delivery.acknowledged",
             delivery_id=ack.delivery_id,
@@ -89,6 +93,15 @@ class Exchange:
         else:
             self.dispatcher.pause(agency, now + wait_ms)
         log.info("agency.retry_after", agency=agency, delivery_id=delivery_id or None, wait_ms=wait_ms)
+
+    async def abort(self, agency: str, delivery_id: str, reason: str) -> None:
+        """A push connector's agency answered "abort": no more retries; a case goes to people."""
+        notice = await self.db.run(claims.abort, self.db, delivery_id, agency, reason, self.clock.now_ms())
+        for connector in self.dispatcher.connectors:
+            connector.released(agency, delivery_id)
+        log.info("delivery.aborted", agency=agency, delivery_id=delivery_id, reason=reason)
+        if notice is not None:
+            await self.notifications.dispatch([notice])
 
     async def sweep(self) -> sweep.SweepResult:
         result = await self.db.run(sweep.sweep, self.db, self.clock.now_ms())

@@ -19,7 +19,7 @@ from hub.permits.document import PermitDocument, from_json
 from hub.permits.issuers import Issuers
 from hub.permits.registry import Lookup, Registries
 from hub.permits.verify import DeclarationQuery, LineVerdict, NeedsLookup, limit_of, verify
-from hub.store.batching import Batcher
+from hub.store.batching import Batcher, one_by_one
 from hub.store.db import Database
 from hub.store.models import DrawDownRow, PermitLineRow, PermitRow, PermitVersionRow
 
@@ -54,7 +54,7 @@ class Permits:
     _verifies: Batcher[_VerifyItem, list[LineVerdict] | NeedsLookup] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._verifies = Batcher(self.db, self._verify_step)
+        self._verifies = Batcher(self.db, one_by_one(self._verify_step))
 
     @property
     def usage(self) -> drawdown.Usage:

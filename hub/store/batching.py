@@ -1,7 +1,9 @@
 """Group commit: requests that arrive while the database is busy share the next transaction.
 
-Each item's step runs in turn inside one transaction. A step that refuses its item raises an
-`AckhubError` *before writing anything*, so the refusal is that item's answer and the others still commit.
+The batch's items are handled inside one transaction, either all at once (a `BatchStep`, which answers
+each item with its outcome or its refusal) or one by one (`one_by_one(step)`). A refusal is an
+`AckhubError` raised *before the item writes anything*, so it is that item's answer and the others still
+commit.
 Any other failure fails the whole batch (nothing of it was confirmed to anyone); a unique-constraint race
 with another hub process is retried item by item, each in its own transaction.
 """
@@ -22,8 +24,26 @@ I = TypeVar("I")  # noqa: E741 (item)
 O = TypeVar("O")  # noqa: E741 (outcome)
 
 
+BatchStep = Callable[[Session, list[I]], list[O | AckhubError]]
+
+
+def one_by_one(step: Callable[[Session, I], O]) -> BatchStep[I, O]:
+    """A batch step that runs `step` on each item in turn, keeping each refusal as that item's answer."""
+
+    def run(session: Session, items: list[I]) -> list[O | AckhubError]:
+        outcomes: list[O | AckhubError] = []
+        for item in items:
+            try:
+                outcomes.append(step(session, item))
+            except AckhubError as refusal:
+                outcomes.append(refusal)
+        return outcomes
+
+    return run
+
+
 class Batcher(Generic[I, O]):
-    def __init__(self, db: Database, step: Callable[[Session, I], O], max_batch: int = 256) -> None:
+    def __init__(self, db: Database, step: BatchStep[I, O], max_batch: int = 256) -> None:
         self.db = db
         self.step = step
         self.max_batch = max_batch
@@ -65,11 +85,5 @@ class Batcher(Generic[I, O]):
             return [self._run([item])[0] for item in items]
 
     def _in_one_transaction(self, items: list[I]) -> list[O | AckhubError]:
-        outcomes: list[O | AckhubError] = []
         with self.db.transaction() as session:
-            for item in items:
-                try:
-                    outcomes.append(self.step(session, item))
-                except AckhubError as refusal:
-                    outcomes.append(refusal)
-        return outcomes
+            return self.step(session, items)
