@@ -16,7 +16,7 @@ from hub.exchange.dispatcher import Dispatcher
 from hub.exchange.keys import KeyRing
 from hub.exchange.notify import Notifications
 from hub.exchange.routing import Router
-from hub.store.batching import Batcher, one_by_one
+from hub.store.batching import Batcher
 from hub.store.db import Database
 from hub.store.models import DeliveryRow, EscalationRow
 
@@ -32,18 +32,13 @@ class Exchange:
     keys: KeyRing
     dispatcher: Dispatcher
     notifications: Notifications
-    _publishes: Batcher[tuple[Principal, publish.PublishRequest, int], publish.Receipt] = field(init=False)
+    _publishes: Batcher[publish.PublishItem, publish.Receipt] = field(init=False)
     _acks: Batcher[ack_module.AckRequest, ack_module.AckOutcome] = field(init=False)
 
     def __post_init__(self) -> None:
         max_payload = self.settings.server.max_payload_bytes
         self._publishes = Batcher(
-            self.db,
-            one_by_one(
-                lambda session, item: publish.publish(
-                    session, self.router, item[0], item[1], item[2], max_payload
-                )
-            ),
+            self.db, lambda session, items: publish.publish_many(session, self.router, items, max_payload)
         )
         self._acks = Batcher(
             self.db, lambda session, items: ack_module.acknowledge_many(session, self.keys, items)
@@ -54,7 +49,7 @@ class Exchange:
         return {agency.id for agency in self.settings.agencies}
 
     async def publish(self, publisher: Principal, request: publish.PublishRequest) -> publish.Receipt:
-        receipt = await self._publishes.submit((publisher, request, self.clock.now_ms()))
+        receipt = await self._publishes.submit(publish.PublishItem(publisher, request, self.clock.now_ms()))
         log.info(
             "record.published",
             record_id=receipt.record_id,

@@ -7,12 +7,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlalchemy import tuple_
+from sqlmodel import Session, col, select
 
 from audit import log as audit_log
 from hub.auth.identity import Principal
-from hub.config import RECORD_TYPE
-from hub.errors import AlreadyExists
+from hub.config import RECORD_TYPE, RouteRecipient
+from hub.errors import AckhubError, AlreadyExists
 from hub.exchange.routing import Router
 from hub.exchange.states import PENDING
 from hub.exchange.validation import Violations
@@ -66,58 +67,114 @@ def validate(request: PublishRequest, max_payload_bytes: int) -> None:
     bad.raise_if_any()
 
 
-def _receipt_of(session: Session, record: RecordRow, replayed: bool) -> Receipt:
-    deliveries = session.exec(
-        select(DeliveryRow.id, DeliveryRow.recipient)
-        .where(DeliveryRow.record_id == record.id)
-        .order_by(
-            DeliveryRow.seq  # type: ignore[arg-type]
-        )
-    ).all()
-    return Receipt(record.id, record.digest, record.accepted_ms, [(d, r) for d, r in deliveries], replayed)
+@dataclass(frozen=True)
+class PublishItem:
+    publisher: Principal
+    request: PublishRequest
+    now_ms: int
 
 
-def _replay(session: Session, publisher: str, request_id: str, digest: str) -> Receipt | None:
-    existing = session.exec(
-        select(RecordRow).where(RecordRow.publisher == publisher, RecordRow.request_id == request_id)
-    ).first()
-    if existing is None:
-        return None
-    if existing.digest != digest:
+def _replayed(first: Receipt, request_id: str, digest: str) -> Receipt:
+    """The answer to a request whose id was already used: the first receipt, or ALREADY_EXISTS."""
+    if first.digest != digest:
         raise AlreadyExists(
-            f"request {request_id!r} was already used for a record with digest sha256:{existing.digest}; "
+            f"request {request_id!r} was already used for a record with digest sha256:{first.digest}; "
             f"this payload has digest sha256:{digest}",
             reason="REQUEST_ID_REUSED",
             metadata={
                 "request_id": request_id,
-                "record_id": existing.id,
-                "stored_digest": f"sha256:{existing.digest}",
+                "record_id": first.record_id,
+                "stored_digest": f"sha256:{first.digest}",
                 "request_digest": f"sha256:{digest}",
             },
         )
-    return _receipt_of(session, existing, replayed=True)
+    return Receipt(first.record_id, first.digest, first.accepted_ms, first.deliveries, replayed=True)
 
 
-def publish(
-    session: Session,
-    router: Router,
-    publisher: Principal,
-    request: PublishRequest,
-    now_ms: int,
-    max_payload: int,
-) -> Receipt:
-    """Inside the caller's transaction. Every refusal is raised before anything is written."""
-    validate(request, max_payload)
-    recipients = router.recipients(request.record_type, publisher.id)
-    digest = hashlib.sha256(request.payload).hexdigest()
-    request_id = request.request_id or new_id(now_ms)
-    replay = _replay(session, publisher.id, request_id, digest)
-    if replay is not None:
-        return replay
+def _stored_receipts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Receipt]:
+    """Receipts of records already stored under these (publisher, request id) pairs: two queries."""
+    records = list(
+        session.exec(
+            select(RecordRow).where(tuple_(col(RecordRow.publisher), col(RecordRow.request_id)).in_(keys))
+        )
+    )
+    if not records:
+        return {}
+    deliveries: dict[str, list[tuple[str, str]]] = {r.id: [] for r in records}
+    for delivery_id, recipient, record_id in session.exec(
+        select(DeliveryRow.id, DeliveryRow.recipient, DeliveryRow.record_id)
+        .where(col(DeliveryRow.record_id).in_(deliveries))
+        .order_by(col(DeliveryRow.seq))
+    ):
+        deliveries[record_id].append((delivery_id, recipient))
+    return {
+        (r.publisher, r.request_id): Receipt(r.id, r.digest, r.accepted_ms, deliveries[r.id], False)
+        for r in records
+    }
+
+
+def publish_many(
+    session: Session, router: Router, items: list[PublishItem], max_payload: int
+) -> list[Receipt | AckhubError]:
+    """Inside the caller's transaction, in order; each answer is a receipt or that item's refusal, raised
+    before it wrote anything. Earlier uses of the request ids are found in two queries for the batch."""
+    answers: list[Receipt | AckhubError | None] = [None] * len(items)
+    accepted: list[tuple[int, PublishItem, list[RouteRecipient], str, str]] = []
+    for index, item in enumerate(items):
+        try:
+            validate(item.request, max_payload)
+            recipients = router.recipients(item.request.record_type, item.publisher.id)
+        except AckhubError as refusal:
+            answers[index] = refusal
+            continue
+        digest = hashlib.sha256(item.request.payload).hexdigest()
+        accepted.append((index, item, recipients, digest, item.request.request_id or new_id(item.now_ms)))
+    receipts = _stored_receipts(session, {(item.publisher.id, rid) for _, item, _, _, rid in accepted})
+    records: list[RecordRow] = []
+    rows: list[DeliveryRow] = []
+    for index, item, recipients, digest, request_id in accepted:
+        first = receipts.get((item.publisher.id, request_id))
+        if first is not None:  # stored earlier, or earlier in this batch
+            try:
+                answers[index] = _replayed(first, request_id, digest)
+            except AckhubError as refusal:
+                answers[index] = refusal
+            continue
+        record, deliveries = _new_record(item, recipients, digest, request_id)
+        records.append(record)
+        rows += deliveries
+        receipt = Receipt(record.id, digest, item.now_ms, [(d.id, d.recipient) for d in deliveries], False)
+        receipts[(item.publisher.id, request_id)] = answers[index] = receipt
+        audit_log.append(
+            session,
+            kind="record.published",
+            actor=item.publisher.actor,
+            time_ms=item.now_ms,
+            record_id=record.id,
+            data={
+                "record_type": record.record_type,
+                "digest": f"sha256:{digest}",
+                "request_id": request_id,
+                "subject_uscc": record.subject_uscc,
+                "declaration_number": record.declaration_number,
+                "deliveries": {d.recipient: d.id for d in deliveries},
+            },
+        )
+    if records:
+        session.add_all(records)
+        session.flush()  # the deliveries' foreign key needs the record rows first
+        session.add_all(rows)
+    return [answer for answer in answers if answer is not None]
+
+
+def _new_record(
+    item: PublishItem, recipients: list[RouteRecipient], digest: str, request_id: str
+) -> tuple[RecordRow, list[DeliveryRow]]:
+    request, now_ms = item.request, item.now_ms
     record = RecordRow(
         id=new_id(now_ms),
         request_id=request_id,
-        publisher=publisher.id,
+        publisher=item.publisher.id,
         record_type=request.record_type,
         subject_uscc=request.subject_uscc or None,
         declaration_number=request.declaration_number or None,
@@ -126,14 +183,12 @@ def publish(
         digest=digest,
         accepted_ms=now_ms,
     )
-    session.add(record)
-    session.flush()  # the deliveries' foreign key needs the record row first
     deliveries = [
         DeliveryRow(
             id=new_id(now_ms),
             record_id=record.id,
             record_type=record.record_type,
-            publisher=publisher.id,
+            publisher=item.publisher.id,
             recipient=recipient.agency,
             state=PENDING,
             required_level=recipient.ack_level,
@@ -145,20 +200,20 @@ def publish(
         )
         for recipient in recipients
     ]
-    session.add_all(deliveries)
-    audit_log.append(
-        session,
-        kind="record.published",
-        actor=publisher.actor,
-        time_ms=now_ms,
-        record_id=record.id,
-        data={
-            "record_type": record.record_type,
-            "digest": f"sha256:{digest}",
-            "request_id": request_id,
-            "subject_uscc": record.subject_uscc,
-            "declaration_number": record.declaration_number,
-            "deliveries": {d.recipient: d.id for d in deliveries},
-        },
-    )
-    return Receipt(record.id, digest, now_ms, [(d.id, d.recipient) for d in deliveries], False)
+    return record, deliveries
+
+
+def publish(
+    session: Session,
+    router: Router,
+    publisher: Principal,
+    request: PublishRequest,
+    now_ms: int,
+    max_payload: int,
+) -> Receipt:
+    """One record inside the caller's transaction (for use cases that publish as part of their own
+    change, such as a permit draw-down). Refusals are raised before anything is written."""
+    (answer,) = publish_many(session, router, [PublishItem(publisher, request, now_ms)], max_payload)
+    if isinstance(answer, AckhubError):
+        raise answer
+    return answer
