@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from hub.config import RouteRecipient, Settings
 from hub.errors import FailedPrecondition, PermissionDenied
 
@@ -31,6 +33,8 @@ class Router:
         return sorted(self._routes)
 
 
+@functools.lru_cache(maxsize=1024)
 def policy_of(json_text: str) -> RouteRecipient:
-    """The route terms a delivery was created with (kept on the delivery as JSON)."""
+    """The route terms a delivery was created with (kept on the delivery as JSON). Deliveries of one
+    route share the same text, and the settings are frozen, so parsed terms are shared too."""
     return RouteRecipient.model_validate_json(json_text)
