@@ -7,7 +7,7 @@ BUF := node_modules/.bin/buf
 CONFIG ?= examples/demo.toml
 BREAKING_AGAINST ?= .git\#branch=main
 
-.PHONY: help demo serve test lint fmt proto proto-check buf-lint breaking bench clean
+.PHONY: help demo serve test lint fmt proto proto-check buf-lint breaking bench clean node-agency
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
@@ -55,6 +55,9 @@ test: $(VENV)/.installed proto-check buf-lint ## run the tests (SQLite and the l
 
 bench: $(VENV)/.installed ## measure throughput and latency (prints figures)
 	$(PY) bench/exchange.py
+
+node-agency: ## install the Node.js example agency's pinned dependencies and check the ack vectors
+	cd examples/node-agency && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
 
 from hub._proto.ackhub.v1 import types_pb2
-from hub.config import load_settings
+from hub.config import Settings, load_settings
 from hub.identifiers import USCC_CHARSET, check_declaration_number, check_uscc, uscc_check_character
 from hub.sdk.agency import AgencyClient, Delivery, Handler, Verdict, start_subscription
 from hub.signing import public_key_base64
@@ -137,9 +137,9 @@ def _toml(value: str | int) -> str:
 
 
 def hub_config(database_url: str, keys: dict[str, Ed25519PrivateKey], opts: Options) -> str:
-    """The hub's TOML: the three agencies with the bench's keys, one route, loopback on a free port.
-    Attempts wait 30 s for an answer and the deadline is 10 min, so nothing is retried or escalated
-    unless the hub really loses an answer."""
+    """The hub's TOML: the three agencies with the bench's keys, one route, loopback on a free port, no
+    per-caller rate limit. Attempts wait 30 s for an answer and the deadline is 10 min, so nothing is
+    retried or escalated unless the hub really loses an answer."""
     lines = [
         "[server]",
         f"listen = {_toml('127.0.0.1:0')}",
@@ -161,6 +161,8 @@ def hub_config(database_url: str, keys: dict[str, Ed25519PrivateKey], opts: Opti
             f"public_key = {_toml(public_key_base64(key.public_key()))}",
             "",
         ]
+    if "limits" in Settings.model_fields:  # the per-caller rate limit would measure itself, not the hub
+        lines += ["[limits]", "requests_per_second = 0.0", ""]
     lines += ["[[routes]]", f"record_type = {_toml(RECORD_TYPE)}", f"publishers = [{_toml(PUBLISHER)}]", ""]
     for agency, (level, _closing) in RECIPIENTS.items():
         lines += [

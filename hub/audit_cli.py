@@ -135,20 +135,80 @@ def _trace(args: argparse.Namespace) -> int:
 def _token_issue(args: argparse.Namespace) -> int:
     import time
 
-    from hub.auth.jwt import issue
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from hub.auth.jwt import issue, issue_token
     from hub.signing import load_private_key
 
-    key = load_private_key(Path(args.key).read_text())
+    text = Path(args.key).read_text()
+    pem = load_pem_private_key(text.encode(), None) if "BEGIN" in text else None
+    key = pem if isinstance(pem, EllipticCurvePrivateKey) else load_private_key(text)
+    subject = args.uscc or args.agency or args.subject
+    if args.role == "enterprise" and not args.kid and not isinstance(key, EllipticCurvePrivateKey):
+        print(
+            issue(
+                key,
+                args.uscc,
+                issuer=args.issuer,
+                audience=args.audience,
+                now_s=int(time.time()),
+                ttl_s=args.ttl,
+            )
+        )
+        return 0
+    if not subject:
+        raise SystemExit("name the subject: --uscc (enterprise), --agency (agency) or --subject (person)")
     print(
-        issue(
+        issue_token(
             key,
-            args.uscc,
+            role=args.role,
+            subject=subject,
             issuer=args.issuer,
             audience=args.audience,
             now_s=int(time.time()),
             ttl_s=args.ttl,
+            kid=args.kid,
+            jurisdiction=args.jurisdiction,
         )
     )
+    return 0
+
+
+def _token_keys(args: argparse.Namespace) -> int:
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from hub.auth.jwt import jwk
+    from hub.auth.pki import write_secret
+    from hub.signing import private_key_pem
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = (
+        ec.generate_private_key(ec.SECP256R1()) if args.algorithm == "ES256" else Ed25519PrivateKey.generate()
+    )
+    from cryptography.hazmat.primitives import serialization
+
+    pem = (
+        private_key_pem(key).encode()
+        if isinstance(key, Ed25519PrivateKey)
+        else key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    try:
+        write_secret(out / f"{args.kid}.pem", pem)
+    except FileExistsError:
+        print(f"{out / (args.kid + '.pem')} exists; refusing to overwrite a private key", file=sys.stderr)
+        return 1
+    jwks_path = Path(args.jwks)
+    data = json.loads(jwks_path.read_text()) if jwks_path.exists() else {"keys": []}
+    data["keys"] = [k for k in data["keys"] if k.get("kid") != args.kid] + [jwk(key.public_key(), args.kid)]
+    jwks_path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"private key written to {out / (args.kid + '.pem')} (mode 0600); public key added to {jwks_path}")
     return 0
 
 
@@ -183,15 +243,30 @@ def add_commands(commands: Any) -> None:
     _client_options(trace)
     trace.set_defaults(run=_trace)
 
-    token = commands.add_parser("token", help="enterprise tokens (development)")
+    token = commands.add_parser("token", help="JWTs for agencies, enterprises, operators (development)")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    issue = token_commands.add_parser("issue", help="sign an enterprise JWT with a development key")
-    issue.add_argument("--uscc", required=True)
-    issue.add_argument("--key", required=True, help="Ed25519 private key file (PEM or hex seed)")
+    issue = token_commands.add_parser("issue", help="sign a JWT with a development key")
+    issue.add_argument(
+        "--role", choices=("agency", "enterprise", "operator", "administrator"), default="enterprise"
+    )
+    issue.add_argument("--uscc", help="an enterprise's USCC")
+    issue.add_argument("--agency", help="an agency's id")
+    issue.add_argument("--subject", help="an operator's or administrator's name")
+    issue.add_argument("--jurisdiction", help="an operator's: HQ, 2-digit district or 4-digit office")
+    issue.add_argument("--kid", help="the key id in the hub's JWKS file")
+    issue.add_argument(
+        "--key", required=True, help="private key file: Ed25519 (PEM or hex seed) or P-256 PEM"
+    )
     issue.add_argument("--issuer", default="ackhub-dev")
     issue.add_argument("--audience", default="ackhub")
     issue.add_argument("--ttl", type=int, default=3600, help="seconds")
     issue.set_defaults(run=_token_issue)
+    keys = token_commands.add_parser("keys", help="make a signing key and add its public key to a JWKS file")
+    keys.add_argument("--kid", required=True)
+    keys.add_argument("--algorithm", choices=("EdDSA", "ES256"), default="EdDSA")
+    keys.add_argument("--out", default=".", help="folder for the private key")
+    keys.add_argument("--jwks", default="jwks.json", help="the JWKS file the hub reads ([auth] jwks_file)")
+    keys.set_defaults(run=_token_keys)
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,8 @@ EPILOG = """examples:
   ackhub trace 020220260525641690 --token "$ACKHUB_TOKEN"
   ackhub proof verify proof.json
   ackhub adapters list
+  ackhub pki init --dir pki && ackhub pki issue tax --ca-dir pki
+  ackhub token issue --role operator --subject alice --jurisdiction 0202 --kid ops-1 --key ops-1.pem
   ackhub permit verify 26-AA-204966 --kind commerce.import_licence --uscc 91110000600037341L \\
       --office 0202 --hs 8703234210 --quantity 10 --unit 辆
   ackhub permit show 26-AA-204966
@@ -147,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.permits.cli import add_commands as add_permit_commands
 
     add_permit_commands(commands)
+
+    from hub.auth.pki_cli import add_commands as add_pki_commands
+
+    add_pki_commands(commands)
     return parser
 
 

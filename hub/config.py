@@ -6,6 +6,7 @@ problem at once as `ConfigError`, each with the key it concerns and why.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -112,12 +113,51 @@ class AgencyKey(_Strict):
         return value
 
 
+class GrpcPush(_Strict):
+    """The hub calls `ackhub.v1.ReceiverService` hosted by the agency at `target` (host:port)."""
+
+    target: Annotated[str, Field(min_length=1)]
+    timeout: DurationMs = 10_000
+    concurrency: int = Field(default=8, ge=1, le=1000)  # attempts in flight at once
+
+
+class Webhook(_Strict):
+    """The hub POSTs each delivery, signed, to `url`; the 2xx answer carries the agency's signed receipt."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    timeout: DurationMs = 10_000
+    concurrency: int = Field(default=8, ge=1, le=1000)
+    ca_file: str | None = None  # PEM bundle trusted for the agency's certificate (default: system CAs)
+
+
+class Filedrop(_Strict):
+    """Records are written into `outbox`; signed acknowledgement files are read back from `inbox`."""
+
+    outbox: Annotated[str, Field(min_length=1)]
+    inbox: Annotated[str, Field(min_length=1)]
+    poll_interval: DurationMs = 5_000
+    concurrency: int = Field(default=64, ge=1, le=100_000)  # files written but not yet acknowledged
+
+
 class Agency(_Strict):
     id: Annotated[str, Field(pattern=AGENCY_ID)]
     name: str
     kind: Literal["customs", "tax", "fx", "commerce", "origin", "other"]
     keys: list[AgencyKey] = Field(default_factory=list)
-    connector: Literal["stream"] = "stream"
+    # How deliveries reach the agency (connectors/); the matching table below configures it.
+    connector: Literal["stream", "grpc_push", "webhook", "filedrop"] = "stream"
+    grpc_push: GrpcPush | None = None
+    webhook: Webhook | None = None
+    filedrop: Filedrop | None = None
+
+    @model_validator(mode="after")
+    def _connector_settings(self) -> Agency:
+        for name in ("grpc_push", "webhook", "filedrop"):
+            if self.connector == name and getattr(self, name) is None:
+                raise ValueError(f"connector {name!r} needs an [agencies.{name}] table")
+            if self.connector != name and getattr(self, name) is not None:
+                raise ValueError(f"[agencies.{name}] is set but connector is {self.connector!r}")
+        return self
 
 
 class Notifier(_Strict):
@@ -142,8 +182,49 @@ class Server(_Strict):
     stream_window: int = Field(default=64, ge=1, le=10_000)
     sweep_interval: DurationMs = 1_000
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Only "development" exists for now: callers name themselves in metadata (see docs/exchange.md).
-    auth: Literal["development"] = "development"
+    # "development": callers may name themselves in metadata — loopback only (docs/security.md);
+    # "secure": client certificates and JWTs only.
+    auth: Literal["development", "secure"] = "development"
+    # Allow "development" on a non-loopback address anyway (never in production).
+    force_development_auth: bool = False
+    # TLS: the hub's certificate chain and key (PEM); with `tls_client_ca_file`, every connection must
+    # present a client certificate issued by that CA, and the agency is the certificate's common name.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _safe(self) -> Server:
+        if self.auth == "development" and not self.force_development_auth and not is_loopback(self.listen):
+            raise ValueError(
+                f"auth = 'development' trusts callers' own word; it is refused on {self.listen!r} "
+                "(not loopback): use auth = 'secure', or set force_development_auth = true"
+            )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
+
+class Limits(_Strict):
+    """Per-principal request rate (token bucket; 0 turns it off) and request size limits."""
+
+    requests_per_second: float = Field(default=200.0, ge=0)
+    burst: int = Field(default=2_000, ge=1)
+    max_string_bytes: int = Field(default=8192, ge=64)
+    max_repeated_items: int = Field(default=10_000, ge=1)
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether `host:port` listens on a loopback address only."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Audit(_Strict):
@@ -157,11 +238,14 @@ class Audit(_Strict):
 
 
 class Auth(_Strict):
-    """Enterprises present `authorization: Bearer <JWT>` (EdDSA, Ed25519) carrying their USCC."""
+    """Bearer JWTs (hub/auth/jwt.py): keys by key id from `jwks_file` (re-read when it changes), or one
+    Ed25519 key for tokens without key id. Issuer and audience apply to every token, whatever its role."""
 
+    jwks_file: str | None = None
     enterprise_jwt_public_key: str | None = None  # PEM, or base64 of the 32 raw bytes
     enterprise_jwt_issuer: str = "ackhub-dev"
     enterprise_jwt_audience: str = "ackhub"
+    max_token_lifetime: DurationMs = 86_400_000
 
     @field_validator("enterprise_jwt_public_key")
     @classmethod
@@ -215,6 +299,7 @@ class Settings(_Strict):
     breaker: Breaker = Field(default_factory=Breaker)
     audit: Audit = Field(default_factory=Audit)
     auth: Auth = Field(default_factory=Auth)
+    limits: Limits = Field(default_factory=Limits)
     agencies: list[Agency] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     notifiers: list[Notifier] = Field(default_factory=list)

@@ -74,6 +74,17 @@ class Unauthenticated(AckhubError):
     reason = "UNAUTHENTICATED"
 
 
+class ResourceExhausted(AckhubError):
+    """Too many requests: the caller should wait `retry_after_ms` (sent as google.rpc.RetryInfo)."""
+
+    code = "RESOURCE_EXHAUSTED"
+    reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_ms: int, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, metadata={**(metadata or {}), "retry_after_ms": str(retry_after_ms)})
+        self.retry_after_ms = retry_after_ms
+
+
 class ConfigError(Exception):
     """A configuration file has problems; each is `(location, why)` and all are reported at once."""
 

@@ -13,8 +13,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from adapters.loader import load as load_adapters
+from audit.checkpoint import key_id as audit_key_id
 from audit.checkpoint import signing_key
 from audit.ledger import AuditLedger
+from connectors._push import PushConnector
+from connectors.build import push_connectors
 from connectors.stream import StreamConnector
 from hub._proto.ackhub.v1 import (
     audit_service_pb2,
@@ -31,11 +34,11 @@ from hub._proto.ackhub.v1 import (
 from hub.api.audit import AuditServicer
 from hub.api.errors import ErrorInterceptor
 from hub.api.exchange import ExchangeServicer
+from hub.api.guard import GuardInterceptor
 from hub.api.operations import OperationsServicer
 from hub.api.permits import PermitServicer
 from hub.api.trace import TraceServicer
-from hub.auth.identity import DevelopmentAuthenticator
-from hub.auth.jwt import EnterpriseTokens
+from hub.auth.tls import listen
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.exchange.breaker import Breakers
@@ -81,6 +84,7 @@ class HubServer:
         self.permits: Permits | None = None
         self.ledger: AuditLedger | None = None
         self.streams = StreamConnector()
+        self.push: list[PushConnector] = []  # grpc_push, webhook, filedrop: as configured
         self.db = Database(settings.server.database_url)
         self._sweeping = asyncio.Lock()
 
@@ -95,49 +99,46 @@ class HubServer:
 
         keys = await self.db.run(_sync)
         notifications = Notifications(settings.notifiers)
+        key, key_source = signing_key(settings.audit.signing_key_file, settings.server.database_url)
+        self.push = push_connectors(settings, key, audit_key_id(key.public_key()), self.clock)
         dispatcher = Dispatcher(
-            self.db, self.clock, [self.streams], Breakers(settings.breaker), notifications, self.rng
+            self.db,
+            self.clock,
+            [self.streams, *self.push],
+            Breakers(settings.breaker),
+            notifications,
+            self.rng,
         )
         self.exchange = Exchange(
             settings, self.db, self.clock, Router(settings), keys, dispatcher, notifications
         )
+        for connector in self.push:
+            await connector.start(self.exchange)
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            interceptors=[ErrorInterceptor(), self._guard()],
             options=[
                 ("grpc.max_receive_message_length", settings.server.max_payload_bytes + 1024 * 1024),
                 ("grpc.max_send_message_length", settings.server.max_payload_bytes + 1024 * 1024),
             ],
         )
-        key, key_source = signing_key(settings.audit.signing_key_file, settings.server.database_url)
         self.ledger = AuditLedger(self.db, key, settings.audit.origin, self.clock)
         log.info("audit.key", source=key_source, origin=settings.audit.origin)
-        tokens = None
-        if settings.auth.enterprise_jwt_public_key:
-            tokens = EnterpriseTokens(
-                load_public_key(settings.auth.enterprise_jwt_public_key),
-                settings.auth.enterprise_jwt_issuer,
-                settings.auth.enterprise_jwt_audience,
-                self.clock,
-            )
-        auth = DevelopmentAuthenticator((a.id for a in settings.agencies), tokens)
         exchange_service_pb2_grpc.add_ExchangeServiceServicer_to_server(
-            ExchangeServicer(self.exchange, auth, self.streams), server
+            ExchangeServicer(self.exchange, self.streams), server
         )
         operations_service_pb2_grpc.add_OperationsServiceServicer_to_server(
-            OperationsServicer(self.exchange, auth), server
+            OperationsServicer(self.exchange), server
         )
-        audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(self.ledger, auth), server)
+        audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(self.ledger), server)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
-            TraceServicer(self.db, self.ledger, auth, {a.id: a.name for a in settings.agencies}), server
+            TraceServicer(self.db, self.ledger, {a.id: a.name for a in settings.agencies}), server
         )
         self.permits = self._permits(self.exchange)
-        permit_service_pb2_grpc.add_PermitServiceServicer_to_server(
-            PermitServicer(self.permits, auth), server
-        )
+        permit_service_pb2_grpc.add_PermitServiceServicer_to_server(PermitServicer(self.permits), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = server.add_insecure_port(settings.server.listen)
+        self.port = listen(server, settings.server)
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.server.listen}")
         await server.start()
@@ -173,6 +174,32 @@ class HubServer:
             routes=len(settings.routes),
         )
         return self.port
+
+    def _guard(self) -> GuardInterceptor:
+        """Authentication, the authorization policy, rate and size limits (hub/api/guard.py)."""
+        from hub.api.guard import RateLimiter, SizeLimits
+        from hub.auth.identity import Authenticator
+        from hub.auth.jwt import Tokens
+
+        settings = self.settings
+        tokens = None
+        if settings.auth.jwks_file or settings.auth.enterprise_jwt_public_key:
+            default = settings.auth.enterprise_jwt_public_key
+            tokens = Tokens(
+                self.clock,
+                issuer=settings.auth.enterprise_jwt_issuer,
+                audience=settings.auth.enterprise_jwt_audience,
+                jwks_file=settings.auth.jwks_file,
+                default_key=load_public_key(default) if default else None,
+                max_lifetime_ms=settings.auth.max_token_lifetime,
+            )
+        limits = settings.limits
+        return GuardInterceptor(
+            Authenticator(settings.server.auth, (a.id for a in settings.agencies), tokens),
+            RateLimiter(self.clock, limits.requests_per_second, limits.burst),
+            SizeLimits(limits.max_string_bytes, settings.server.max_payload_bytes, limits.max_repeated_items),
+            trust_client_certificates=settings.server.tls_client_ca_file is not None,
+        )
 
     def _permits(self, exchange: Exchange) -> Permits:
         """Adapters from the `ackhub.adapters` entry points; a broken one is logged by name, the rest load."""
@@ -217,6 +244,8 @@ class HubServer:
             await self._server.stop(grace)
         if self._dispatch_task is not None:
             await self._dispatch_task
+        for connector in self.push:
+            await connector.aclose()
         if self.permits is not None:
             await self.permits.registries.close()
         self.db.close()

@@ -85,12 +85,15 @@ def test_good_file_loads_with_durations_in_ms(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_server_settings(tmp_path: Path) -> None:
-    """ACKHUB_DATABASE_URL and ACKHUB_LISTEN override the file."""
+    """ACKHUB_DATABASE_URL, ACKHUB_LISTEN and ACKHUB_AUTH override the file."""
     path = tmp_path / "hub.toml"
     path.write_text(GOOD)
-    settings = load_settings(
-        path, environ={"ACKHUB_DATABASE_URL": "postgresql://db/hub", "ACKHUB_LISTEN": "0.0.0.0:1"}
-    )
+    environ = {
+        "ACKHUB_DATABASE_URL": "postgresql://db/hub",
+        "ACKHUB_LISTEN": "0.0.0.0:1",
+        "ACKHUB_AUTH": "secure",
+    }
+    settings = load_settings(path, environ=environ)
     assert (settings.server.database_url, settings.server.listen) == ("postgresql://db/hub", "0.0.0.0:1")
 
 

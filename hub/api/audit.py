@@ -16,8 +16,7 @@ from audit.ledger import AuditLedger
 from hub._proto.ackhub.v1 import audit_service_pb2 as pb
 from hub._proto.ackhub.v1 import audit_service_pb2_grpc as pb_grpc
 from hub.api import convert
-from hub.auth.identity import Authenticator, Principal
-from hub.errors import PermissionDenied
+from hub.auth import policy
 from hub.exchange.queries import Page
 from hub.pagination import decode_token, encode_token, page_size
 from hub.store.models import AuditEventRow
@@ -91,36 +90,22 @@ def list_events(ledger: AuditLedger, request: pb.ListAuditEventsRequest) -> Page
 
 
 class AuditServicer(pb_grpc.AuditServiceServicer):
-    def __init__(self, ledger: AuditLedger, auth: Authenticator) -> None:
+    def __init__(self, ledger: AuditLedger) -> None:
         self.ledger = ledger
-        self.auth = auth
-
-    def _caller(self, context: Context) -> Principal:
-        return self.auth.authenticate(context.invocation_metadata() or ())
-
-    def _operator(self, context: Context, what: str) -> Principal:
-        caller = self._caller(context)
-        if caller.kind != "operator":
-            raise PermissionDenied(
-                f"only an operator may {what}", reason="OPERATOR_ONLY", metadata={"caller": caller.actor}
-            )
-        return caller
 
     async def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: Context
     ) -> pb.GetCheckpointResponse:
         if request.fresh:
-            self._operator(context, "sign a fresh checkpoint")
+            policy.require_staff(policy.caller(), "sign a fresh checkpoint")
             cp = await self.ledger.db.run(self.ledger.checkpoint)
         else:
-            self._caller(context)
             cp = await self.ledger.db.run(self.ledger.get_checkpoint, request.tree_size)
         return pb.GetCheckpointResponse(checkpoint=checkpoint(cp))
 
     async def GetInclusionProof(
         self, request: pb.GetInclusionProofRequest, context: Context
     ) -> pb.GetInclusionProofResponse:
-        self._operator(context, "read audit events")
         found = await self.ledger.db.run(self.ledger.inclusion, request.leaf_index, request.tree_size)
         return pb.GetInclusionProofResponse(
             event=event(found.event, found.leaf_data),
@@ -131,7 +116,6 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def GetConsistencyProof(
         self, request: pb.GetConsistencyProofRequest, context: Context
     ) -> pb.GetConsistencyProofResponse:
-        self._caller(context)
         proof, old, new = await self.ledger.db.run(
             self.ledger.consistency, request.first_tree_size, request.second_tree_size
         )
@@ -142,7 +126,6 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     async def ListAuditEvents(
         self, request: pb.ListAuditEventsRequest, context: Context
     ) -> pb.ListAuditEventsResponse:
-        self._operator(context, "read audit events")
         page = await self.ledger.db.run(list_events, self.ledger, request)
         return pb.ListAuditEventsResponse(
             events=[event(r) for r in page.items], next_page_token=page.next_token

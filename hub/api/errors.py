@@ -9,11 +9,11 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from hub.errors import AckhubError
+from hub.errors import AckhubError, ResourceExhausted
 
 DOMAIN = "ackhub"
 log = structlog.get_logger("ackhub.api")
@@ -36,6 +36,12 @@ def to_status(error: AckhubError) -> grpc.Status:
             )
         )
         details.append(bad)
+    if isinstance(error, ResourceExhausted):
+        retry = any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(error.retry_after_ms)
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
     return rpc_status.to_status(status_pb2.Status(code=code, message=error.message, details=details))
 
 

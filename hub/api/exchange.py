@@ -14,8 +14,9 @@ from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
 from hub._proto.ackhub.v1 import exchange_service_pb2_grpc as pb_grpc
 from hub._proto.ackhub.v1 import types_pb2
 from hub.api import convert
-from hub.auth.identity import Authenticator, Principal
-from hub.errors import AckhubError, FieldViolation, InvalidArgument, PermissionDenied
+from hub.auth import policy
+from hub.auth.identity import Principal
+from hub.errors import AckhubError, FieldViolation, InvalidArgument
 from hub.exchange import queries
 from hub.exchange.acknowledge import AckInput
 from hub.exchange.claims import Outbound
@@ -26,14 +27,6 @@ log = structlog.get_logger("ackhub.api")
 Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
 MAX_RETRY_AFTER_MS = 24 * 3_600_000
 MAX_ACKS_IN_PROGRESS = 256  # per stream: beyond this, the hub stops reading the stream until some finish
-
-
-def _agency(caller: Principal, what: str) -> Principal:
-    if caller.kind != "agency":
-        raise PermissionDenied(
-            f"only an agency may {what}", reason="AGENCY_ONLY", metadata={"caller": caller.actor}
-        )
-    return caller
 
 
 def ack_input(message: types_pb2.Acknowledgement) -> AckInput:
@@ -51,18 +44,14 @@ def ack_input(message: types_pb2.Acknowledgement) -> AckInput:
 
 
 class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
-    def __init__(self, exchange: Exchange, auth: Authenticator, streams: StreamConnector) -> None:
+    def __init__(self, exchange: Exchange, streams: StreamConnector) -> None:
         self.exchange = exchange
-        self.auth = auth
         self.streams = streams
-
-    def _caller(self, context: Context) -> Principal:
-        return self.auth.authenticate(context.invocation_metadata() or ())
 
     async def PublishRecord(
         self, request: pb.PublishRecordRequest, context: Context
     ) -> pb.PublishRecordResponse:
-        publisher = _agency(self._caller(context), "publish records")
+        publisher = policy.caller()
         receipt = await self.exchange.publish(
             publisher,
             PublishRequest(
@@ -87,7 +76,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     async def AcknowledgeDelivery(
         self, request: pb.AcknowledgeDeliveryRequest, context: Context
     ) -> pb.AcknowledgeDeliveryResponse:
-        caller = _agency(self._caller(context), "acknowledge deliveries")
+        caller = policy.caller()
         if not request.HasField("acknowledgement"):
             raise InvalidArgument([FieldViolation("acknowledgement", "is required")])
         outcome = await self.exchange.acknowledge(caller, ack_input(request.acknowledgement), via="unary")
@@ -96,7 +85,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         )
 
     async def GetRecord(self, request: pb.GetRecordRequest, context: Context) -> pb.GetRecordResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         record, deliveries = await self.exchange.db.run(
             queries.get_record, self.exchange.db, caller, request.record_id
         )
@@ -107,7 +96,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     async def ListDeliveries(
         self, request: pb.ListDeliveriesRequest, context: Context
     ) -> pb.ListDeliveriesResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         queries.check_agency_filter("recipient", request.recipient, self.exchange.agency_ids)
         state = convert.STATE_NAMES.get(request.state, "") if request.state else ""
         page = await self.exchange.db.run(
@@ -127,18 +116,13 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     async def Subscribe(
         self, request_iterator: AsyncIterator[pb.SubscribeRequest], context: Context
     ) -> AsyncIterator[pb.SubscribeResponse]:
-        caller = _agency(self._caller(context), "subscribe")
+        caller = policy.caller()
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return
         if first.WhichOneof("kind") != "open":
             raise InvalidArgument([FieldViolation("open", "the first message of a stream must be `open`")])
-        if first.open.agency_id != caller.id:
-            raise PermissionDenied(
-                f"{caller.actor!r} cannot subscribe as {first.open.agency_id!r}",
-                reason="NOT_THIS_AGENCY",
-                metadata={"caller": caller.actor, "agency_id": first.open.agency_id},
-            )
+        policy.require_same_agency(caller, first.open.agency_id)
         limit = self.exchange.settings.server.stream_window
         if first.open.window < 0:
             raise InvalidArgument([FieldViolation("open.window", "cannot be negative")])

@@ -1,4 +1,4 @@
-"""`ackhub.v1.OperationsService`: operators work escalation cases."""
+"""`ackhub.v1.OperationsService`: operators work escalation cases, within their jurisdiction."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, TypeAlias
 from hub._proto.ackhub.v1 import operations_service_pb2 as pb
 from hub._proto.ackhub.v1 import operations_service_pb2_grpc as pb_grpc
 from hub.api import convert
-from hub.auth.identity import Authenticator, Principal
-from hub.errors import PermissionDenied
+from hub.auth import policy
+from hub.auth.identity import Principal
 from hub.exchange import queries
 from hub.exchange.hub import Exchange
 
@@ -16,33 +16,26 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
 
 
 class OperationsServicer(pb_grpc.OperationsServiceServicer):
-    def __init__(self, exchange: Exchange, auth: Authenticator) -> None:
+    def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
-        self.auth = auth
 
-    def _operator(self, context: Context) -> Principal:
-        caller = self.auth.authenticate(context.invocation_metadata() or ())
-        if caller.kind != "operator":
-            raise PermissionDenied(
-                "only an operator may work escalations",
-                reason="OPERATOR_ONLY",
-                metadata={"caller": caller.actor},
-            )
-        return caller
-
-    async def _case(self, escalation_id: str) -> pb.Escalation:
-        case, notes = await self.exchange.db.run(queries.get_escalation, self.exchange.db, escalation_id)
+    async def _case(self, caller: Principal, escalation_id: str) -> pb.Escalation:
+        """The case if `caller` may see it (NOT_FOUND otherwise, as for a case that does not exist)."""
+        case, notes = await self.exchange.db.run(
+            queries.get_escalation, self.exchange.db, escalation_id, caller
+        )
         return convert.escalation(case, notes)
 
     async def ListEscalations(
         self, request: pb.ListEscalationsRequest, context: Context
     ) -> pb.ListEscalationsResponse:
-        self._operator(context)
+        caller = policy.caller()
         queries.check_agency_filter("recipient", request.recipient, self.exchange.agency_ids)
         state = convert.CASE_STATE_NAMES.get(request.state, "") if request.state else ""
         page = await self.exchange.db.run(
             queries.list_escalations,
             self.exchange.db,
+            caller,
             state=state,
             recipient=request.recipient,
             min_level=request.min_level,
@@ -56,26 +49,31 @@ class OperationsServicer(pb_grpc.OperationsServiceServicer):
     async def GetEscalation(
         self, request: pb.GetEscalationRequest, context: Context
     ) -> pb.GetEscalationResponse:
-        self._operator(context)
-        return pb.GetEscalationResponse(escalation=await self._case(request.escalation_id))
+        caller = policy.caller()
+        return pb.GetEscalationResponse(escalation=await self._case(caller, request.escalation_id))
 
     async def ResolveEscalation(
         self, request: pb.ResolveEscalationRequest, context: Context
     ) -> pb.ResolveEscalationResponse:
-        operator = self._operator(context)
+        operator = policy.caller()
+        await self._case(operator, request.escalation_id)
         case = await self.exchange.resolve(operator, request.escalation_id, request.reason)
-        return pb.ResolveEscalationResponse(escalation=await self._case(case.id))
+        return pb.ResolveEscalationResponse(escalation=await self._case(operator, case.id))
 
     async def AddEscalationNote(
         self, request: pb.AddEscalationNoteRequest, context: Context
     ) -> pb.AddEscalationNoteResponse:
-        operator = self._operator(context)
+        operator = policy.caller()
+        await self._case(operator, request.escalation_id)
         case = await self.exchange.add_note(operator, request.escalation_id, request.text)
-        return pb.AddEscalationNoteResponse(escalation=await self._case(case.id))
+        return pb.AddEscalationNoteResponse(escalation=await self._case(operator, case.id))
 
     async def RedeliverDelivery(
         self, request: pb.RedeliverDeliveryRequest, context: Context
     ) -> pb.RedeliverDeliveryResponse:
-        operator = self._operator(context)
+        operator = policy.caller()
+        await self.exchange.db.run(
+            queries.check_delivery_visible, self.exchange.db, operator, request.delivery_id
+        )
         delivery = await self.exchange.redeliver(operator, request.delivery_id)
         return pb.RedeliverDeliveryResponse(delivery=convert.delivery(delivery))

@@ -9,8 +9,7 @@ from typing import Any, TypeAlias
 from hub._proto.ackhub.v1 import permit_service_pb2 as pb
 from hub._proto.ackhub.v1 import permit_service_pb2_grpc as pb_grpc
 from hub.api import convert
-from hub.auth.identity import Authenticator, Principal
-from hub.errors import PermissionDenied
+from hub.auth import policy
 from hub.exchange.validation import Violations
 from hub.identifiers import check_declaration_number, check_hs_code
 from hub.permits.document import PermitDocument, PermitLine, format_quantity, parse_date, parse_quantity
@@ -234,22 +233,8 @@ def draw_down_message(draw: DrawDownRow, kind: str, number: str) -> pb.DrawDown:
 
 
 class PermitServicer(pb_grpc.PermitServiceServicer):
-    def __init__(self, permits: Permits, auth: Authenticator) -> None:
+    def __init__(self, permits: Permits) -> None:
         self.permits = permits
-        self.auth = auth
-
-    def _caller(self, context: Context) -> Principal:
-        return self.auth.authenticate(context.invocation_metadata() or ())
-
-    @staticmethod
-    def _own(caller: Principal, uscc: str) -> None:
-        """An enterprise verifies and sees only the permits it holds."""
-        if caller.kind == "enterprise" and caller.id != uscc:
-            raise PermissionDenied(
-                f"{caller.actor} may only verify its own permits",
-                reason="NOT_HOLDER",
-                metadata={"caller": caller.actor, "uscc": uscc},
-            )
 
     def _signed(self, request: Any) -> SignedDocument:
         bad = Violations()
@@ -268,13 +253,13 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
     async def CreatePermit(
         self, request: pb.CreatePermitRequest, context: Context
     ) -> pb.CreatePermitResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         signed = self._signed(request)
         permit, replayed = await self.permits.create(caller, signed, request.request_id)
         return pb.CreatePermitResponse(permit=await self._view(permit.kind, permit.number), replayed=replayed)
 
     async def AmendPermit(self, request: pb.AmendPermitRequest, context: Context) -> pb.AmendPermitResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         signed = self._signed(request)
         permit, replayed = await self.permits.amend(caller, signed, request.request_id)
         return pb.AmendPermitResponse(permit=await self._view(permit.kind, permit.number), replayed=replayed)
@@ -282,18 +267,18 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
     async def RevokePermit(
         self, request: pb.RevokePermitRequest, context: Context
     ) -> pb.RevokePermitResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         permit = await self.permits.revoke(caller, request.kind, request.number, request.reason)
         return pb.RevokePermitResponse(permit=await self._view(permit.kind, permit.number))
 
     async def GetPermit(self, request: pb.GetPermitRequest, context: Context) -> pb.GetPermitResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         bad = Violations()
         bad.required("kind", request.kind)
         bad.required("number", request.number)
         bad.raise_if_any()
         permit = await self._view(request.kind, request.number)
-        self._own(caller, permit.current.content.holder_uscc)
+        policy.require_holder(caller, permit.current.content.holder_uscc)
         return pb.GetPermitResponse(permit=permit)
 
     def _known_kind(self, bad: Violations, field: str, kind: str) -> None:
@@ -304,10 +289,10 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
     async def VerifyPermit(
         self, request: pb.VerifyPermitRequest, context: Context
     ) -> pb.VerifyPermitResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         bad = Violations()
         day, declaration = _parties(bad, request, self.permits.clock.now_ms(), declaration_required=False)
-        self._own(caller, request.declarant_uscc)
+        policy.require_holder(caller, request.declarant_uscc)
         if not request.HasField("line"):
             bad.add("line", "is required")
             bad.raise_if_any()
@@ -321,10 +306,10 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
     async def VerifyDeclaration(
         self, request: pb.VerifyDeclarationRequest, context: Context
     ) -> pb.VerifyDeclarationResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         bad = Violations()
         day, declaration = _parties(bad, request, self.permits.clock.now_ms(), declaration_required=False)
-        self._own(caller, request.declarant_uscc)
+        policy.require_holder(caller, request.declarant_uscc)
         if not request.lines:
             bad.add("lines", "at least one goods line")
         goods = []
@@ -347,7 +332,7 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
     async def DrawDownPermit(
         self, request: pb.DrawDownPermitRequest, context: Context
     ) -> pb.DrawDownPermitResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         bad = Violations()
         if bad.required("request_id", request.request_id):
             bad.uuid("request_id", request.request_id)
@@ -376,7 +361,7 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
     async def ReleaseDrawDown(
         self, request: pb.ReleaseDrawDownRequest, context: Context
     ) -> pb.ReleaseDrawDownResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         draw, permit, already = await self.permits.release(caller, request.draw_down_id, request.reason)
         return pb.ReleaseDrawDownResponse(
             draw_down=draw_down_message(draw, permit.kind, permit.number), already_released=already

@@ -9,7 +9,7 @@ from audit.ledger import AuditLedger
 from hub._proto.ackhub.v1 import trace_service_pb2 as pb
 from hub._proto.ackhub.v1 import trace_service_pb2_grpc as pb_grpc
 from hub.api import convert
-from hub.auth.identity import Authenticator, Principal
+from hub.auth import policy
 from hub.exchange import trace
 from hub.store.db import Database
 
@@ -18,19 +18,13 @@ _KINDS = {name: getattr(pb, f"TIMELINE_EVENT_KIND_{name}") for name in trace.TIM
 
 
 class TraceServicer(pb_grpc.TraceServiceServicer):
-    def __init__(
-        self, db: Database, ledger: AuditLedger, auth: Authenticator, agency_names: dict[str, str]
-    ) -> None:
+    def __init__(self, db: Database, ledger: AuditLedger, agency_names: dict[str, str]) -> None:
         self.db = db
         self.ledger = ledger
-        self.auth = auth
         self.agency_names = agency_names
 
-    def _caller(self, context: Context) -> Principal:
-        return self.auth.authenticate(context.invocation_metadata() or ())
-
     async def ListRecords(self, request: pb.ListRecordsRequest, context: Context) -> pb.ListRecordsResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         page = await self.db.run(
             trace.list_records,
             self.db,
@@ -55,7 +49,7 @@ class TraceServicer(pb_grpc.TraceServiceServicer):
         )
 
     async def TraceRecord(self, request: pb.TraceRecordRequest, context: Context) -> pb.TraceRecordResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         traced = await self.db.run(trace.trace_record, self.db, caller, request.record_id)
         return pb.TraceRecordResponse(
             record=convert.record(traced.record, with_payload=False),
@@ -83,6 +77,6 @@ class TraceServicer(pb_grpc.TraceServiceServicer):
     async def GetDeliveryProof(
         self, request: pb.GetDeliveryProofRequest, context: Context
     ) -> pb.GetDeliveryProofResponse:
-        caller = self._caller(context)
+        caller = policy.caller()
         document = await self.db.run(proof.build, self.ledger, caller, request.record_id)
         return pb.GetDeliveryProofResponse(document=proof.dumps(document))

@@ -149,3 +149,36 @@ def defer(db: Database, delivery_id: str, recipient: str, until_ms: int, now_ms:
             data={"until_ms": until_ms},
         )
         return True
+
+
+ABORTED_BY_RECIPIENT = "ABORTED_BY_RECIPIENT"
+
+
+def abort(db: Database, delivery_id: str, recipient: str, reason: str, now_ms: int) -> Notice | None:
+    """The recipient's system said "abort" (it will never take this delivery as sent): stop retrying and
+    put the delivery before people as an escalation case. An operator's redelivery starts it again."""
+    with db.transaction() as session:
+        delivery = session.exec(
+            select(DeliveryRow)
+            .where(DeliveryRow.id == delivery_id, DeliveryRow.recipient == recipient)
+            .with_for_update()
+        ).first()
+        if delivery is None or delivery.next_attempt_ms is None:
+            return None
+        delivery.next_attempt_ms = None
+        session.add(delivery)
+        close_attempt(session, delivery, "ABORTED", now_ms)
+        audit_log.append(
+            session,
+            kind="delivery.aborted",
+            actor=f"agency:{recipient}",
+            time_ms=now_ms,
+            record_id=delivery.record_id,
+            delivery_id=delivery.id,
+            data={"reason": reason},
+        )
+        if delivery.escalated:
+            return None
+        return open_case(
+            session, delivery, ABORTED_BY_RECIPIENT, reason or "aborted by the recipient", now_ms
+        )

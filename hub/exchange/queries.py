@@ -1,17 +1,17 @@
 """Reading records, deliveries and escalation cases, limited to what the caller may see: an agency its
-own publications and what is addressed to it; an operator everything (jurisdictions come with auth)."""
+own publications and what is addressed to it; an operator its jurisdiction (rules: hub/auth/policy.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from hub.auth.identity import Principal
-from hub.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from hub.auth import policy
+from hub.auth.identity import SYSTEM, Principal
+from hub.errors import FieldViolation, InvalidArgument, NotFound
 from hub.exchange.states import DELIVERY_STATES
 from hub.pagination import decode_token, encode_token, page_size
 from hub.store.db import Database
@@ -39,13 +39,10 @@ def get_record(db: Database, caller: Principal, record_id: str) -> tuple[RecordR
                 select(DeliveryRow).where(DeliveryRow.record_id == record_id).order_by(col(DeliveryRow.seq))
             )
         )
-    if caller.kind == "enterprise" and record.subject_uscc != caller.id:
-        raise NotFound("record", record_id)  # an enterprise sees only its own records
-    if caller.kind == "agency" and caller.id != record.publisher:
-        deliveries = [d for d in deliveries if d.recipient == caller.id]
-        if not deliveries:
-            raise NotFound("record", record_id)  # the same answer as for a record that does not exist
-    return record, deliveries
+    visible = policy.visible_deliveries(caller, record, deliveries)
+    if visible is None:
+        raise NotFound("record", record_id)  # the same answer as for a record that does not exist
+    return record, visible
 
 
 def _newest_first(
@@ -75,37 +72,32 @@ def list_deliveries(
 ) -> Page[DeliveryRow]:
     if state and state not in DELIVERY_STATES:
         raise InvalidArgument([FieldViolation("state", f"unknown state {state!r}")])
-    if caller.kind == "enterprise":
-        raise PermissionDenied(
-            "enterprises list their records with TraceService.ListRecords",
-            reason="AGENCY_OR_OPERATOR_ONLY",
-            metadata={"caller": caller.actor},
-        )
     filters: dict[str, object] = {
         "record": record_id,
         "recipient": recipient,
         "state": state,
         "who": caller.actor,
     }
-    query = select(DeliveryRow)
+    query = select(DeliveryRow).where(policy.delivery_clause(caller))
     if record_id:
         query = query.where(DeliveryRow.record_id == record_id)
     if recipient:
         query = query.where(DeliveryRow.recipient == recipient)
     if state:
         query = query.where(DeliveryRow.state == state)
-    if caller.kind == "agency":
-        query = query.where(
-            or_(col(DeliveryRow.recipient) == caller.id, col(DeliveryRow.publisher) == caller.id)
-        )
     return _newest_first(db, query, col(DeliveryRow.seq), size, token, filters)
 
 
 def list_escalations(
-    db: Database, *, state: str, recipient: str, min_level: int, size: int, token: str
+    db: Database, caller: Principal, *, state: str, recipient: str, min_level: int, size: int, token: str
 ) -> Page[EscalationRow]:
-    filters: dict[str, object] = {"state": state, "recipient": recipient, "min_level": min_level}
-    query = select(EscalationRow)
+    filters: dict[str, object] = {
+        "state": state,
+        "recipient": recipient,
+        "min_level": min_level,
+        "who": caller.actor,
+    }
+    query = select(EscalationRow).where(policy.escalation_clause(caller))
     if state:
         query = query.where(EscalationRow.state == state)
     if recipient:
@@ -115,11 +107,25 @@ def list_escalations(
     return _newest_first(db, query, col(EscalationRow.seq), size, token, filters)
 
 
-def get_escalation(db: Database, escalation_id: str) -> tuple[EscalationRow, list[EscalationNoteRow]]:
+def check_delivery_visible(db: Database, caller: Principal, delivery_id: str) -> None:
+    """NotFound unless the delivery exists and `caller` may see it."""
+    if not delivery_id:
+        raise InvalidArgument([FieldViolation("delivery_id", "is required")])
+    query = select(DeliveryRow.id).where(DeliveryRow.id == delivery_id, policy.delivery_clause(caller))
+    with db.transaction() as session:
+        if session.exec(query).first() is None:
+            raise NotFound("delivery", delivery_id)
+
+
+def get_escalation(
+    db: Database, escalation_id: str, caller: Principal = SYSTEM
+) -> tuple[EscalationRow, list[EscalationNoteRow]]:
     if not escalation_id:
         raise InvalidArgument([FieldViolation("escalation_id", "is required")])
     with db.transaction() as session:
-        case = session.exec(select(EscalationRow).where(EscalationRow.id == escalation_id)).first()
+        case = session.exec(
+            select(EscalationRow).where(EscalationRow.id == escalation_id, policy.escalation_clause(caller))
+        ).first()
         if case is None:
             raise NotFound("escalation", escalation_id)
         notes = list(

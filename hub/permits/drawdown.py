@@ -15,6 +15,7 @@ from datetime import date
 from sqlmodel import Session, select
 
 from audit import log as audit_log
+from hub.auth import policy
 from hub.auth.identity import Principal
 from hub.clock import to_rfc3339_ms
 from hub.errors import (
@@ -23,7 +24,6 @@ from hub.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
 )
 from hub.exchange.publish import PublishRequest, publish
 from hub.exchange.routing import Router
@@ -285,12 +285,7 @@ def release(
     draw = session.exec(
         select(DrawDownRow).where(DrawDownRow.id == draw_down_id).execution_options(populate_existing=True)
     ).one()
-    if caller.kind != "operator" and caller.actor != draw.requested_by:
-        raise PermissionDenied(
-            f"{caller.actor} may not release a draw-down made by {draw.requested_by}",
-            reason="NOT_DRAWER",
-            metadata={"caller": caller.actor, "draw_down_id": draw_down_id},
-        )
+    policy.require_releaser(caller, draw.requested_by, draw_down_id)
     if draw.state == "RELEASED":
         return draw, permit, True
     line = session.exec(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from audit import log as audit_log
+from hub.auth import policy
 from hub.auth.identity import Principal
 from hub.errors import (
     AlreadyExists,
@@ -17,7 +18,6 @@ from hub.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
 )
 from hub.ids import new_id
 from hub.permits.document import PermitDocument, to_json
@@ -57,12 +57,8 @@ def check_content(signed: SignedDocument, issuers: Issuers, caller: Principal | 
     if bad:
         raise InvalidArgument(bad)
     assert issuer is not None and found is not None
-    if caller is not None and (caller.kind != "agency" or caller.id != issuer.config.agency_id):
-        raise PermissionDenied(
-            f"{caller.actor} may not register permits of issuer {issuer.id!r}",
-            reason="NOT_ISSUER_AGENCY",
-            metadata={"caller": caller.actor, "issuer": issuer.id},
-        )
+    if caller is not None:
+        policy.require_issuer(caller, issuer.config.agency_id, issuer.id)
     problem = issuer.adapter.check_signature(document, signed.key_id, signed.signature, issuer.keys)
     if problem:
         raise InvalidArgument(
@@ -279,12 +275,7 @@ def revoke(
         raise NotFound("permit", f"{kind}:{number}")
     issuer = issuers.get(permit.issuer)
     allowed = issuer.config.agency_id if issuer is not None else permit.issuer
-    if caller.kind != "agency" or caller.id != allowed:
-        raise PermissionDenied(
-            f"{caller.actor} may not revoke permits of issuer {permit.issuer!r}",
-            reason="NOT_ISSUER_AGENCY",
-            metadata={"caller": caller.actor, "issuer": permit.issuer},
-        )
+    policy.require_issuer(caller, allowed, permit.issuer, "revoke")
     if permit.state == "REVOKED":
         return permit
     permit.state, permit.revoked_ms, permit.revoke_reason, permit.updated_ms = (

@@ -9,10 +9,11 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from hub.auth import policy
 from hub.auth.identity import Principal
 from hub.clock import Clock
 from hub.config import Settings
-from hub.errors import NotFound, PermissionDenied
+from hub.errors import NotFound
 from hub.exchange.hub import Exchange
 from hub.permits import drawdown, registration
 from hub.permits.document import PermitDocument, from_json
@@ -188,10 +189,7 @@ class Permits:
 
     def _customs(self, caller: Principal, what: str) -> None:
         agency = self.settings.agency(caller.id) if caller.kind == "agency" else None
-        if agency is None or agency.kind != "customs":
-            raise PermissionDenied(
-                f"only customs may {what}", reason="CUSTOMS_ONLY", metadata={"caller": caller.actor}
-            )
+        policy.require_customs(caller, agency is not None and agency.kind == "customs", what)
 
     async def draw_down(
         self, caller: Principal, request: drawdown.DrawDownRequest

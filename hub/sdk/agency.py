@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,7 +26,7 @@ from hub._proto.ackhub.v1 import exchange_service_pb2_grpc as pb_grpc
 from hub._proto.ackhub.v1 import types_pb2
 from hub.auth.identity import AGENCY_HEADER
 from hub.clock import Clock, SystemClock
-from hub.signing import AckFields, sign_ack
+from hub.signing import AckFields, load_private_key, sign_ack
 
 _STATUS = {
     "RECEIVED": types_pb2.ACK_STATUS_RECEIVED,
@@ -97,6 +98,15 @@ class AgencyClient:
         self._unconfirmed: dict[tuple[str, int], types_pb2.Acknowledgement] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
+
+    @classmethod
+    def from_key_file(
+        cls, target: str, agency_id: str, key_id: str, key_file: str | Path, **options: Any
+    ) -> AgencyClient:
+        """A client signing with the private key in `key_file` (PEM PKCS#8, as `ackhub keys generate` writes,
+        or the hex of the 32-byte seed)."""
+        key = load_private_key(Path(key_file).read_text(encoding="utf-8"))
+        return cls(target, agency_id, key_id=key_id, private_key=key, **options)
 
     # -- publishing ---------------------------------------------------------------------------------
     def publish(

@@ -1,0 +1,48 @@
+"""An exporter checks where its record went and verifies the delivery proof offline.
+
+    python examples/python/enterprise_proof.py --target 127.0.0.1:7443 --token "$JWT" \
+        --hub-key <base64 of the hub's checkpoint public key> [--out proof.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hub._proto.ackhub.v1 import types_pb2
+from hub.sdk import EnterpriseClient
+from hub.signing import load_public_key
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--target", default="127.0.0.1:7443")
+    parser.add_argument("--token", required=True, help="a JWT carrying your USCC")
+    parser.add_argument("--hub-key", required=True, help="the hub's checkpoint public key (pin it)")
+    parser.add_argument("--out", default="", help="also save the newest record's proof here")
+    args = parser.parse_args()
+
+    client = EnterpriseClient(args.target, args.token)
+    records = list(client.list_records())
+    for traced in records:
+        states = ", ".join(
+            f"{d.recipient}={types_pb2.DeliveryState.Name(d.state).removeprefix('DELIVERY_STATE_')}"
+            for d in traced.deliveries
+        )
+        print(f"{traced.record.record_id} {traced.record.record_type}: {states}")
+    if not records:
+        print("no records")
+        return 1
+    newest = records[0].record.record_id
+    for recipient in client.trace(newest).recipients:
+        for event in recipient.events:
+            print(f"  {recipient.agency_id}: {event.detail}")
+    document = client.download_proof(newest, args.out or None)
+    verdict = client.verify_proof(document, load_public_key(args.hub_key))
+    print("\n".join(verdict.statements + [f"FAILED: {f}" for f in verdict.failures]))
+    client.close()
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
