@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
@@ -21,9 +20,9 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
+from adapters._registry import fetch_permit
 from adapters.abc import (
     Adapter,
-    IssuerUnreachable,
     JsonRecordType,
     PermitKind,
     PermitRules,
@@ -210,16 +209,5 @@ class OriginAdapter(Adapter):
         self, client: httpx.AsyncClient, registry_url: str, issuer: str, kind: str, number: str
     ) -> RegistryAnswer | None:
         """`GET <registry>/certificates/<number>`: 200 with the certificate, 404 when unknown."""
-        try:
-            response = await client.get(f"{registry_url.rstrip('/')}/certificates/{number}")
-        except httpx.HTTPError as exc:
-            raise IssuerUnreachable(issuer, f"{type(exc).__name__}: {exc}") from None
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise IssuerUnreachable(issuer, f"HTTP {response.status_code}")
-        try:
-            answer = certificate_from_native(json.loads(response.content), issuer)
-        except ValueError as exc:
-            raise IssuerUnreachable(issuer, f"unreadable answer: {exc}") from None
-        return answer if answer.document.kind == kind else None
+        url = f"{registry_url.rstrip('/')}/certificates/{number}"
+        return await fetch_permit(client, url, issuer, kind, certificate_from_native)

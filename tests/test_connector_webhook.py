@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from connectors.webhook import WebhookConnector, signed_text
+from hub._proto.ackhub.v1 import operations_service_pb2 as ops
 from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
 from tests.connector_kit import (
@@ -206,6 +207,10 @@ def test_retry_after_is_honoured_and_abort_stops_retries_with_a_case(
     step(hook_hub, clock, "webhook", advance_ms=11_000)
     assert len(fx.seen) == 2
     assert cases(hook_hub, delivery_id) == [("ABORTED_BY_RECIPIENT", "OPEN")]
+    listed = hook_hub.operations_stub.ListEscalations(
+        ops.ListEscalationsRequest(recipient="fx"), metadata=hook_hub.as_operator()
+    ).escalations
+    assert [c.reason for c in listed] == [ops.ESCALATION_REASON_ABORTED_BY_RECIPIENT], "operators see why"
     delivery = state(hook_hub, receipt.record_id, "fx")
     assert delivery.state == types_pb2.DELIVERY_STATE_SENT and not delivery.HasField("next_attempt_time")
 

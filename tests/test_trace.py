@@ -244,3 +244,17 @@ def test_trace_command_prints_the_timeline(
     assert "the recipient accepted it: 登记成功 registered  [agency:tax]" in out
     assert "escalation resolved: phoned SAFE  [operator:alice]" in out
     assert main(["trace", "020220260525649999", "--target", traced.target, "--token", token]) == 1
+
+
+def test_an_abort_shows_in_the_timeline_with_its_reason() -> None:
+    """A recipient's "abort" is a timeline entry that says why, and has a kind in the contract."""
+    from hub.api.trace import _KINDS
+    from hub.exchange.trace import _entry
+    from hub.store.models import AuditEventRow
+
+    event = AuditEventRow(
+        seq=7, time_ms=1, kind="delivery.aborted", actor="agency:fx", data='{"reason":"unknown exporter"}'
+    )
+    entry = _entry(event)
+    assert entry.kind == "ABORTED" and "unknown exporter" in entry.detail
+    assert "ABORTED" in _KINDS

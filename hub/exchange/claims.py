@@ -13,7 +13,7 @@ from audit import log as audit_log
 from hub.exchange.escalation import Notice, open_case
 from hub.exchange.retry import attempt_wait_ms
 from hub.exchange.routing import policy_of
-from hub.exchange.states import ATTEMPTS_EXHAUSTED, SENT
+from hub.exchange.states import ABORTED_BY_RECIPIENT, ATTEMPTS_EXHAUSTED, SENT
 from hub.store.db import Database
 from hub.store.models import AttemptRow, DeliveryRow, RecordRow
 
@@ -126,57 +126,53 @@ def close_attempt(session: Session, delivery: DeliveryRow, outcome: str, now_ms:
     )
 
 
+def _awaiting_attempt(session: Session, delivery_id: str, recipient: str) -> DeliveryRow | None:
+    """The recipient's delivery, locked, if it still waits for another attempt."""
+    delivery = session.exec(
+        select(DeliveryRow)
+        .where(DeliveryRow.id == delivery_id, DeliveryRow.recipient == recipient)
+        .with_for_update()
+    ).first()
+    return delivery if delivery is not None and delivery.next_attempt_ms is not None else None
+
+
+def _recipient_said(
+    session: Session, delivery: DeliveryRow, outcome: str, kind: str, data: dict[str, object], now_ms: int
+) -> None:
+    """Close the open attempt with the recipient's answer and audit it."""
+    session.add(delivery)
+    close_attempt(session, delivery, outcome, now_ms)
+    audit_log.append(
+        session,
+        kind=kind,
+        actor=f"agency:{delivery.recipient}",
+        time_ms=now_ms,
+        record_id=delivery.record_id,
+        delivery_id=delivery.id,
+        data=data,
+    )
+
+
 def defer(db: Database, delivery_id: str, recipient: str, until_ms: int, now_ms: int) -> bool:
     """The recipient asked to hold one delivery back: its next attempt waits until `until_ms`."""
     with db.transaction() as session:
-        delivery = session.exec(
-            select(DeliveryRow)
-            .where(DeliveryRow.id == delivery_id, DeliveryRow.recipient == recipient)
-            .with_for_update()
-        ).first()
-        if delivery is None or delivery.next_attempt_ms is None:
+        delivery = _awaiting_attempt(session, delivery_id, recipient)
+        if delivery is None:
             return False
         delivery.next_attempt_ms = until_ms
-        session.add(delivery)
-        close_attempt(session, delivery, "DEFERRED", now_ms)
-        audit_log.append(
-            session,
-            kind="delivery.deferred",
-            actor=f"agency:{recipient}",
-            time_ms=now_ms,
-            record_id=delivery.record_id,
-            delivery_id=delivery.id,
-            data={"until_ms": until_ms},
-        )
+        _recipient_said(session, delivery, "DEFERRED", "delivery.deferred", {"until_ms": until_ms}, now_ms)
         return True
-
-
-ABORTED_BY_RECIPIENT = "ABORTED_BY_RECIPIENT"
 
 
 def abort(db: Database, delivery_id: str, recipient: str, reason: str, now_ms: int) -> Notice | None:
     """The recipient's system said "abort" (it will never take this delivery as sent): stop retrying and
     put the delivery before people as an escalation case. An operator's redelivery starts it again."""
     with db.transaction() as session:
-        delivery = session.exec(
-            select(DeliveryRow)
-            .where(DeliveryRow.id == delivery_id, DeliveryRow.recipient == recipient)
-            .with_for_update()
-        ).first()
-        if delivery is None or delivery.next_attempt_ms is None:
+        delivery = _awaiting_attempt(session, delivery_id, recipient)
+        if delivery is None:
             return None
         delivery.next_attempt_ms = None
-        session.add(delivery)
-        close_attempt(session, delivery, "ABORTED", now_ms)
-        audit_log.append(
-            session,
-            kind="delivery.aborted",
-            actor=f"agency:{recipient}",
-            time_ms=now_ms,
-            record_id=delivery.record_id,
-            delivery_id=delivery.id,
-            data={"reason": reason},
-        )
+        _recipient_said(session, delivery, "ABORTED", "delivery.aborted", {"reason": reason}, now_ms)
         if delivery.escalated:
             return None
         return open_case(

@@ -33,6 +33,7 @@ TIMELINE_KINDS = {
     "escalation.closed_by_ack": "ESCALATION_CLOSED_BY_ACK",
     "delivery.redelivery_requested": "REDELIVERY_REQUESTED",
     "delivery.deferred": "DEFERRED",
+    "delivery.aborted": "ABORTED",
 }
 
 
@@ -145,6 +146,7 @@ def _entry(event: AuditEventRow) -> TimelineEntry:
         "ESCALATION_CLOSED_BY_ACK": f"escalation closed by a late {data.get('status')} acknowledgement",
         "REDELIVERY_REQUESTED": "an operator asked for it to be sent again",
         "DEFERRED": "the recipient asked the hub to wait before sending again",
+        "ABORTED": f"the recipient's system refused to take it: {reason}",
     }[kind]
     if kind == "ESCALATED":
         reason = str(data.get("detail") or "")

@@ -35,6 +35,8 @@ class _EscalationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Esca
     """The route's last attempt went unacknowledged."""
     ESCALATION_REASON_REJECTED: _EscalationReason.ValueType  # 3
     """The recipient rejected the record."""
+    ESCALATION_REASON_ABORTED_BY_RECIPIENT: _EscalationReason.ValueType  # 4
+    """The recipient's system answered that it will never take the delivery ("abort")."""
 
 class EscalationReason(_EscalationReason, metaclass=_EscalationReasonEnumTypeWrapper): ...
 
@@ -45,6 +47,8 @@ ESCALATION_REASON_ATTEMPTS_EXHAUSTED: EscalationReason.ValueType  # 2
 """The route's last attempt went unacknowledged."""
 ESCALATION_REASON_REJECTED: EscalationReason.ValueType  # 3
 """The recipient rejected the record."""
+ESCALATION_REASON_ABORTED_BY_RECIPIENT: EscalationReason.ValueType  # 4
+"""The recipient's system answered that it will never take the delivery ("abort")."""
 Global___EscalationReason: _TypeAlias = EscalationReason  # noqa: Y015
 
 class _EscalationState:

@@ -39,6 +39,8 @@ class _TimelineEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tim
     TIMELINE_EVENT_KIND_ESCALATION_CLOSED_BY_ACK: _TimelineEventKind.ValueType  # 9
     TIMELINE_EVENT_KIND_REDELIVERY_REQUESTED: _TimelineEventKind.ValueType  # 10
     TIMELINE_EVENT_KIND_DEFERRED: _TimelineEventKind.ValueType  # 11
+    TIMELINE_EVENT_KIND_ABORTED: _TimelineEventKind.ValueType  # 12
+    """The recipient's system answered that it will never take the delivery."""
 
 class TimelineEventKind(_TimelineEventKind, metaclass=_TimelineEventKindEnumTypeWrapper):
     """What happened on a delivery."""
@@ -55,6 +57,8 @@ TIMELINE_EVENT_KIND_ESCALATION_RESOLVED: TimelineEventKind.ValueType  # 8
 TIMELINE_EVENT_KIND_ESCALATION_CLOSED_BY_ACK: TimelineEventKind.ValueType  # 9
 TIMELINE_EVENT_KIND_REDELIVERY_REQUESTED: TimelineEventKind.ValueType  # 10
 TIMELINE_EVENT_KIND_DEFERRED: TimelineEventKind.ValueType  # 11
+TIMELINE_EVENT_KIND_ABORTED: TimelineEventKind.ValueType  # 12
+"""The recipient's system answered that it will never take the delivery."""
 Global___TimelineEventKind: _TypeAlias = TimelineEventKind  # noqa: Y015
 
 @_typing.final
