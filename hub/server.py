@@ -248,6 +248,8 @@ class HubServer:
             await connector.aclose()
         if self.permits is not None:
             await self.permits.registries.close()
+        if self.ledger is not None:
+            await self.checkpoint()  # a clean stop leaves every event in a signed tree
         self.db.close()
         log.info("hub.stopped")
 

@@ -213,3 +213,24 @@ def test_audit_verify_command(hub: RunningHub, tmp_path: Path, capsys: pytest.Ca
     assert main(["audit", "verify", "--config", str(config)]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"FAILED: first bad event: leaf 0 (seq {first.seq}): event seq {first.seq}"), out
+
+
+def test_a_clean_stop_leaves_every_event_in_a_signed_tree(database_url: str) -> None:
+    """Stopping the hub sequences what is left and signs a checkpoint over all of it."""
+    from sqlalchemy import func
+
+    from hub.store.db import Database
+    from hub.store.models import AuditCheckpointRow
+    from tests.harness import start_hub
+
+    hub = start_hub(database_url)
+    hub.agency("customs").publish("customs.export_declaration.released", b"{}", request_id=str(uuid.uuid4()))
+    hub.stop()
+    db = Database(database_url)
+    try:
+        with db.transaction() as session:
+            events = session.exec(select(func.count()).select_from(AuditEventRow)).one()
+            signed = session.exec(select(func.max(AuditCheckpointRow.tree_size))).one()
+        assert signed == events > 0
+    finally:
+        db.close()
