@@ -7,7 +7,7 @@ BUF := node_modules/.bin/buf
 CONFIG ?= examples/demo.toml
 BREAKING_AGAINST ?= .git\#branch=main
 
-.PHONY: help demo serve test lint fmt proto proto-check buf-lint breaking bench clean node-agency
+.PHONY: help demo serve test chromium lint fmt proto proto-check buf-lint breaking bench clean node-agency
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
@@ -50,7 +50,13 @@ fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(VENV)/.installed proto-check buf-lint ## run the tests (SQLite and the local PostgreSQL)
+# The console's browser tests drive Debian's chromium (never `playwright install`), with a CJK font so the
+# 中文 pages render: install them from Debian packages when missing.
+chromium:
+	@test -x /usr/bin/chromium -a -d /usr/share/fonts/truetype/wqy || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei; }
+
+test: $(VENV)/.installed proto-check buf-lint chromium ## run the tests (SQLite and the local PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed ## measure throughput and latency (prints figures)

@@ -237,6 +237,12 @@ class Audit(_Strict):
     checkpoint_interval: DurationMs = 60_000
 
 
+class Console(_Strict):
+    """The operators' web console (hub/console/, docs/console.md); off unless `[console]` is present."""
+
+    listen: str = "127.0.0.1:7480"
+
+
 class Auth(_Strict):
     """Bearer JWTs (hub/auth/jwt.py): keys by key id from `jwks_file` (re-read when it changes), or one
     Ed25519 key for tokens without key id. Issuer and audience apply to every token, whatever its role."""
@@ -300,6 +306,7 @@ class Settings(_Strict):
     audit: Audit = Field(default_factory=Audit)
     auth: Auth = Field(default_factory=Auth)
     limits: Limits = Field(default_factory=Limits)
+    console: Console | None = None
     agencies: list[Agency] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     notifiers: list[Notifier] = Field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -53,6 +54,9 @@ from hub.permits.service import Permits
 from hub.signing import load_public_key
 from hub.store.db import Database
 
+if TYPE_CHECKING:
+    from hub.console.app import ConsoleServer
+
 log = structlog.get_logger("ackhub.server")
 SERVICES = (
     exchange_service_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
@@ -87,6 +91,7 @@ class HubServer:
         self.push: list[PushConnector] = []  # grpc_push, webhook, filedrop: as configured
         self.db = Database(settings.server.database_url)
         self._sweeping = asyncio.Lock()
+        self.console: ConsoleServer | None = None  # the operators' web console, when [console] is set
 
     async def start(self) -> int:
         """Migrate, register agencies and keys, and listen; returns the bound port."""
@@ -165,6 +170,11 @@ class HubServer:
                 id="audit-checkpoint",
             )
             self._scheduler.start()
+        if settings.console is not None:
+            from hub.console.app import ConsoleServer
+
+            self.console = ConsoleServer(self)
+            await self.console.start()
         log.info(
             "hub.started",
             listen=settings.server.listen,
@@ -234,6 +244,8 @@ class HubServer:
             log.exception("audit.checkpoint_failed")
 
     async def stop(self, grace: float = 1.0) -> None:
+        if self.console is not None:
+            await self.console.stop()
         if self._scheduler is not None:
             self._scheduler.pause()
             async with self._sweeping:  # let a running sweep finish rather than cancel it midway

@@ -3,6 +3,7 @@ loop and then telling the dispatcher and the notifiers what changed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -34,6 +35,8 @@ class Exchange:
     notifications: Notifications
     _publishes: Batcher[publish.PublishItem, publish.Receipt] = field(init=False)
     _acks: Batcher[ack_module.AckRequest, ack_module.AckOutcome] = field(init=False)
+    # Called with every acknowledgement's outcome (e.g. the console's latency histogram); must not block.
+    ack_observers: list[Callable[[ack_module.AckOutcome], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         max_payload = self.settings.server.max_payload_bytes
@@ -76,6 +79,8 @@ class Exchange:
             state=outcome.delivery.state,
         )
         self.dispatcher.acknowledged(outcome.delivery.recipient, outcome.delivery.id)
+        for observe in self.ack_observers:
+            observe(outcome)
         await self.notifications.dispatch(outcome.notices)
         return outcome
 

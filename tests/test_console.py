@@ -1,0 +1,202 @@
+"""The audit console over plain HTTP: sign-in, jurisdiction, CSRF, the pages and /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from hub.clock import ManualClock, SystemClock
+from hub.store.models import AuditEventRow, EscalationRow
+from tests.console_kit import console_url, escalate, operator_token, publish, start_console_hub
+from tests.harness import RunningHub
+from tests.security_data import bearer
+
+
+@pytest.fixture(name="clock")
+def fixture_clock() -> ManualClock:
+    return ManualClock(SystemClock().now_ms())
+
+
+@pytest.fixture(name="hub")
+def fixture_hub(tmp_path: Path, clock: ManualClock) -> Iterator[RunningHub]:
+    running = start_console_hub(tmp_path, clock)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _client(hub: RunningHub) -> httpx.Client:
+    return httpx.Client(base_url=console_url(hub), follow_redirects=False, timeout=10)
+
+
+@contextmanager
+def _signed_in(hub: RunningHub, token: str) -> Iterator[httpx.Client]:
+    with _client(hub) as client:
+        answer = client.post("/signin", data={"token": token, "next": "/"})
+        assert answer.status_code == 303, answer.text
+        yield client
+
+
+def _csrf(page: str) -> str:
+    marker = 'name="csrf" value="'
+    start = page.index(marker) + len(marker)
+    return page[start : page.index('"', start)]
+
+
+def _audit(hub: RunningHub, kind: str) -> list[AuditEventRow]:
+    with hub.server.db.transaction() as session:
+        return list(session.exec(select(AuditEventRow).where(AuditEventRow.kind == kind)))
+
+
+def test_signin_sets_a_strict_httponly_cookie_and_shows_the_overview(
+    hub: RunningHub, clock: ManualClock
+) -> None:
+    """A valid operator token signs in with an HttpOnly SameSite=Strict cookie; the overview has charts."""
+    publish(hub)
+    with _client(hub) as client:
+        assert client.get("/").headers["location"].startswith("/signin")
+        answer = client.post("/signin", data={"token": operator_token(clock), "next": "/"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        page = client.get("/")
+        assert page.status_code == 200
+        assert "operator:alice" in page.text and page.text.count("<svg") >= 5
+        assert "1 records in the last hour" in page.text
+
+
+@pytest.mark.parametrize("case", ["garbage", "expired", "agency", "wrong_audience"])
+def test_bad_tokens_are_refused_at_sign_in(hub: RunningHub, clock: ManualClock, case: str) -> None:
+    """Forged, expired, non-operator and wrong-audience tokens get the sign-in form again with 401."""
+    token = {
+        "garbage": "not.a.token",
+        "expired": operator_token(clock, ttl_s=1),
+        "agency": bearer(clock, "agency", "tax")[0][1].removeprefix("Bearer "),
+        "wrong_audience": bearer(clock, "operator", "x", jurisdiction="HQ", audience="other")[0][1][7:],
+    }[case]
+    if case == "expired":
+        clock.advance(2_000)
+    with _client(hub) as client:
+        answer = client.post("/signin", data={"token": token})
+        assert answer.status_code == 401 and "set-cookie" not in answer.headers
+        assert 'id="signin-error"' in answer.text
+
+
+def test_a_session_ends_when_its_token_expires(hub: RunningHub, clock: ManualClock) -> None:
+    """Once the token in the cookie expires, every page sends the operator back to sign in."""
+    with _signed_in(hub, operator_token(clock, ttl_s=60)) as client:
+        assert client.get("/escalations").status_code == 200
+        clock.advance(61_000)
+        answer = client.get("/escalations")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/signin?next=/escalations&expired=1"
+        assert client.get("/feed/events").status_code == 401
+
+
+def test_an_action_outside_the_jurisdiction_is_refused_and_audited(
+    hub: RunningHub, clock: ManualClock
+) -> None:
+    """An office-0301 operator cannot see or resolve a 0202 case; the attempt is in the audit log."""
+    record_id = publish(hub)
+    case = escalate(hub, clock, record_id)
+    with _signed_in(hub, operator_token(clock, "0301", "bob")) as client:
+        listing = client.get("/escalations")
+        assert case.id not in listing.text
+        answer = client.post(
+            f"/escalations/{case.id}/resolve", data={"csrf": _csrf(listing.text), "reason": "not mine"}
+        )
+        assert answer.status_code == 403
+        assert client.get(f"/records/{record_id}").status_code == 404
+    refused = _audit(hub, "console.action_refused")
+    assert [(e.actor, e.escalation_id) for e in refused] == [("operator:bob", None)]
+    assert case.id in refused[0].data
+    with hub.server.db.transaction() as session:
+        assert session.exec(select(EscalationRow.state).where(EscalationRow.id == case.id)).one() == "OPEN"
+
+
+def test_operator_in_jurisdiction_resolves_notes_and_redelivers(hub: RunningHub, clock: ManualClock) -> None:
+    """A 0202 operator's note, redelivery and resolution go through Exchange and are audited as theirs."""
+    record_id = publish(hub)
+    case = escalate(hub, clock, record_id)
+    with _signed_in(hub, operator_token(clock, "0202", "carol")) as client:
+        csrf = _csrf(client.get("/escalations").text)
+        for what, field in (
+            ("note", {"text": "called tax"}),
+            ("redeliver", {}),
+            ("resolve", {"reason": "ok"}),
+        ):
+            answer = client.post(
+                f"/escalations/{case.id}/{what}", data={"csrf": csrf, "back": "/escalations", **field}
+            )
+            assert answer.status_code == 303, answer.text
+        assert "Case resolved." in client.get("/escalations?done=resolved&state=").text
+        assert "ESCALATION_RESOLVED" in client.get(f"/records/{record_id}").text
+    kinds = {e.kind for e in _audit(hub, "escalation.note_added") + _audit(hub, "escalation.resolved")}
+    assert kinds == {"escalation.note_added", "escalation.resolved"}
+    assert {e.actor for e in _audit(hub, "delivery.redelivery_requested")} == {"operator:carol"}
+
+
+def test_an_action_without_the_csrf_token_is_refused(hub: RunningHub, clock: ManualClock) -> None:
+    """A POST whose CSRF token is missing or wrong changes nothing."""
+    record_id = publish(hub)
+    case = escalate(hub, clock, record_id)
+    with _signed_in(hub, operator_token(clock)) as client:
+        for csrf in ("", "0" * 40):
+            answer = client.post(f"/escalations/{case.id}/resolve", data={"csrf": csrf, "reason": "x"})
+            assert answer.status_code == 403
+    assert not _audit(hub, "escalation.resolved")
+
+
+def test_pages_render_for_headquarters(hub: RunningHub, clock: ManualClock) -> None:
+    """Agencies, permits, audit (with a verification) and the feed page answer for a signed-in operator."""
+    record_id = publish(hub)
+    hub.run(hub.server.checkpoint())
+    with _signed_in(hub, operator_token(clock)) as client:
+        agencies = client.get("/agencies").text
+        assert 'id="agency-tax"' in agencies and "tax-test-1" in agencies
+        assert "No permit" in client.get("/permits?number=26-AA-1").text
+        audit = client.get("/audit")
+        assert "record.published" in audit.text
+        verdict = client.post("/audit/verify", data={"csrf": _csrf(audit.text)})
+        assert 'id="verdict"' in verdict.text and "OK:" in verdict.text
+        assert client.get("/feed?agency=tax").status_code == 200
+        record = client.get(f"/records/{record_id}").text
+        assert "PUBLISHED" in record and "in signed checkpoint" in record
+
+
+def test_language_switch_keeps_the_page(hub: RunningHub, clock: ManualClock) -> None:
+    """/lang/zh sets the language cookie and returns to the page, now in Chinese."""
+    with _signed_in(hub, operator_token(clock)) as client:
+        answer = client.get("/lang/zh", params={"next": "/escalations"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/escalations"
+        assert "升级处理" in client.get("/escalations").text
+        assert client.get("/lang/en", params={"next": "//evil.example"}).headers["location"] == "/"
+
+
+def test_metrics_report_states_latency_escalations_and_breakers(hub: RunningHub, clock: ManualClock) -> None:
+    """/metrics has deliveries by state, ack latency observed on acknowledgement, cases and breakers."""
+    from hub.sdk.agency import Verdict, start_subscription
+    from tests.harness import Inbox, wait_for
+
+    record_id = publish(hub)
+    start_subscription(hub.agency("fx", clock=clock), Inbox(lambda d: Verdict.received()))
+    escalate(hub, clock, record_id)
+    with _client(hub) as client:
+
+        def scraped() -> str:
+            text = client.get("/metrics").text
+            return (
+                text if 'ackhub_ack_latency_seconds_count{agency="fx",status="RECEIVED"} 1.0' in text else ""
+            )
+
+        text = wait_for(scraped, what="fx's acknowledgement in the histogram")
+    assert 'ackhub_deliveries{state="RECEIVED"} 1.0' in text
+    assert 'ackhub_escalations{reason="DEADLINE_EXCEEDED",state="OPEN"} 1.0' in text
+    assert 'ackhub_circuit_breaker_state{agency="tax",state="CLOSED"} 1.0' in text
+    assert "ackhub_delivery_retries" in text
