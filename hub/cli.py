@@ -100,7 +100,14 @@ def _keys_generate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from hub.demo import run_demo
 
-    return int(run_demo(duration_s=args.duration, listen=args.listen, database_url=args.database_url))
+    return int(
+        run_demo(
+            duration_s=args.duration,
+            listen=args.listen,
+            database_url=args.database_url,
+            console_listen=args.console_listen,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--listen", default="127.0.0.1:7443")
     demo.add_argument("--database-url", default="sqlite:///var/demo.db")
+    demo.add_argument("--console-listen", default="127.0.0.1:7480", help="the web console's address")
     demo.set_defaults(run=_demo)
 
     from hub.audit_cli import add_commands

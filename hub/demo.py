@@ -38,8 +38,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
+from hub.auth.jwt import issue_token
 from hub.clock import to_rfc3339_ms
-from hub.config import Settings, load_settings
+from hub.config import Console, Settings, load_settings
 from hub.errors import ConfigError
 from hub.exchange import queries
 from hub.exchange.states import CASE_CLOSED_BY_ACK, CASE_OPEN, DELIVERY_STATES
@@ -494,11 +495,28 @@ def _on_stop_signals(stop: threading.Event) -> dict[signal.Signals, Any]:
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def run_demo(duration_s: float, listen: str, database_url: str) -> int:
+def operator_token(settings: Settings, ttl_s: int = 8 * 3600) -> str:
+    """A headquarters operator's token for the console, signed with the demo's token-issuer key."""
+    return issue_token(
+        demo_private_key("token-issuer"),
+        role="operator",
+        subject="demo-operator",
+        issuer=settings.auth.enterprise_jwt_issuer,
+        audience=settings.auth.enterprise_jwt_audience,
+        now_s=int(time.time()),
+        ttl_s=ttl_s,
+        jurisdiction="HQ",
+    )
+
+
+def run_demo(
+    duration_s: float, listen: str, database_url: str, console_listen: str = "127.0.0.1:7480"
+) -> int:
     """Run the demo until Ctrl-C, or for `duration_s` seconds when that is more than 0; the exit code."""
     environ = {**os.environ, "ACKHUB_LISTEN": listen, "ACKHUB_DATABASE_URL": database_url}
     try:
         settings = load_settings(DEMO_CONFIG, environ)
+        settings = settings.model_copy(update={"console": Console(listen=console_listen)})
         database_file = fresh_sqlite_file(settings.server.database_url)
     except ConfigError as error:
         print(error, file=sys.stderr)
@@ -534,6 +552,13 @@ def run_demo(duration_s: float, listen: str, database_url: str) -> int:
             "after 1-3 s and loses ~30% of deliveries, so retries and escalations appear. Ctrl-C stops.",
             flush=True,
         )
+        if hub.server.console is not None:
+            host = console_listen.rsplit(":", 1)[0]
+            print(
+                f"console: http://{host}:{hub.server.console.port}/ — sign in with this operator token "
+                f"(headquarters, 8 hours):\n  {operator_token(settings)}",
+                flush=True,
+            )
         agencies = Agencies(address, stop)
         agencies.start()
         route = settings.route(RECORD_TYPE)

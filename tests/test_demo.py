@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hub.cli import main
@@ -33,6 +34,8 @@ def test_demo_config_keys_are_the_demo_agencies_keys() -> None:
         assert key.id == demo_key_id(agency.id)
         expected = public_key_base64(demo_private_key(agency.id).public_key())
         assert public_key_base64(load_public_key(key.public_key)) == expected
+    token_key = settings.auth.enterprise_jwt_public_key
+    assert token_key == public_key_base64(demo_private_key("token-issuer").public_key())
 
 
 def test_demo_config_passes_config_check(capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,18 +60,30 @@ def test_simulated_declarations_carry_valid_identifiers() -> None:
 
 
 def test_demo_runs_publishes_and_gets_acknowledgements(tmp_path: Path) -> None:
-    """An 8-second demo exits 0, prints a status line a second, and leaves records and ACCEPTED deliveries."""
+    """An 8-second demo exits 0, prints a status line a second, leaves records and ACCEPTED deliveries, and
+    its console lets the printed operator token sign in."""
     database = tmp_path / "demo.db"
     command = [sys.executable, "-m", "hub.cli", "demo", "--duration", "8"]
     command += ["--listen", "127.0.0.1:0", "--database-url", f"sqlite:///{database}"]
-    run = subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    command += ["--console-listen", "127.0.0.1:0"]
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        seen: list[str] = []
+        for line in process.stdout:
+            seen.append(line.rstrip("\n"))
+            if line.startswith("console: "):
+                break
+        url = seen[-1].split()[1]
+        token = process.stdout.readline().strip()
+        seen.append(token)
+        with httpx.Client(base_url=url, timeout=10) as console:
+            signed_in = console.post("/signin", data={"token": token, "next": "/"})
+            assert signed_in.status_code == 303, signed_in.text
+            assert "operator:demo-operator" in console.get("/").text
+        out, err = process.communicate(timeout=60)
+    run = subprocess.CompletedProcess(command, process.returncode, "\n".join(seen) + "\n" + out, err)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     log_file = tmp_path / "demo.log"
