@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
     from hub.logging import configure
     from hub.server import HubServer
 
-    environ = dict(__import__("os").environ)
+    environ = dict(os.environ)
     if args.database_url:
         environ["ACKHUB_DATABASE_URL"] = args.database_url
     if args.listen:

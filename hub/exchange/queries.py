@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -139,15 +140,11 @@ def get_escalation(
 
 
 def counts_by_state(db: Database) -> dict[str, int]:
-    from sqlalchemy import func
-
     with db.transaction() as session:
         rows = session.exec(select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state)).all()
     return {state: count for state, count in rows}
 
 
 def open_case_count(db: Database) -> int:
-    from sqlalchemy import func
-
     with db.transaction() as session:
         return int(session.exec(select(func.count()).where(EscalationRow.state == "OPEN")).one())
