@@ -229,9 +229,10 @@ class HubProcess:
         fields = text[text.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def peak_rss_mib(self) -> float:
+    def memory_mib(self, field: str) -> float:
+        """`VmHWM` (peak resident set) or `VmRSS` (now) of the hub, in MiB."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
         return math.nan
 
@@ -422,6 +423,7 @@ def run_phase(
 
 
 def summarize(tracker: Tracker, start: float) -> dict[str, Any]:
+    """The phase's figures: rates over first publish → last closing ack, latencies per delivery."""
     with tracker.lock:
         calls = list(tracker.publish_calls)
         closed = dict(tracker.closed_at)
@@ -460,6 +462,7 @@ def summarize(tracker: Tracker, start: float) -> dict[str, Any]:
 
 @contextmanager
 def sqlite_store(work: Path) -> Iterator[tuple[str, str]]:
+    """A new SQLite file in the run's folder (the hub migrates it)."""
     yield f"sqlite:///{work / 'hub.db'}", f"SQLite {sqlite3.sqlite_version} (file)"
 
 
@@ -513,6 +516,7 @@ def store_counts(database_url: str) -> dict[str, Any]:
 
 
 def check_store(counts: dict[str, Any], records: int) -> list[str]:
+    """Every delivery closed, every acknowledgement kept, nothing escalated; else what differs."""
     problems = []
     for agency, (_level, closing) in RECIPIENTS.items():
         found = counts["deliveries"].get(f"{agency}/{closing}", 0)
@@ -529,9 +533,66 @@ def check_store(counts: dict[str, Any], records: int) -> list[str]:
 # -- one backend -------------------------------------------------------------------------------------
 
 
+def drive(
+    backend: str,
+    hub: HubProcess,
+    keys: dict[str, Ed25519PrivateKey],
+    database_url: str,
+    opts: Options,
+    result: dict[str, Any],
+    report: Callable[[str, bool], None],
+    clients: list[AgencyClient],
+) -> None:
+    """Start the hub, connect the agencies (kept in `clients`, for the caller to close), run the warm-up
+    and the measured phase, and put the figures in `result`."""
+    target = hub.start(timeout=60)
+    report(f"{backend}: hub pid {hub.pid} on {target} ({result['database']})", True)
+    trackers = [Tracker(opts.warmup)]
+
+    def phase() -> Tracker:
+        return trackers[-1]
+
+    for agency in RECIPIENTS:
+        client = AgencyClient(target, agency, key_id=f"{agency}-bench-1", private_key=keys[agency])
+        client.results = StampedResults(agency, phase)
+        clients.append(client)
+        start_subscription(client, handler_for(agency, phase), window=opts.window)
+    publishers = [AgencyClient(target, PUBLISHER) for _ in range(opts.publishers)]
+    clients.extend(publishers)
+    for client in publishers:
+        grpc.channel_ready_future(client.channel).result(timeout=10)
+    deadline = time.perf_counter() + opts.timeout
+    enterprises = make_enterprises(random.Random(opts.seed))
+    if opts.warmup:
+        run_phase(trackers[0], publishers, 0, opts, enterprises, hub, deadline, report, f"{backend} warm-up")
+        if trackers[0].errors:
+            raise RuntimeError("; ".join(trackers[0].errors))
+    if backend == "postgres" and opts.analyze:
+        analyze(database_url)
+        result["database"] += "; ANALYZE after warm-up"
+    tracker = Tracker(opts.records)
+    trackers.append(tracker)
+    hub_cpu, client_cpu, machine = hub.cpu_seconds(), time.process_time(), machine_busy_jiffies()
+    start = run_phase(tracker, publishers, opts.warmup, opts, enterprises, hub, deadline, report, backend)
+    busy = [b - a for a, b in zip(machine, machine_busy_jiffies(), strict=True)]
+    wall = time.perf_counter() - start
+    result.update(summarize(tracker, start))
+    result["hub"] = {
+        "pid": hub.pid,
+        "peak_rss_mib": round(hub.memory_mib("VmHWM"), 1),
+        "rss_mib_at_end": round(hub.memory_mib("VmRSS"), 1),
+        "cpu_s": round(hub.cpu_seconds() - hub_cpu, 2),
+    }
+    result["client_cpu_s"] = round(time.process_time() - client_cpu, 2)
+    result["machine_cpu_busy_pct"] = round(100 * busy[0] / max(busy[1], 1), 1)
+    result["wall_s"] = round(wall, 3)
+    result["errors"] = list(tracker.errors)
+
+
 def run_backend(
     backend: str, opts: Options, work: Path, report: Callable[[str, bool], None]
 ) -> dict[str, Any]:
+    """One complete run on a fresh store: its figures, what the store holds afterwards, and any errors."""
     store = sqlite_store(work) if backend == "sqlite" else postgres_store(opts.pg_admin, opts.keep)
     before = machine_busy_jiffies()
     time.sleep(1)
@@ -542,63 +603,24 @@ def run_backend(
         config.write_text(hub_config(database_url, keys, opts), encoding="utf-8")
         load_settings(config, environ={})  # a bad configuration fails here, with every problem named
         hub = HubProcess(config, work / f"hub-{backend}.log")
-        clients: list[AgencyClient] = []
         result: dict[str, Any] = {
             "backend": backend,
             "database": database,
             "machine_busy_before_pct": round(100 * busy_before[0] / max(busy_before[1], 1), 1),
+            "errors": [],
         }
         if opts.keep:
             result["kept"] = {"database_url": database_url, "hub_log": str(hub.log)}
+        clients: list[AgencyClient] = []
         try:
-            target = hub.start(timeout=60)
-            report(f"{backend}: hub pid {hub.pid} on {target} ({database})", True)
-            trackers = [Tracker(opts.warmup)]
-
-            def phase() -> Tracker:
-                return trackers[-1]
-
-            for agency in RECIPIENTS:
-                client = AgencyClient(target, agency, key_id=f"{agency}-bench-1", private_key=keys[agency])
-                client.results = StampedResults(agency, phase)
-                clients.append(client)
-                start_subscription(client, handler_for(agency, phase), window=opts.window)
-            publishers = [AgencyClient(target, PUBLISHER) for _ in range(opts.publishers)]
-            clients += publishers
-            for client in publishers:
-                grpc.channel_ready_future(client.channel).result(timeout=10)
-            deadline = time.perf_counter() + opts.timeout
-            data = make_enterprises(random.Random(opts.seed))
-            if opts.warmup:
-                run_phase(trackers[0], publishers, 0, opts, data, hub, deadline, report, f"{backend} warm-up")
-                if trackers[0].errors:
-                    raise RuntimeError("; ".join(trackers[0].errors))
-            if backend == "postgres" and opts.analyze:
-                analyze(database_url)
-                result["database"] += "; ANALYZE after warm-up"
-            tracker = Tracker(opts.records)
-            trackers.append(tracker)
-            hub_cpu, client_cpu, machine = hub.cpu_seconds(), time.process_time(), machine_busy_jiffies()
-            start = run_phase(tracker, publishers, opts.warmup, opts, data, hub, deadline, report, backend)
-            busy = [b - a for a, b in zip(machine, machine_busy_jiffies(), strict=True)]
-            wall = time.perf_counter() - start
-            result.update(summarize(tracker, start))
-            result["hub"] = {
-                "pid": hub.pid,
-                "peak_rss_mib": round(hub.peak_rss_mib(), 1),
-                "cpu_s": round(hub.cpu_seconds() - hub_cpu, 2),
-            }
-            result["client_cpu_s"] = round(time.process_time() - client_cpu, 2)
-            result["machine_cpu_busy_pct"] = round(100 * busy[0] / max(busy[1], 1), 1)
-            result["wall_s"] = round(wall, 3)
-            result["errors"] = list(tracker.errors)
+            drive(backend, hub, keys, database_url, opts, result, report, clients)
         except Exception as error:
-            result["errors"] = [*result.get("errors", []), f"{type(error).__name__}: {error}"]
+            result["errors"].append(f"{type(error).__name__}: {error}")
         finally:
             for client in clients:
                 client.close()
             hub.stop()
-        if not result["errors"] or "records" in result:
+        if "records" in result:
             try:
                 result["store"] = store_counts(database_url)
                 if not result["errors"]:
@@ -615,6 +637,7 @@ def run_backend(
 
 
 def machine_info() -> dict[str, Any]:
+    """CPUs, CPU model, platform and Python, for the report."""
     model = ""
     with suppress(OSError):
         lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -650,7 +673,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
         lambda r: f"{r['publish']['latency_ms']['p50']} / {r['publish']['latency_ms']['p99']}",
     ),
     ("redeliveries / duplicate acks", lambda r: f"{r['redeliveries']} / {r['duplicate_acks']}"),
-    ("hub peak RSS MiB", lambda r: r["hub"]["peak_rss_mib"]),
+    ("hub RSS MiB peak / at end", lambda r: f"{r['hub']['peak_rss_mib']} / {r['hub']['rss_mib_at_end']}"),
     (
         "hub CPU s (of elapsed)",
         lambda r: f"{r['hub']['cpu_s']} ({100 * r['hub']['cpu_s'] / r['wall_s']:.0f}%)",
@@ -672,7 +695,8 @@ def render_table(report: dict[str, Any]) -> str:
     )
     names = list(results)
     width = max(len(label) for label, _ in ROWS) + 2
-    lines = [head, "".ljust(width) + "".join(results[n]["database"].split(" (")[0].rjust(22) for n in names)]
+    titles = [results[n]["database"].split(" (")[0] + ("" if results[n]["ok"] else " FAILED") for n in names]
+    lines = [head, "".ljust(width) + "".join(title.rjust(22) for title in titles)]
     for label, get in ROWS:
         cells = []
         for name in names:
@@ -694,7 +718,8 @@ def render_table(report: dict[str, Any]) -> str:
         for error in results[name]["errors"]:
             lines.append(f"\n{name}: FAILED: {error}")
         if results[name].get("hub_log_tail"):
-            lines.append(f"{name}: hub log (last lines):\n{results[name]['hub_log_tail']}")
+            tail = "\n".join(results[name]["hub_log_tail"].splitlines()[-5:])
+            lines.append(f"{name}: hub log (last lines; all of them with --json):\n{tail}")
     return "\n".join(lines)
 
 
@@ -715,6 +740,7 @@ def progress_printer(stream: TextIO) -> Callable[[str, bool], None]:
 
 
 def parse_args(argv: list[str] | None) -> Options:
+    """Command-line options, checked."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=2000, help="records measured (default 2000)")
     parser.add_argument(
@@ -765,6 +791,7 @@ def parse_args(argv: list[str] | None) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run each backend in turn and print the table (or one JSON object); 1 when any run failed."""
     opts = parse_args(argv)
     report = progress_printer(sys.stderr if opts.as_json else sys.stdout)
     results: dict[str, Any] = {}
@@ -774,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results[backend] = run_backend(backend, opts, work, report)
             except Exception as error:  # the store could not be set up: report it, go on with the next
-                results[backend] = {"backend": backend, "database": backend, "ok": False}
+                results[backend] = {"backend": backend, "database": f"{backend} (not set up)", "ok": False}
                 results[backend]["errors"] = [f"{type(error).__name__}: {error}"]
     summary = {
         "bench": "exchange",
