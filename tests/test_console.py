@@ -10,16 +10,11 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from hub.clock import ManualClock, SystemClock
+from hub.clock import ManualClock
 from hub.store.models import AuditEventRow, EscalationRow
 from tests.console_kit import console_url, escalate, operator_token, publish, start_console_hub
 from tests.harness import RunningHub
 from tests.security_data import bearer
-
-
-@pytest.fixture(name="clock")
-def fixture_clock() -> ManualClock:
-    return ManualClock(SystemClock().now_ms())
 
 
 @pytest.fixture(name="hub")

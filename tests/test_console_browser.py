@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from hub.clock import ManualClock, SystemClock
+from hub.clock import ManualClock
 from hub.sdk.agency import Verdict, start_subscription
 from tests.console_kit import console_url, escalate, operator_token, publish, start_console_hub
 from tests.harness import Inbox, RunningHub, wait_for
@@ -40,11 +40,6 @@ def fixture_browser() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
-
-
-@pytest.fixture(name="clock")
-def fixture_clock() -> ManualClock:
-    return ManualClock(SystemClock().now_ms())
 
 
 @pytest.fixture(name="hub")
