@@ -6,6 +6,7 @@ import uuid
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlmodel import select
 
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
@@ -14,7 +15,7 @@ from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
 from hub.sdk.agency import AgencyClient, Delivery, Verdict, start_subscription
 from hub.store.models import AttemptRow
-from tests.harness import Inbox, RunningHub, error_details, private_key, table_counts, wait_for
+from tests.harness import Inbox, RunningHub, error_details, private_key, start_hub, table_counts, wait_for
 
 TYPE = "customs.export_declaration.released"
 
@@ -126,11 +127,18 @@ def test_contradicting_final_ack_is_failed_precondition(hub: RunningHub, clock: 
     assert [(c.reason, c.detail) for c in cases] == [(ops.ESCALATION_REASON_REJECTED, "金额与报关单不符")]
 
 
+def _stamp(seconds: int) -> Timestamp:
+    return Timestamp(seconds=seconds)
+
+
 def _tampered(ack: types_pb2.Acknowledgement, **changes: object) -> types_pb2.Acknowledgement:
     copy = types_pb2.Acknowledgement()
     copy.CopyFrom(ack)
     for name, value in changes.items():
-        setattr(copy, name, value)
+        if isinstance(value, Timestamp):
+            getattr(copy, name).CopyFrom(value)
+        else:
+            setattr(copy, name, value)
     return copy
 
 
@@ -188,6 +196,13 @@ def _tampered(ack: types_pb2.Acknowledgement, **changes: object) -> types_pb2.Ac
             grpc.StatusCode.INVALID_ARGUMENT,
             "INVALID_ARGUMENT",
             "acknowledgement.digest",
+        ),
+        (
+            {"ack_time": _stamp(-(2**62))},
+            "tax",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            "acknowledgement.ack_time",
         ),
         (
             {"status": types_pb2.ACK_STATUS_UNSPECIFIED},
@@ -293,3 +308,36 @@ def test_window_limits_unacknowledged_deliveries(hub: RunningHub, clock: ManualC
     assert [d.record.record_id for d in inbox.deliveries] == order[:3], (
         "the backlog goes out in publish order"
     )
+
+
+def test_busy_stream_is_refilled_in_batches(database_url: str, clock: ManualClock) -> None:
+    """A window of 16 is refilled while an eighth of it (two slots) is free: 15 go out, one acknowledgement
+    frees two slots and two more go — never one claim per acknowledgement under load."""
+    hub = start_hub(database_url, clock=clock, edit=lambda config: config["server"].update(stream_window=16))
+    try:
+        _refill_in_batches(hub, clock)
+    finally:
+        hub.stop()
+
+
+def _refill_in_batches(hub: RunningHub, clock: ManualClock) -> None:
+    inbox = Inbox()
+    fx = hub.agency("fx", clock=clock)
+    start_subscription(fx, inbox, window=16)
+    for _ in range(20):
+        _publish(hub)
+    wait_for(lambda: len(inbox.deliveries) == 15, what="all but the last slot")
+    hub.dispatch()
+    assert len(inbox.deliveries) == 15, "a single free slot waits for company"
+
+    def answer(delivery: Delivery) -> None:
+        fx.send(
+            pb.SubscribeRequest(acknowledgement=fx.sign(delivery.record, delivery.delivery_id, "RECEIVED"))
+        )
+        wait_for(lambda: fx.results.qsize() > 0, what="the hub's confirmation")
+        assert fx.results.get().ok
+
+    answer(inbox.deliveries[0])
+    wait_for(lambda: len(inbox.deliveries) == 17, what="two more deliveries")
+    hub.dispatch()
+    assert len(inbox.deliveries) == 17

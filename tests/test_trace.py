@@ -129,6 +129,12 @@ def test_enterprise_sees_only_its_own_records(traced: RunningHub, clock: ManualC
         stub.ListRecords(pb.ListRecordsRequest(declaration_number="12"), metadata=alpha)
     assert error_details(bad.value)[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert "declaration_number" in error_details(bad.value)[3]
+    out_of_range = pb.ListRecordsRequest()
+    out_of_range.start_time.seconds = 9_223_372_036_854_776  # found by the fuzz test: was INTERNAL
+    with pytest.raises(grpc.RpcError) as bad:
+        stub.ListRecords(out_of_range, metadata=alpha)
+    assert error_details(bad.value)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert "start_time" in error_details(bad.value)[3]
 
 
 def test_tokens_are_checked(traced: RunningHub, clock: ManualClock) -> None:

@@ -55,8 +55,8 @@ def event(row: AuditEventRow, leaf_data: bytes = b"") -> pb.AuditEvent:
 
 def list_events(ledger: AuditLedger, request: pb.ListAuditEventsRequest) -> Page[AuditEventRow]:
     """Blocking. Newest first by `seq`."""
-    start = convert.timestamp_ms(request.start_time) if request.HasField("start_time") else None
-    end = convert.timestamp_ms(request.end_time) if request.HasField("end_time") else None
+    start = convert.timestamp_ms(request.start_time, "start_time") if request.HasField("start_time") else None
+    end = convert.timestamp_ms(request.end_time, "end_time") if request.HasField("end_time") else None
     filters: dict[str, object] = {
         "kind": request.kind,
         "record": request.record_id,

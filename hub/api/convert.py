@@ -7,6 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from hub._proto.ackhub.v1 import operations_service_pb2 as ops_pb
 from hub._proto.ackhub.v1 import types_pb2 as pb
+from hub.errors import FieldViolation, InvalidArgument
 from hub.exchange.states import LEVEL_RECEIVED
 from hub.store.models import DeliveryRow, EscalationNoteRow, EscalationRow, RecordRow
 
@@ -46,13 +47,26 @@ def timestamp(ms: int | None) -> Timestamp | None:
     return stamp
 
 
-def timestamp_ms(stamp: Timestamp) -> int:
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_SECONDS, MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def _in_range(stamp: Timestamp) -> bool:
+    return MIN_SECONDS <= stamp.seconds <= MAX_SECONDS and 0 <= stamp.nanos <= 999_999_999
+
+
+def timestamp_ms(stamp: Timestamp, field: str) -> int:
+    """Milliseconds of a request's timestamp `field`; outside Timestamp's range it is INVALID_ARGUMENT."""
+    if not _in_range(stamp):
+        raise InvalidArgument(
+            [FieldViolation(field, "is not a valid timestamp (years 1 to 9999, nanos 0..999999999)")]
+        )
     return stamp.seconds * 1000 + stamp.nanos // 1_000_000
 
 
 def whole_ms(stamp: Timestamp) -> int | None:
     """Milliseconds of a timestamp that is set and carries no sub-millisecond part; otherwise None."""
-    if stamp.seconds == 0 and stamp.nanos == 0:
+    if (stamp.seconds == 0 and stamp.nanos == 0) or not _in_range(stamp):
         return None
     if stamp.nanos % 1_000_000:
         return None

@@ -31,8 +31,12 @@ class TraceServicer(pb_grpc.TraceServiceServicer):
             caller,
             declaration_number=request.declaration_number,
             record_type=request.record_type,
-            start_ms=convert.timestamp_ms(request.start_time) if request.HasField("start_time") else None,
-            end_ms=convert.timestamp_ms(request.end_time) if request.HasField("end_time") else None,
+            start_ms=convert.timestamp_ms(request.start_time, "start_time")
+            if request.HasField("start_time")
+            else None,
+            end_ms=convert.timestamp_ms(request.end_time, "end_time")
+            if request.HasField("end_time")
+            else None,
             state=convert.STATE_NAMES.get(request.state, "") if request.state else "",
             size=request.page_size,
             token=request.page_token,
