@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from audit import log as audit_log
@@ -19,6 +18,7 @@ from hub.errors import (
     NotFound,
     PermissionDenied,
 )
+from hub.exchange.claims import close_attempts
 from hub.exchange.escalation import Notice, close_by_ack, open_case
 from hub.exchange.keys import KeyRing
 from hub.exchange.states import (
@@ -30,7 +30,7 @@ from hub.exchange.states import (
 )
 from hub.exchange.validation import Violations
 from hub.signing import ACK_STATUSES, AckFields, verify_ack
-from hub.store.models import AcknowledgementRow, AttemptRow, DeliveryRow, EscalationRow, RecordRow
+from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
 
 FIELD = "acknowledgement"
 MAX_REASON = 2000
@@ -219,17 +219,7 @@ def acknowledge_many(
             except AckhubError as refusal:
                 answers[index] = refusal
     if answered_attempts:
-        attempts = AttemptRow.__table__  # type: ignore[attr-defined]
-        session.connection().execute(
-            update(attempts)
-            .where(
-                attempts.c.delivery_id == bindparam("d"),
-                attempts.c.number == bindparam("n"),
-                attempts.c.outcome == "SENT",
-            )
-            .values(outcome="ACKED", outcome_ms=bindparam("t")),
-            answered_attempts,
-        )
+        close_attempts(session, "ACKED", answered_attempts)
     return [answer for answer in answers if answer is not None]
 
 

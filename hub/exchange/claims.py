@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from audit import log as audit_log
@@ -113,17 +113,25 @@ def claim_due(
         return Claim(outbound, notices, unanswered)
 
 
-def close_attempt(session: Session, delivery: DeliveryRow, outcome: str, now_ms: int) -> None:
-    """Record how the delivery's latest attempt ended, if it is still open (one UPDATE, no read)."""
-    session.execute(
-        update(AttemptRow)
+def close_attempts(session: Session, outcome: str, ends: list[dict[str, object]]) -> None:
+    """Record how attempts ended, each still open one given as {"d": delivery id, "n": attempt number,
+    "t": when}: one executemany UPDATE, no read."""
+    attempts = AttemptRow.__table__  # type: ignore[attr-defined]
+    session.connection().execute(
+        update(attempts)
         .where(
-            col(AttemptRow.delivery_id) == delivery.id,
-            col(AttemptRow.number) == delivery.attempts,
-            col(AttemptRow.outcome) == "SENT",
+            attempts.c.delivery_id == bindparam("d"),
+            attempts.c.number == bindparam("n"),
+            attempts.c.outcome == "SENT",
         )
-        .values(outcome=outcome, outcome_ms=now_ms)
+        .values(outcome=outcome, outcome_ms=bindparam("t")),
+        ends,
     )
+
+
+def close_attempt(session: Session, delivery: DeliveryRow, outcome: str, now_ms: int) -> None:
+    """Record how the delivery's latest attempt ended, if it is still open."""
+    close_attempts(session, outcome, [{"d": delivery.id, "n": delivery.attempts, "t": now_ms}])
 
 
 def _awaiting_attempt(session: Session, delivery_id: str, recipient: str) -> DeliveryRow | None:
