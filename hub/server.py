@@ -52,6 +52,7 @@ from hub.permits.issuers import Issuers
 from hub.permits.registry import Registries
 from hub.permits.service import Permits
 from hub.signing import load_public_key
+from hub.store.batching import GroupCommit
 from hub.store.db import Database
 
 if TYPE_CHECKING:
@@ -106,8 +107,10 @@ class HubServer:
         notifications = Notifications(settings.notifiers)
         key, key_source = signing_key(settings.audit.signing_key_file, settings.server.database_url)
         self.push = push_connectors(settings, key, audit_key_id(key.public_key()), self.clock)
+        writes = GroupCommit(self.db)
         dispatcher = Dispatcher(
             self.db,
+            writes,
             self.clock,
             [self.streams, *self.push],
             Breakers(settings.breaker),
@@ -115,7 +118,7 @@ class HubServer:
             self.rng,
         )
         self.exchange = Exchange(
-            settings, self.db, self.clock, Router(settings), keys, dispatcher, notifications
+            settings, self.db, self.clock, Router(settings), keys, dispatcher, notifications, writes
         )
         for connector in self.push:
             await connector.start(self.exchange)

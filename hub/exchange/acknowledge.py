@@ -4,7 +4,7 @@ along `PENDING → SENT → RECEIVED → ACCEPTED | REJECTED` and keep the signe
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
@@ -30,6 +30,7 @@ from hub.exchange.states import (
 )
 from hub.exchange.validation import Violations
 from hub.signing import ACK_STATUSES, AckFields, verify_ack
+from hub.store.bulk import insert_rows, update_rows
 from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
 
 FIELD = "acknowledgement"
@@ -167,7 +168,6 @@ def _apply(session: Session, delivery: DeliveryRow, ack: AckInput, now_ms: int) 
             notices.append(close_by_ack(session, case, delivery, ack.status, now_ms))
         if ack.status == REJECTED:
             notices.append(open_case(session, delivery, REJECTED_BY_RECIPIENT, ack.reason, now_ms))
-    session.add(delivery)
     return notices
 
 
@@ -179,12 +179,26 @@ class AckRequest:
     via: str  # stream, unary, or a connector's name
 
 
+# What an acknowledgement may change on its delivery, written for the whole batch in one UPDATE.
+_DELIVERY_CHANGES = (
+    "state",
+    "received_ms",
+    "final_ms",
+    "reason",
+    "next_attempt_ms",
+    "deadline_check_ms",
+    "escalated",
+    "escalation_id",
+)
+
+
 def acknowledge_many(
     session: Session, keys: KeyRing, requests: list[AckRequest]
 ) -> list[AckOutcome | AckhubError]:
     """Inside the caller's transaction, in order; each answer is an outcome or that request's refusal,
     raised before it wrote anything. The deliveries, digests and stored statuses of the whole batch are
-    read in two queries, and the attempts are closed in one statement."""
+    read in two queries; the acknowledgements, the deliveries' changes, the closed attempts and the audit
+    events are written in one statement each."""
     answers: list[AckOutcome | AckhubError | None] = [None] * len(requests)
     wanted: set[str] = set()
     for index, request in enumerate(requests):
@@ -202,7 +216,9 @@ def acknowledge_many(
             .where(col(DeliveryRow.id).in_(wanted))
             .with_for_update(of=DeliveryRow)
         ).all()
-        deliveries = {delivery.id: (delivery, digest) for delivery, digest in rows}
+        for delivery, digest in rows:
+            session.expunge(delivery)  # changed here in Python, written below in one statement
+            deliveries[delivery.id] = (delivery, digest)
         stored = {
             (delivery_id, status)
             for delivery_id, status in session.exec(
@@ -211,16 +227,29 @@ def acknowledge_many(
                 )
             )
         }
-    answered_attempts: list[dict[str, object]] = []
+    writes = _Writes()
     for index, request in enumerate(requests):
         if answers[index] is None:
             try:
-                answers[index] = _acknowledge(session, keys, request, deliveries, stored, answered_attempts)
+                answers[index] = _acknowledge(session, keys, request, deliveries, stored, writes)
             except AckhubError as refusal:
                 answers[index] = refusal
-    if answered_attempts:
-        close_attempts(session, "ACKED", answered_attempts)
+    if writes.acks:
+        insert_rows(session, AcknowledgementRow, writes.acks)
+        update_rows(session, DeliveryRow, writes.changed.values(), _DELIVERY_CHANGES)
+        close_attempts(session, "ACKED", writes.attempts)
+        audit_log.append_rows(session, writes.events)
     return [answer for answer in answers if answer is not None]
+
+
+@dataclass
+class _Writes:
+    """What a batch of acknowledgements will write."""
+
+    acks: list[dict[str, object]] = field(default_factory=list)
+    changed: dict[str, DeliveryRow] = field(default_factory=dict)
+    attempts: list[dict[str, object]] = field(default_factory=list)
+    events: list[dict[str, object]] = field(default_factory=list)
 
 
 def _acknowledge(
@@ -229,7 +258,7 @@ def _acknowledge(
     request: AckRequest,
     deliveries: dict[str, tuple[DeliveryRow, str]],
     stored: set[tuple[str, str]],
-    answered_attempts: list[dict[str, object]],
+    writes: _Writes,
 ) -> AckOutcome:
     ack, now_ms = request.ack, request.now_ms
     found = deliveries.get(ack.delivery_id)
@@ -245,37 +274,39 @@ def _acknowledge(
             reason="ACK_CONTRADICTS_FINAL",
             metadata={"delivery_id": delivery.id, "state": delivery.state, "status": ack.status},
         )
-    session.add(
-        AcknowledgementRow(
-            delivery_id=delivery.id,
-            record_id=delivery.record_id,
-            recipient=delivery.recipient,
-            status=ack.status,
-            reason=ack.reason,
-            ack_time_ms=ack.time_ms or 0,
-            key_id=ack.key_id,
-            signature=ack.signature,
-            received_ms=now_ms,
-            via=request.via,
-        )
-    )
-    stored.add((delivery.id, ack.status))
-    answered_attempts.append({"d": delivery.id, "n": delivery.attempts, "t": now_ms})
-    notices = _apply(session, delivery, ack, now_ms)
-    audit_log.append(
-        session,
-        kind=f"delivery.{ack.status.lower()}",
-        actor=request.caller.actor,
-        time_ms=now_ms,
-        record_id=delivery.record_id,
-        delivery_id=delivery.id,
-        data={
+    writes.acks.append(
+        {
+            "delivery_id": delivery.id,
+            "record_id": delivery.record_id,
+            "recipient": delivery.recipient,
             "status": ack.status,
             "reason": ack.reason,
-            "key": ack.key_id,
-            "ack_time_ms": ack.time_ms,
-            "signature": ack.signature.hex(),
-            "state": delivery.state,
-        },
+            "ack_time_ms": ack.time_ms or 0,
+            "key_id": ack.key_id,
+            "signature": ack.signature,
+            "received_ms": now_ms,
+            "via": request.via,
+        }
+    )
+    stored.add((delivery.id, ack.status))
+    writes.attempts.append({"d": delivery.id, "n": delivery.attempts, "t": now_ms})
+    notices = _apply(session, delivery, ack, now_ms)
+    writes.changed[delivery.id] = delivery
+    writes.events.append(
+        audit_log.event_row(
+            kind=f"delivery.{ack.status.lower()}",
+            actor=request.caller.actor,
+            time_ms=now_ms,
+            record_id=delivery.record_id,
+            delivery_id=delivery.id,
+            data={
+                "status": ack.status,
+                "reason": ack.reason,
+                "key": ack.key_id,
+                "ack_time_ms": ack.time_ms,
+                "signature": ack.signature.hex(),
+                "state": delivery.state,
+            },
+        )
     )
     return AckOutcome(delivery, False, notices)

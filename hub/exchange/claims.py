@@ -14,6 +14,7 @@ from hub.exchange.escalation import Notice, open_case
 from hub.exchange.retry import attempt_wait_ms
 from hub.exchange.routing import policy_of
 from hub.exchange.states import ABORTED_BY_RECIPIENT, ATTEMPTS_EXHAUSTED, SENT
+from hub.store.bulk import insert_rows, update_rows
 from hub.store.db import Database
 from hub.store.models import AttemptRow, DeliveryRow, RecordRow
 
@@ -38,79 +39,118 @@ class Claim:
     unanswered_sent_ms: list[int]
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    """Room for `limit` more deliveries to `recipient` on one connector channel."""
+
+    recipient: str
+    limit: int
+    now_ms: int
+    connector: str
+    session_id: str
+
+
+# What a claim changes on its deliveries, written for the whole claim in one UPDATE.
+_DELIVERY_CHANGES = ("attempts", "state", "last_attempt_ms", "next_attempt_ms", "escalated", "escalation_id")
+
+
 def claim_due(
     db: Database, recipient: str, limit: int, now_ms: int, connector: str, session_id: str, rng: random.Random
 ) -> Claim:
-    """Blocking. Oldest due first, so a recipient's backlog goes out in order when it comes back."""
-    if limit <= 0:
-        return Claim([], [], [])
+    """Blocking, in a transaction of its own (see `claim_many` for claims that share one)."""
     with db.transaction() as session:
-        due = session.exec(
-            select(DeliveryRow)
-            .where(DeliveryRow.recipient == recipient, col(DeliveryRow.next_attempt_ms) <= now_ms)
-            .order_by(col(DeliveryRow.next_attempt_ms), col(DeliveryRow.seq))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not due:
-            return Claim([], [], [])
-        records = {
-            r.id: r
-            for r in session.exec(select(RecordRow).where(col(RecordRow.id).in_({d.record_id for d in due})))
-        }
-        outbound: list[Outbound] = []
-        notices: list[Notice] = []
-        unanswered: list[int] = []
-        for delivery in due:
-            policy = policy_of(delivery.policy)
-            if delivery.state == SENT and delivery.last_attempt_ms is not None:
-                unanswered.append(delivery.last_attempt_ms)
-            if delivery.attempts == policy.retry.max_attempts and not delivery.escalated:
-                notices.append(
-                    open_case(
-                        session,
-                        delivery,
-                        ATTEMPTS_EXHAUSTED,
-                        f"{delivery.attempts} attempts went unacknowledged",
-                        now_ms,
-                    )
+        return claim(session, ClaimRequest(recipient, limit, now_ms, connector, session_id), rng)
+
+
+def claim_many(session: Session, requests: list[ClaimRequest], rng: random.Random) -> list[Claim]:
+    """Several claims inside the caller's transaction (the group commit's claim lane)."""
+    return [claim(session, request, rng) for request in requests]
+
+
+def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
+    """Mark the recipient's oldest due deliveries SENT (oldest first, so a backlog goes out in order when
+    the recipient comes back), record the attempts and when the next one is due."""
+    if request.limit <= 0:
+        return Claim([], [], [])
+    now_ms = request.now_ms
+    due = session.exec(
+        select(DeliveryRow)
+        .where(DeliveryRow.recipient == request.recipient, col(DeliveryRow.next_attempt_ms) <= now_ms)
+        .order_by(col(DeliveryRow.next_attempt_ms), col(DeliveryRow.seq))
+        .limit(request.limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not due:
+        return Claim([], [], [])
+    records = {
+        r.id: r
+        for r in session.exec(select(RecordRow).where(col(RecordRow.id).in_({d.record_id for d in due})))
+    }
+    outbound: list[Outbound] = []
+    notices: list[Notice] = []
+    unanswered: list[int] = []
+    attempts: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
+    for delivery in due:
+        session.expunge(delivery)  # changed here in Python, written below in one statement
+        policy = policy_of(delivery.policy)
+        if delivery.state == SENT and delivery.last_attempt_ms is not None:
+            unanswered.append(delivery.last_attempt_ms)
+        if delivery.attempts == policy.retry.max_attempts and not delivery.escalated:
+            notices.append(
+                open_case(
+                    session,
+                    delivery,
+                    ATTEMPTS_EXHAUSTED,
+                    f"{delivery.attempts} attempts went unacknowledged",
+                    now_ms,
                 )
-            delivery.attempts += 1
-            delivery.state = SENT
-            delivery.last_attempt_ms = now_ms
-            delivery.next_attempt_ms = now_ms + attempt_wait_ms(
-                policy.retry, delivery.attempts, delivery.escalated, rng
             )
-            session.add(delivery)
-            session.add(
-                AttemptRow(
-                    delivery_id=delivery.id,
-                    number=delivery.attempts,
-                    connector=connector,
-                    session_id=session_id,
-                    sent_ms=now_ms,
-                )
-            )
-            audit_log.append(
-                session,
+        delivery.attempts += 1
+        delivery.state = SENT
+        delivery.last_attempt_ms = now_ms
+        delivery.next_attempt_ms = now_ms + attempt_wait_ms(
+            policy.retry, delivery.attempts, delivery.escalated, rng
+        )
+        attempts.append(
+            {
+                "delivery_id": delivery.id,
+                "number": delivery.attempts,
+                "connector": request.connector,
+                "session_id": request.session_id,
+                "sent_ms": now_ms,
+                "outcome": "SENT",
+                "outcome_ms": None,
+            }
+        )
+        events.append(
+            audit_log.event_row(
                 kind="delivery.attempt",
                 actor="system:hub",
                 time_ms=now_ms,
                 record_id=delivery.record_id,
                 delivery_id=delivery.id,
-                data={"attempt": delivery.attempts, "connector": connector, "session": session_id},
+                data={
+                    "attempt": delivery.attempts,
+                    "connector": request.connector,
+                    "session": request.session_id,
+                },
             )
-            outbound.append(
-                Outbound(
-                    delivery.id,
-                    delivery.attempts,
-                    records[delivery.record_id],
-                    recipient,
-                    delivery.required_level,
-                    delivery.next_attempt_ms,
-                )
+        )
+        outbound.append(
+            Outbound(
+                delivery.id,
+                delivery.attempts,
+                records[delivery.record_id],
+                request.recipient,
+                delivery.required_level,
+                delivery.next_attempt_ms,
             )
-        return Claim(outbound, notices, unanswered)
+        )
+    update_rows(session, DeliveryRow, due, _DELIVERY_CHANGES)
+    insert_rows(session, AttemptRow, attempts)
+    audit_log.append_rows(session, events)
+    return Claim(outbound, notices, unanswered)
 
 
 def close_attempts(session: Session, outcome: str, ends: list[dict[str, object]]) -> None:

@@ -12,21 +12,28 @@ import contextlib
 import random
 
 import structlog
+from sqlmodel import Session
 
-from connectors.abc import Connector
+from connectors.abc import Connector, Slot
 from hub.clock import Clock
-from hub.exchange.breaker import Breakers
-from hub.exchange.claims import claim_due
+from hub.errors import AckhubError
+from hub.exchange.breaker import CLOSED, Breakers
+from hub.exchange.claims import Claim, ClaimRequest, claim_many
 from hub.exchange.notify import Notifications
+from hub.store.batching import GroupCommit, Lane
 from hub.store.db import Database
 
 log = structlog.get_logger("ackhub.dispatch")
+# Claims run after the publishes (lane 0) and acknowledgements (lane 1) of the same transaction, so they
+# see the deliveries just published and the room just freed.
+CLAIM_LANE = 2
 
 
 class Dispatcher:
     def __init__(
         self,
         db: Database,
+        writes: GroupCommit,
         clock: Clock,
         connectors: list[Connector],
         breakers: Breakers,
@@ -39,10 +46,14 @@ class Dispatcher:
         self.breakers = breakers
         self.notifications = notifications
         self.rng = rng or random.Random()
+        self._claims: Lane[ClaimRequest, Claim] = writes.lane(self._claim_step, CLAIM_LANE)
         self.paused_until: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._pass = asyncio.Lock()  # one pass at a time: a breaker's single probe must stay single
         self._stopped = False
+
+    def _claim_step(self, session: Session, requests: list[ClaimRequest]) -> list[Claim | AckhubError]:
+        return list(claim_many(session, requests, self.rng))
 
     def wake(self) -> None:
         self._wake.set()
@@ -71,35 +82,48 @@ class Dispatcher:
             return await self._pass_over_slots()
 
     async def _pass_over_slots(self) -> bool:
-        more = False
+        """Every slot's claim goes into the same group commit; the deliveries go out once it commits."""
         now = self.clock.now_ms()
+        wanted: list[tuple[Connector, Slot, int]] = []
+        probing: set[str] = set()  # a breaker that is not closed allows one probe: one slot per pass
         for connector in self.connectors:
             for slot in connector.open_slots(now):
-                if self.paused_until.get(slot.agency, 0) > now:
+                if self.paused_until.get(slot.agency, 0) > now or slot.agency in probing:
                     continue
                 breaker = self.breakers[slot.agency]
                 allowed = breaker.allowance(now, slot.free)
-                if allowed == 0:
-                    continue
-                claim = await self.db.run(
-                    claim_due, self.db, slot.agency, allowed, now, connector.name, slot.channel_id, self.rng
-                )
-                breaker.unanswered(claim.unanswered_sent_ms, now)
-                if claim.outbound:
-                    breaker.sent(len(claim.outbound), claim.outbound[-1].expires_ms)
-                for outbound in claim.outbound:
-                    log.debug(
-                        "delivery.sent",
-                        delivery_id=outbound.delivery_id,
-                        record_id=outbound.record.id,
-                        agency=slot.agency,
-                        attempt=outbound.attempt,
-                    )
-                    await connector.send(slot, outbound)
-                if claim.notices:
-                    await self.notifications.dispatch(claim.notices)
-                more = more or (len(claim.outbound) == allowed and allowed > 0)
+                if breaker.state != CLOSED:
+                    probing.add(slot.agency)
+                if allowed > 0:
+                    wanted.append((connector, slot, allowed))
+        claims = await asyncio.gather(
+            *(
+                self._claims.submit(ClaimRequest(slot.agency, allowed, now, connector.name, slot.channel_id))
+                for connector, slot, allowed in wanted
+            )
+        )
+        more = False
+        for (connector, slot, allowed), claim in zip(wanted, claims, strict=True):
+            await self._hand_over(connector, slot, claim, now)
+            more = more or len(claim.outbound) == allowed
         return more
+
+    async def _hand_over(self, connector: Connector, slot: Slot, claim: Claim, now: int) -> None:
+        breaker = self.breakers[slot.agency]
+        breaker.unanswered(claim.unanswered_sent_ms, now)
+        if claim.outbound:
+            breaker.sent(len(claim.outbound), claim.outbound[-1].expires_ms)
+        for outbound in claim.outbound:
+            log.debug(
+                "delivery.sent",
+                delivery_id=outbound.delivery_id,
+                record_id=outbound.record.id,
+                agency=slot.agency,
+                attempt=outbound.attempt,
+            )
+            await connector.send(slot, outbound)
+        if claim.notices:
+            await self.notifications.dispatch(claim.notices)
 
     def acknowledged(self, agency: str, delivery_id: str) -> None:
         self.breakers[agency].answered(self.clock.now_ms())

@@ -60,9 +60,8 @@ def open_case(session: Session, delivery: DeliveryRow, reason: str, detail: str,
         next_step_ms=now_ms + ladder[1].after if len(ladder) > 1 else None,
     )
     session.add(case)
-    delivery.escalated = True
+    delivery.escalated = True  # the caller writes the delivery (attached, or in its own UPDATE)
     delivery.escalation_id = case.id
-    session.add(delivery)
     audit_log.append(
         session,
         kind="escalation.opened",
@@ -107,8 +106,7 @@ def close_by_ack(
     case.resolution = f"closed by a {status} acknowledgement"
     case.late_ms = max(0, now_ms - delivery.deadline_ms)
     session.add(case)
-    delivery.escalated = False
-    session.add(delivery)
+    delivery.escalated = False  # the caller writes the delivery
     audit_log.append(
         session,
         kind="escalation.closed_by_ack",

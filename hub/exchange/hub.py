@@ -17,7 +17,7 @@ from hub.exchange.dispatcher import Dispatcher
 from hub.exchange.keys import KeyRing
 from hub.exchange.notify import Notifications
 from hub.exchange.routing import Router
-from hub.store.batching import Batcher
+from hub.store.batching import GroupCommit, Lane
 from hub.store.db import Database
 from hub.store.models import DeliveryRow, EscalationRow
 
@@ -33,18 +33,19 @@ class Exchange:
     keys: KeyRing
     dispatcher: Dispatcher
     notifications: Notifications
-    _publishes: Batcher[publish.PublishItem, publish.Receipt] = field(init=False)
-    _acks: Batcher[ack_module.AckRequest, ack_module.AckOutcome] = field(init=False)
+    writes: GroupCommit  # shared with the dispatcher's claims: one transaction for all that waits
+    _publishes: Lane[publish.PublishItem, publish.Receipt] = field(init=False)
+    _acks: Lane[ack_module.AckRequest, ack_module.AckOutcome] = field(init=False)
     # Called with every acknowledgement's outcome (e.g. the console's latency histogram); must not block.
     ack_observers: list[Callable[[ack_module.AckOutcome], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         max_payload = self.settings.server.max_payload_bytes
-        self._publishes = Batcher(
-            self.db, lambda session, items: publish.publish_many(session, self.router, items, max_payload)
+        self._publishes = self.writes.lane(
+            lambda session, items: publish.publish_many(session, self.router, items, max_payload), 0
         )
-        self._acks = Batcher(
-            self.db, lambda session, items: ack_module.acknowledge_many(session, self.keys, items)
+        self._acks = self.writes.lane(
+            lambda session, items: ack_module.acknowledge_many(session, self.keys, items), 1
         )
 
     @property

@@ -7,8 +7,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import tuple_
-from sqlmodel import Session, col, select
+from sqlalchemy import and_, insert, or_, select
+from sqlmodel import Session
 
 from audit import log as audit_log
 from hub.auth.identity import Principal
@@ -91,20 +91,38 @@ def _replayed(first: Receipt, request_id: str, digest: str) -> Receipt:
     return Receipt(first.record_id, first.digest, first.accepted_ms, first.deliveries, replayed=True)
 
 
+_RECORDS = RecordRow.__table__  # type: ignore[attr-defined]
+_DELIVERIES = DeliveryRow.__table__  # type: ignore[attr-defined]
+
+
 def _stored_receipts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Receipt]:
     """Receipts of records already stored under these (publisher, request id) pairs: two queries."""
-    records = list(
-        session.exec(
-            select(RecordRow).where(tuple_(col(RecordRow.publisher), col(RecordRow.request_id)).in_(keys))
+    if not keys:
+        return {}
+    # By publisher, then request ids: a row-value IN (publisher, request_id) makes SQLite scan the table.
+    wanted: dict[str, list[str]] = {}
+    for publisher, request_id in keys:
+        wanted.setdefault(publisher, []).append(request_id)
+    connection = session.connection()
+    records = connection.execute(
+        select(_RECORDS.c.id, _RECORDS.c.publisher, _RECORDS.c.request_id, _RECORDS.c.digest)
+        .add_columns(_RECORDS.c.accepted_ms)
+        .where(
+            or_(
+                *(
+                    and_(_RECORDS.c.publisher == p, _RECORDS.c.request_id.in_(ids))
+                    for p, ids in wanted.items()
+                )
+            )
         )
-    )
+    ).all()
     if not records:
         return {}
     deliveries: dict[str, list[tuple[str, str]]] = {r.id: [] for r in records}
-    for delivery_id, recipient, record_id in session.exec(
-        select(DeliveryRow.id, DeliveryRow.recipient, DeliveryRow.record_id)
-        .where(col(DeliveryRow.record_id).in_(deliveries))
-        .order_by(col(DeliveryRow.seq))
+    for delivery_id, recipient, record_id in connection.execute(
+        select(_DELIVERIES.c.id, _DELIVERIES.c.recipient, _DELIVERIES.c.record_id)
+        .where(_DELIVERIES.c.record_id.in_(deliveries))
+        .order_by(_DELIVERIES.c.seq)
     ):
         deliveries[record_id].append((delivery_id, recipient))
     return {
@@ -117,7 +135,8 @@ def publish_many(
     session: Session, router: Router, items: list[PublishItem], max_payload: int
 ) -> list[Receipt | AckhubError]:
     """Inside the caller's transaction, in order; each answer is a receipt or that item's refusal, raised
-    before it wrote anything. Earlier uses of the request ids are found in two queries for the batch."""
+    before it wrote anything. Earlier uses of the request ids are found in two queries for the batch, and
+    the records, deliveries and audit events are written in one INSERT each."""
     answers: list[Receipt | AckhubError | None] = [None] * len(items)
     accepted: list[tuple[int, PublishItem, list[RouteRecipient], str, str]] = []
     for index, item in enumerate(items):
@@ -130,8 +149,9 @@ def publish_many(
         digest = hashlib.sha256(item.request.payload).hexdigest()
         accepted.append((index, item, recipients, digest, item.request.request_id or new_id(item.now_ms)))
     receipts = _stored_receipts(session, {(item.publisher.id, rid) for _, item, _, _, rid in accepted})
-    records: list[RecordRow] = []
-    rows: list[DeliveryRow] = []
+    records: list[dict[str, object]] = []
+    deliveries: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
     for index, item, recipients, digest, request_id in accepted:
         first = receipts.get((item.publisher.id, request_id))
         if first is not None:  # stored earlier, or earlier in this batch
@@ -140,64 +160,76 @@ def publish_many(
             except AckhubError as refusal:
                 answers[index] = refusal
             continue
-        record, deliveries = _new_record(item, recipients, digest, request_id)
+        record, its_deliveries = _new_record(router, item, recipients, digest, request_id)
         records.append(record)
-        rows += deliveries
-        receipt = Receipt(record.id, digest, item.now_ms, [(d.id, d.recipient) for d in deliveries], False)
+        deliveries += its_deliveries
+        pairs = [(str(d["id"]), str(d["recipient"])) for d in its_deliveries]
+        receipt = Receipt(str(record["id"]), digest, item.now_ms, pairs, False)
         receipts[(item.publisher.id, request_id)] = answers[index] = receipt
-        audit_log.append(
-            session,
-            kind="record.published",
-            actor=item.publisher.actor,
-            time_ms=item.now_ms,
-            record_id=record.id,
-            data={
-                "record_type": record.record_type,
-                "digest": f"sha256:{digest}",
-                "request_id": request_id,
-                "subject_uscc": record.subject_uscc,
-                "declaration_number": record.declaration_number,
-                "deliveries": {d.recipient: d.id for d in deliveries},
-            },
+        events.append(
+            audit_log.event_row(
+                kind="record.published",
+                actor=item.publisher.actor,
+                time_ms=item.now_ms,
+                record_id=receipt.record_id,
+                data={
+                    "record_type": record["record_type"],
+                    "digest": f"sha256:{digest}",
+                    "request_id": request_id,
+                    "subject_uscc": record["subject_uscc"],
+                    "declaration_number": record["declaration_number"],
+                    "deliveries": {recipient: delivery_id for delivery_id, recipient in pairs},
+                },
+            )
         )
     if records:
-        session.add_all(records)
-        session.flush()  # the deliveries' foreign key needs the record rows first
-        session.add_all(rows)
+        connection = session.connection()
+        connection.execute(insert(_RECORDS), records)  # before the deliveries: their foreign key
+        connection.execute(insert(_DELIVERIES), deliveries)
+        audit_log.append_rows(session, events)
     return [answer for answer in answers if answer is not None]
 
 
 def _new_record(
-    item: PublishItem, recipients: list[RouteRecipient], digest: str, request_id: str
-) -> tuple[RecordRow, list[DeliveryRow]]:
+    router: Router, item: PublishItem, recipients: list[RouteRecipient], digest: str, request_id: str
+) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """The row of the record and one row per recipient's delivery, every column given."""
     request, now_ms = item.request, item.now_ms
-    record = RecordRow(
-        id=new_id(now_ms),
-        request_id=request_id,
-        publisher=item.publisher.id,
-        record_type=request.record_type,
-        subject_uscc=request.subject_uscc or None,
-        declaration_number=request.declaration_number or None,
-        content_type=request.content_type or "application/octet-stream",
-        payload=request.payload,
-        digest=digest,
-        accepted_ms=now_ms,
-    )
-    deliveries = [
-        DeliveryRow(
-            id=new_id(now_ms),
-            record_id=record.id,
-            record_type=record.record_type,
-            publisher=item.publisher.id,
-            recipient=recipient.agency,
-            state=PENDING,
-            required_level=recipient.ack_level,
-            policy=recipient.model_dump_json(),
-            created_ms=now_ms,
-            next_attempt_ms=now_ms,
-            deadline_ms=now_ms + recipient.deadline,
-            deadline_check_ms=now_ms + recipient.deadline,
-        )
+    record_id = new_id(now_ms)
+    record: dict[str, object] = {
+        "id": record_id,
+        "request_id": request_id,
+        "publisher": item.publisher.id,
+        "record_type": request.record_type,
+        "subject_uscc": request.subject_uscc or None,
+        "declaration_number": request.declaration_number or None,
+        "content_type": request.content_type or "application/octet-stream",
+        "payload": request.payload,
+        "digest": digest,
+        "accepted_ms": now_ms,
+    }
+    deliveries: list[dict[str, object]] = [
+        {
+            "id": new_id(now_ms),
+            "record_id": record_id,
+            "record_type": request.record_type,
+            "publisher": item.publisher.id,
+            "recipient": recipient.agency,
+            "state": PENDING,
+            "required_level": recipient.ack_level,
+            "policy": router.terms_json(recipient),
+            "attempts": 0,
+            "created_ms": now_ms,
+            "next_attempt_ms": now_ms,
+            "deadline_ms": now_ms + recipient.deadline,
+            "deadline_check_ms": now_ms + recipient.deadline,
+            "last_attempt_ms": None,
+            "received_ms": None,
+            "final_ms": None,
+            "reason": "",
+            "escalation_id": None,
+            "escalated": False,
+        }
         for recipient in recipients
     ]
     return record, deliveries

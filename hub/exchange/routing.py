@@ -11,6 +11,8 @@ from hub.errors import FailedPrecondition, PermissionDenied
 class Router:
     def __init__(self, settings: Settings) -> None:
         self._routes = {route.record_type: route for route in settings.routes}
+        # Each delivery keeps its recipient's terms as JSON; serialized once per recipient of a route.
+        self._terms = {id(r): r.model_dump_json() for route in settings.routes for r in route.recipients}
 
     def recipients(self, record_type: str, publisher: str) -> list[RouteRecipient]:
         """The recipients of a record type; refuses types without a route and publishers not allowed."""
@@ -28,6 +30,10 @@ class Router:
                 metadata={"record_type": record_type, "publisher": publisher},
             )
         return list(route.recipients)
+
+    def terms_json(self, recipient: RouteRecipient) -> str:
+        """The terms of one of this router's recipients, as stored on its deliveries."""
+        return self._terms.get(id(recipient)) or recipient.model_dump_json()
 
     def known_types(self) -> list[str]:
         return sorted(self._routes)

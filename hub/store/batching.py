@@ -1,18 +1,21 @@
-"""Group commit: requests that arrive while the database is busy share the next transaction.
+"""Group commit: work that arrives while the database is busy shares the next transaction.
 
-The batch's items are handled inside one transaction, either all at once (a `BatchStep`, which answers
-each item with its outcome or its refusal) or one by one (`one_by_one(step)`). A refusal is an
-`AckhubError` raised *before the item writes anything*, so it is that item's answer and the others still
-commit.
-Any other failure fails the whole batch (nothing of it was confirmed to anyone); a unique-constraint race
-with another hub process is retried item by item, each in its own transaction.
+A `GroupCommit` has lanes, one per kind of work (publishing, acknowledging, claiming deliveries to
+send). Each time the database is free, everything waiting in every lane goes into one transaction: each
+lane's step runs over its items, lanes in ascending `order`, and one commit (one fsync on SQLite) settles
+them all. A step handles its batch all at once (a `BatchStep`, which answers each item with its outcome
+or its refusal) or one by one (`one_by_one(step)`). A refusal is an `AckhubError` raised *before the item
+writes anything*, so it is that item's answer and the others still commit.
+
+Any other failure fails the whole transaction (nothing of it was confirmed to anyone); a unique-constraint
+race with another hub process is retried item by item, each in its own transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -42,48 +45,88 @@ def one_by_one(step: Callable[[Session, I], O]) -> BatchStep[I, O]:
     return run
 
 
-class Batcher(Generic[I, O]):
-    def __init__(self, db: Database, step: BatchStep[I, O], max_batch: int = 256) -> None:
-        self.db = db
+class Lane(Generic[I, O]):
+    """One kind of work of a `GroupCommit`; `submit` waits until the item's transaction committed."""
+
+    def __init__(self, group: GroupCommit, step: BatchStep[I, O], order: int) -> None:
+        self.group = group
         self.step = step
-        self.max_batch = max_batch
-        self._pending: list[tuple[I, asyncio.Future[O]]] = []
-        self._draining: asyncio.Task[None] | None = None
+        self.order = order
+        self.pending: list[tuple[I, asyncio.Future[O]]] = []
 
     async def submit(self, item: I) -> O:
         future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._draining is None or self._draining.done():
-            self._draining = asyncio.create_task(self._drain())
+        self.pending.append((item, future))
+        self.group.kick()
         return await future
 
+
+# A lane's share of one transaction: its step and the items taken.
+_Work = tuple[BatchStep[Any, Any], list[Any]]
+
+
+class GroupCommit:
+    def __init__(self, db: Database, max_batch: int = 256) -> None:
+        self.db = db
+        self.max_batch = max_batch  # items per lane per transaction
+        self._lanes: list[Lane[Any, Any]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    def lane(self, step: BatchStep[I, O], order: int = 0) -> Lane[I, O]:
+        """A new lane; within each transaction, lanes run in ascending `order`."""
+        lane: Lane[I, O] = Lane(self, step, order)
+        self._lanes.append(lane)
+        self._lanes.sort(key=lambda each: each.order)
+        return lane
+
+    def kick(self) -> None:
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+
     async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            items = [item for item, _ in batch]
+        while any(lane.pending for lane in self._lanes):
+            taken: list[list[tuple[Any, asyncio.Future[Any]]]] = []
+            work: list[_Work] = []
+            for lane in self._lanes:
+                if lane.pending:
+                    batch, lane.pending = lane.pending[: self.max_batch], lane.pending[self.max_batch :]
+                    taken.append(batch)
+                    work.append((lane.step, [item for item, _ in batch]))
             try:
-                outcomes = await self.db.run(self._run, items)
+                outcomes = await self.db.run(self._run, work)
             except Exception as exc:  # the transaction failed: every caller in it hears so
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for batch in taken:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
                 continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue  # the caller went away (cancelled RPC)
-                if isinstance(outcome, AckhubError):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            for batch, lane_outcomes in zip(taken, outcomes, strict=True):
+                for (_, future), outcome in zip(batch, lane_outcomes, strict=True):
+                    if future.done():
+                        continue  # the caller went away (cancelled RPC)
+                    if isinstance(outcome, AckhubError):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
 
-    def _run(self, items: list[I]) -> list[O | AckhubError]:
+    def _run(self, work: list[_Work]) -> list[list[Any]]:
         try:
-            return self._in_one_transaction(items)
+            return self._in_one_transaction(work)
         except IntegrityError:
-            if len(items) == 1:
-                return self._in_one_transaction(items)  # the race is over: the step now sees the winner
-            return [self._run([item])[0] for item in items]
+            if sum(len(items) for _, items in work) == 1:
+                return self._in_one_transaction(work)  # the race is over: the step now sees the winner
+            return [[self._run([(step, [item])])[0][0] for item in items] for step, items in work]
 
-    def _in_one_transaction(self, items: list[I]) -> list[O | AckhubError]:
+    def _in_one_transaction(self, work: list[_Work]) -> list[list[Any]]:
         with self.db.transaction() as session:
-            return self.step(session, items)
+            return [step(session, items) for step, items in work]
+
+
+class Batcher(Generic[I, O]):
+    """A group commit with a single lane, for work that shares transactions only with its own kind."""
+
+    def __init__(self, db: Database, step: BatchStep[I, O], max_batch: int = 256) -> None:
+        self._lane = GroupCommit(db, max_batch).lane(step)
+
+    async def submit(self, item: I) -> O:
+        return await self._lane.submit(item)
