@@ -265,6 +265,8 @@ class HubServer:
             await self.permits.registries.close()
         if self.ledger is not None:
             await self.checkpoint()  # a clean stop leaves every event in a signed tree
+        if self.exchange is not None:
+            self.exchange.signatures.close()
         self.db.close()
         log.info("hub.stopped")
 

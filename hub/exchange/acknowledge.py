@@ -20,7 +20,6 @@ from hub.errors import (
 )
 from hub.exchange.claims import close_attempts
 from hub.exchange.escalation import Notice, close_by_ack, open_case
-from hub.exchange.keys import KeyRing
 from hub.exchange.states import (
     FINAL,
     RECEIVED,
@@ -29,7 +28,7 @@ from hub.exchange.states import (
     closes,
 )
 from hub.exchange.validation import Violations
-from hub.signing import ACK_STATUSES, AckFields, verify_ack
+from hub.signing import ACK_STATUSES, AckFields
 from hub.store.bulk import insert_rows, update_rows
 from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
 
@@ -97,8 +96,10 @@ def validate(ack: AckInput, now_ms: int) -> None:
 
 
 def _check_against(
-    ack: AckInput, delivery: DeliveryRow, digest: str, keys: KeyRing, caller: Principal
+    ack: AckInput, delivery: DeliveryRow, digest: str, caller: Principal, signature: AckhubError | None
 ) -> None:
+    """The acknowledgement against its stored delivery; then the signature check's outcome (made before
+    the transaction, see hub/exchange/signatures.py)."""
     if caller.kind != "agency" or caller.id != delivery.recipient or ack.recipient != delivery.recipient:
         raise PermissionDenied(
             f"delivery {delivery.id!r} is addressed to {delivery.recipient!r}; "
@@ -125,25 +126,8 @@ def _check_against(
             [FieldViolation(f"{FIELD}.digest", f"the record's digest is sha256:{digest}")],
             reason="DIGEST_MISMATCH",
         )
-    public_key = keys.get(ack.recipient, ack.key_id)
-    if public_key is None:
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    f"{FIELD}.key_id", f"{ack.key_id!r} is not a registered key of {ack.recipient!r}"
-                )
-            ],
-            reason="UNKNOWN_KEY",
-        )
-    if not verify_ack(public_key, ack.fields(), ack.signature):
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    f"{FIELD}.signature", f"does not verify with key {ack.key_id!r} over the canonical text"
-                )
-            ],
-            reason="SIGNATURE_INVALID",
-        )
+    if signature is not None:
+        raise signature
 
 
 def _apply(session: Session, delivery: DeliveryRow, ack: AckInput, now_ms: int) -> list[Notice]:
@@ -177,6 +161,7 @@ class AckRequest:
     ack: AckInput
     now_ms: int
     via: str  # stream, unary, or a connector's name
+    signature: AckhubError | None  # the refusal of the signature check (None: it verified)
 
 
 # What an acknowledgement may change on its delivery, written for the whole batch in one UPDATE.
@@ -192,9 +177,7 @@ _DELIVERY_CHANGES = (
 )
 
 
-def acknowledge_many(
-    session: Session, keys: KeyRing, requests: list[AckRequest]
-) -> list[AckOutcome | AckhubError]:
+def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOutcome | AckhubError]:
     """Inside the caller's transaction, in order; each answer is an outcome or that request's refusal,
     raised before it wrote anything. The deliveries, digests and stored statuses of the whole batch are
     read in two queries; the acknowledgements, the deliveries' changes, the closed attempts and the audit
@@ -231,7 +214,7 @@ def acknowledge_many(
     for index, request in enumerate(requests):
         if answers[index] is None:
             try:
-                answers[index] = _acknowledge(session, keys, request, deliveries, stored, writes)
+                answers[index] = _acknowledge(session, request, deliveries, stored, writes)
             except AckhubError as refusal:
                 answers[index] = refusal
     if writes.acks:
@@ -254,7 +237,6 @@ class _Writes:
 
 def _acknowledge(
     session: Session,
-    keys: KeyRing,
     request: AckRequest,
     deliveries: dict[str, tuple[DeliveryRow, str]],
     stored: set[tuple[str, str]],
@@ -265,7 +247,7 @@ def _acknowledge(
     if found is None:
         raise NotFound("delivery", ack.delivery_id)
     delivery, digest = found
-    _check_against(ack, delivery, digest, keys, request.caller)
+    _check_against(ack, delivery, digest, request.caller, request.signature)
     if (delivery.id, ack.status) in stored:
         return AckOutcome(delivery, True, [])
     if ack.status in FINAL and delivery.state in FINAL:

@@ -17,6 +17,7 @@ from hub.exchange.dispatcher import Dispatcher
 from hub.exchange.keys import KeyRing
 from hub.exchange.notify import Notifications
 from hub.exchange.routing import Router
+from hub.exchange.signatures import SignatureChecks
 from hub.store.batching import GroupCommit, Lane
 from hub.store.db import Database
 from hub.store.models import DeliveryRow, EscalationRow
@@ -36,6 +37,7 @@ class Exchange:
     writes: GroupCommit  # shared with the dispatcher's claims: one transaction for all that waits
     _publishes: Lane[publish.PublishItem, publish.Receipt] = field(init=False)
     _acks: Lane[ack_module.AckRequest, ack_module.AckOutcome] = field(init=False)
+    signatures: SignatureChecks = field(init=False)
     # Called with every acknowledgement's outcome (e.g. the console's latency histogram); must not block.
     ack_observers: list[Callable[[ack_module.AckOutcome], None]] = field(default_factory=list)
 
@@ -44,9 +46,8 @@ class Exchange:
         self._publishes = self.writes.lane(
             lambda session, items: publish.publish_many(session, self.router, items, max_payload), 0
         )
-        self._acks = self.writes.lane(
-            lambda session, items: ack_module.acknowledge_many(session, self.keys, items), 1
-        )
+        self._acks = self.writes.lane(lambda session, items: ack_module.acknowledge_many(session, items), 1)
+        self.signatures = SignatureChecks(self.keys)
 
     @property
     def agency_ids(self) -> set[str]:
@@ -54,7 +55,9 @@ class Exchange:
 
     async def publish(self, publisher: Principal, request: publish.PublishRequest) -> publish.Receipt:
         receipt = await self._publishes.submit(publish.PublishItem(publisher, request, self.clock.now_ms()))
-        log.info(
+        # Per record at debug: the audit log holds every publish and acknowledgement; at info, thousands
+        # of lines a second would cost the event loop a sixth of its time (docs/performance.md).
+        log.debug(
             "record.published",
             record_id=receipt.record_id,
             agency=publisher.id,
@@ -69,8 +72,13 @@ class Exchange:
     async def acknowledge(
         self, caller: Principal, ack: ack_module.AckInput, via: str
     ) -> ack_module.AckOutcome:
-        outcome = await self._acks.submit(ack_module.AckRequest(caller, ack, self.clock.now_ms(), via))
-        log.info(
+        signature = None
+        if ack.time_ms is not None and len(ack.signature) == 64:  # else the acknowledgement is malformed
+            signature = await self.signatures.check(ack.recipient, ack.key_id, ack.fields(), ack.signature)
+        outcome = await self._acks.submit(
+            ack_module.AckRequest(caller, ack, self.clock.now_ms(), via, signature)
+        )
+        log.debug(
             "delivery.acknowledged",
             delivery_id=ack.delivery_id,
             record_id=ack.record_id,

@@ -1,0 +1,79 @@
+"""Checking acknowledgement signatures off the event loop and off the database thread.
+
+A signature check needs only the acknowledgement and its recipient's registered key, not the store, so
+it runs before the acknowledgement joins a group commit. Checks are batched (whatever arrived while the
+previous batch ran goes in one call) onto a worker thread; the Ed25519 arithmetic releases the GIL, so it
+runs on another core beside the hub's Python work. The outcome is carried into the transaction, which
+reports it in its usual order, after the checks against the stored delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from hub.errors import AckhubError, FieldViolation, InvalidArgument
+from hub.exchange.keys import KeyRing
+from hub.signing import AckFields, verify_ack
+
+FIELD = "acknowledgement"
+
+
+class SignatureChecks:
+    def __init__(self, keys: KeyRing, max_batch: int = 512) -> None:
+        self.keys = keys
+        self.max_batch = max_batch
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackhub-verify")
+        self._pending: list[tuple[str, str, AckFields, bytes, asyncio.Future[AckhubError | None]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def check(
+        self, recipient: str, key_id: str, fields: AckFields, signature: bytes
+    ) -> AckhubError | None:
+        """None when `signature` verifies with the recipient's registered key `key_id`, else the refusal."""
+        future: asyncio.Future[AckhubError | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((recipient, key_id, fields, signature, future))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            try:
+                outcomes = await loop.run_in_executor(self._pool, self._check_all, batch)
+            except Exception as exc:  # a bug, not a bad signature: every waiting caller hears it
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (*_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+
+    def _check_all(
+        self, batch: list[tuple[str, str, AckFields, bytes, asyncio.Future[AckhubError | None]]]
+    ) -> list[AckhubError | None]:
+        return [self.refusal(recipient, key_id, fields, sig) for recipient, key_id, fields, sig, _ in batch]
+
+    def refusal(self, recipient: str, key_id: str, fields: AckFields, signature: bytes) -> AckhubError | None:
+        public_key = self.keys.get(recipient, key_id)
+        if public_key is None:
+            return InvalidArgument(
+                [FieldViolation(f"{FIELD}.key_id", f"{key_id!r} is not a registered key of {recipient!r}")],
+                reason="UNKNOWN_KEY",
+            )
+        if not verify_ack(public_key, fields, signature):
+            return InvalidArgument(
+                [
+                    FieldViolation(
+                        f"{FIELD}.signature", f"does not verify with key {key_id!r} over the canonical text"
+                    )
+                ],
+                reason="SIGNATURE_INVALID",
+            )
+        return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
