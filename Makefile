@@ -45,6 +45,7 @@ lint: $(VENV)/.installed buf-lint ## ruff, mypy and buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py
 
 fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
@@ -59,8 +60,8 @@ chromium:
 test: $(VENV)/.installed proto-check buf-lint chromium ## run the tests (SQLite and the local PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed ## measure throughput and latency (prints figures)
-	$(PY) bench/exchange.py
+bench: $(VENV)/.installed ## ackhub's throughput and latency beside a RabbitMQ baseline (BENCH_ARGS="--records 2000")
+	$(PY) bench/exchange.py $(BENCH_ARGS)
 
 node-agency: ## install the Node.js example agency's pinned dependencies and check the ack vectors
 	cd examples/node-agency && npm ci --no-audit --no-fund --loglevel=error && npm test

@@ -1,15 +1,29 @@
-"""End-to-end exchange benchmark: N records from customs to tax and FX over `Subscribe` streams, each
-answered with signed acknowledgements that the hub verifies and stores.
+"""End-to-end exchange benchmark: ackhub side by side with a RabbitMQ baseline, in one run on one machine.
 
-A real hub (`ackhub serve`, scheduled sweeps on) runs in its own process on loopback, so the agencies'
-Python work here does not share its GIL. Customs publishes from a few threads; tax answers RECEIVED then
-ACCEPTED (route level BUSINESS), FX answers RECEIVED (route level RECEIVED). A delivery is closed when the
-hub's `AckResult` for its closing acknowledgement reaches the recipient on the stream.
+ackhub: customs publishes records that the hub routes to tax and FX over `Subscribe` streams; tax answers
+each delivery with signed RECEIVED then ACCEPTED acknowledgements (route level BUSINESS), FX with a signed
+RECEIVED (level RECEIVED), and the hub verifies and stores each. A real hub (`ackhub serve`, sweeps on) runs
+in its own process on loopback on a fresh SQLite file or PostgreSQL database, so the agencies' Python work
+here does not share its GIL. A delivery is closed when the hub's `AckResult` for its closing acknowledgement
+reaches the recipient's stream.
 
-    .venv/bin/python bench/exchange.py                      # 2000 records, SQLite then PostgreSQL
-    .venv/bin/python bench/exchange.py --records 20000 --backends postgres --json
+Baseline (bench/rabbitmq.py): the same records through the machine's RabbitMQ: a fresh fanout exchange to
+two fresh durable queues, persistent messages, publisher confirms, a tax and an fx consumer that each
+acknowledge every message once (basic_ack), prefetch = the ackhub window. No signatures, no verification,
+no audit log, no retries or escalation.
 
-Every wait is bounded (`--timeout` per backend); the PostgreSQL database is created fresh and dropped.
+Each backend runs a warm-up (not measured), then `--records` records at full speed (publishers send as fast
+as their calls return), then `--offered-records` records at an offered load of `--offered-rate` records/s.
+Both sides publish from `--publishers` threads, each waiting for its receipt (ackhub) or confirm (RabbitMQ)
+before the next. Printed last: ackhub ÷ baseline acknowledged deliveries per second, per ackhub backend.
+
+    .venv/bin/python bench/exchange.py          # 20000 records, then 4000 at 200/s: SQLite, PostgreSQL, RabbitMQ
+    .venv/bin/python bench/exchange.py --records 300 --offered-records 200 --backends sqlite,rabbitmq
+    .venv/bin/python bench/exchange.py --json > bench.json      # one JSON object; progress on stderr
+
+Every wait is bounded (`--timeout` per phase). The PostgreSQL database, the SQLite file and the RabbitMQ
+exchange and queues are created for the run and removed afterwards. The exit code is 1 when a run failed; an
+unreachable RabbitMQ (or pika not installed) is reported loudly as UNAVAILABLE and leaves it at 0.
 """
 
 # The repository goes on the path before `hub` is imported (run as a script, only bench/ is on it).
@@ -31,20 +45,25 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Queue
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(BENCH) not in sys.path:  # for `rabbitmq` when not run as a script; last, so bench/audit.py
+    sys.path.append(str(BENCH))  # never shadows the `audit` package
 
 import grpc
 import psycopg
+import rabbitmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
 
@@ -61,7 +80,12 @@ RECIPIENTS = {"tax": ("BUSINESS", "ACCEPTED"), "fx": ("RECEIVED", "RECEIVED")}
 _STATUS = {"RECEIVED": types_pb2.ACK_STATUS_RECEIVED, "ACCEPTED": types_pb2.ACK_STATUS_ACCEPTED}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+HUB_BACKENDS = ("sqlite", "postgres")
+BASELINE = "rabbitmq"
 BUSY_WARNING_PCT = 20  # machine CPU busy in the second before a run above which figures are flagged
+KEPT_UP_SHARE = (
+    0.95  # an offered-load phase kept up when it published and closed at ≥ 95% of the offered rate
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +95,7 @@ class Options:
     publishers: int
     window: int
     payload_bytes: int
-    rate: float
-    timeout: float
+    timeout: float  # seconds per phase (warm-up, full speed, offered load)
     backends: tuple[str, ...]
     pg_admin: str
     hub_log_level: str
@@ -80,6 +103,35 @@ class Options:
     as_json: bool
     keep: bool
     analyze: bool
+    offered_rate: float = 200.0  # records/s of the offered-load phase; 0 skips it
+    offered_records: int = 4000  # records of the offered-load phase; 0 skips it
+    amqp_url: str = rabbitmq.DEFAULT_AMQP_URL
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Records `first` .. `first + records - 1`, published at `rate` records/s (0: as fast as possible).
+    `name` is the phase's key in the results; the warm-up has none and is not measured."""
+
+    name: str | None
+    label: str
+    first: int
+    records: int
+    rate: float
+
+
+def phase_plan(opts: Options) -> tuple[Phase, ...]:
+    """Warm-up, full speed, offered load: the same for every backend, the baseline included."""
+    plan = []
+    if opts.warmup:
+        plan.append(Phase(None, "warm-up", 0, opts.warmup, 0.0))
+    if opts.records:
+        plan.append(Phase("full_speed", "full speed", opts.warmup, opts.records, 0.0))
+    if opts.offered_records and opts.offered_rate:
+        first = opts.warmup + opts.records
+        label = f"offered {opts.offered_rate:g}/s"
+        plan.append(Phase("offered_load", label, first, opts.offered_records, opts.offered_rate))
+    return tuple(plan)
 
 
 # -- test data ---------------------------------------------------------------------------------------
@@ -225,16 +277,11 @@ class HubProcess:
 
     def cpu_seconds(self) -> float:
         """User and system CPU time of all the hub's threads so far."""
-        text = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def memory_mib(self, field: str) -> float:
         """`VmHWM` (peak resident set) or `VmRSS` (now) of the hub, in MiB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-        return math.nan
+        return process_memory_mib(self.pid, field)
 
     def stop(self, timeout: float = 15) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -257,6 +304,32 @@ def machine_busy_jiffies() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
+def process_cpu_seconds(pid: int | None) -> float:
+    """User and system CPU time of all of a process's threads so far; nan when it cannot be read."""
+    if pid is None:
+        return math.nan
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return math.nan
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_memory_mib(pid: int | None, field: str) -> float:
+    """`VmHWM` (peak resident set) or `VmRSS` (now) of a process, in MiB; nan when it cannot be read."""
+    if pid is None:
+        return math.nan
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return math.nan
+    for line in lines:
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     """Nearest-rank p50/p95/p99/max, in milliseconds (values are seconds)."""
     if not values:
@@ -269,47 +342,111 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": round(ordered[-1] * 1000, 2)}
 
 
-class Tracker:
-    """One phase's bookkeeping, shared by publisher threads and the recipients' stream threads."""
+class Meter:
+    """What one phase cost: CPU time of the server process (the hub, or the RabbitMQ broker), of this
+    process (publishers and agencies) and of the whole machine, and the server's resident memory, sampled
+    when the phase starts, at every progress tick (0.5 s) and when it ends."""
 
-    def __init__(self, records: int) -> None:
+    def __init__(self, server_pid: int | None) -> None:
+        self.pid = server_pid
+        self.began = time.perf_counter()
+        self.server_cpu = process_cpu_seconds(server_pid)
+        self.client_cpu = time.process_time()
+        self.machine = machine_busy_jiffies()
+        self.peak_rss = math.nan
+        self.sample()
+
+    def sample(self) -> float:
+        """The server's resident memory now, in MiB, kept as the peak when it is the highest so far."""
+        rss = process_memory_mib(self.pid, "VmRSS")
+        if not math.isnan(rss) and (math.isnan(self.peak_rss) or rss > self.peak_rss):
+            self.peak_rss = rss
+        return rss
+
+    def stop(self) -> dict[str, Any]:
+        rss = self.sample()
+        busy = [b - a for a, b in zip(self.machine, machine_busy_jiffies(), strict=True)]
+        return {
+            "server": {
+                "pid": self.pid,
+                "peak_rss_mib": round(self.peak_rss, 1),
+                "rss_mib_at_end": round(rss, 1),
+                "cpu_s": round(process_cpu_seconds(self.pid) - self.server_cpu, 2),
+            },
+            "client_cpu_s": round(time.process_time() - self.client_cpu, 2),
+            "machine_cpu_busy_pct": round(100 * busy[0] / max(busy[1], 1), 1),
+            "wall_s": round(time.perf_counter() - self.began, 3),
+        }
+
+
+class Tracker:
+    """One phase's bookkeeping, shared by the publisher threads and the recipients' threads. The RabbitMQ
+    baseline records into it too (`publish_done`, `ack`, `redelivered`), so both sides' figures come from
+    the same `figures()`. Delivery keys are the hub's delivery ids, or `<message id>/<queue>` for the
+    baseline."""
+
+    def __init__(self, records: int, rate: float = 0.0) -> None:
         self.records = records
+        self.rate = rate  # records/s the publishers are paced at; 0: as fast as possible
         self.expected = records * len(RECIPIENTS)
         self.lock = threading.Lock()
-        self.published_at: dict[str, tuple[str, float]] = {}  # delivery id → (recipient, call start)
-        self.closed_at: dict[str, float] = {}  # delivery id → when its closing AckResult arrived
+        self.published_at: dict[str, tuple[str, float]] = {}  # delivery key → (recipient, call start)
+        self.due_at: dict[str, float] = {}  # delivery key → when its record was due (paced phases)
+        self.closed_at: dict[str, float] = {}  # delivery key → when its closing acknowledgement was done
         self.publish_calls: list[tuple[float, float]] = []  # (start, end)
+        self.schedule_lags: list[float] = []  # paced phases: how late each publish call started
         self.acks_ok = 0
         self.duplicate_acks = 0
         self.redeliveries = 0
         self.errors: list[str] = []
         self.done = threading.Event()  # every delivery closed, or a failure
+        self.meter: Meter | None = None
+        self.usage: dict[str, Any] = {}
 
-    def published(self, start: float, end: float, receipt: Any) -> None:
+    # - the phase's measurements
+
+    def begin(self, server_pid: int | None) -> None:
+        """The phase starts now: take the CPU and memory readings `figures()` reports the cost against."""
+        self.meter = Meter(server_pid)
+
+    def sample(self) -> None:
+        if self.meter is not None:
+            self.meter.sample()
+
+    def end(self) -> None:
+        if self.meter is not None:
+            self.usage = self.meter.stop()
+
+    # - what any transport reports
+
+    def publish_done(
+        self, start: float, end: float, deliveries: Iterable[tuple[str, str]], due: float | None = None
+    ) -> None:
+        """A publish call from `start` to `end` made `deliveries` ((key, recipient) pairs); `due` is when
+        the schedule wanted it to start, in a paced phase."""
         with self.lock:
             self.publish_calls.append((start, end))
-            for ref in receipt.deliveries:
-                self.published_at[ref.delivery_id] = (ref.recipient, start)
-        if len(receipt.deliveries) != len(RECIPIENTS):
-            self.fail(f"record {receipt.record_id} got {len(receipt.deliveries)} deliveries")
+            if due is not None:
+                self.schedule_lags.append(max(0.0, start - due))
+            for key, recipient in deliveries:
+                self.published_at[key] = (recipient, start)
+                if due is not None:
+                    self.due_at[key] = due
 
-    def delivered(self, delivery: Delivery) -> None:
-        if delivery.attempt > 1:
-            with self.lock:
-                self.redeliveries += 1
-
-    def ack_result(self, agency: str, result: Any, at: float) -> None:
-        if not result.ok:
-            self.fail(f"{agency}: hub refused the ack of {result.delivery_id}: {result.error.message}")
-            return
+    def ack(self, key: str, closing: bool, at: float, duplicate: bool = False) -> None:
+        """An acknowledgement of delivery `key` was done at `at`; `closing` when it closes the delivery."""
         with self.lock:
             self.acks_ok += 1
-            self.duplicate_acks += int(result.duplicate)
-            if result.status == _STATUS[RECIPIENTS[agency][1]]:
-                self.closed_at.setdefault(result.delivery_id, at)
+            self.duplicate_acks += int(duplicate)
+            if closing:
+                self.closed_at.setdefault(key, at)
             finished = len(self.closed_at) >= self.expected
         if finished:
             self.done.set()
+
+    def redelivered(self) -> None:
+        with self.lock:
+            self.redeliveries += 1
 
     def fail(self, message: str) -> None:
         with self.lock:
@@ -319,6 +456,99 @@ class Tracker:
     def progress(self) -> tuple[int, int]:
         with self.lock:
             return len(self.publish_calls), len(self.closed_at)
+
+    # - what the hub's SDK reports
+
+    def published(self, start: float, end: float, receipt: Any, due: float | None = None) -> None:
+        self.publish_done(start, end, [(ref.delivery_id, ref.recipient) for ref in receipt.deliveries], due)
+        if len(receipt.deliveries) != len(RECIPIENTS):
+            self.fail(f"record {receipt.record_id} got {len(receipt.deliveries)} deliveries")
+
+    def delivered(self, delivery: Delivery) -> None:
+        if delivery.attempt > 1:
+            self.redelivered()
+
+    def ack_result(self, agency: str, result: Any, at: float) -> None:
+        if not result.ok:
+            self.fail(f"{agency}: hub refused the ack of {result.delivery_id}: {result.error.message}")
+            return
+        closing = result.status == _STATUS[RECIPIENTS[agency][1]]
+        self.ack(result.delivery_id, closing, at, duplicate=bool(result.duplicate))
+
+    # - the figures
+
+    def figures(self, start: float) -> dict[str, Any]:
+        """Rates over first publish → last closing ack, latencies per delivery, what the phase cost, and
+        for a paced phase whether it kept up with the offered rate."""
+        with self.lock:
+            calls = list(self.publish_calls)
+            closed = dict(self.closed_at)
+            published = dict(self.published_at)
+            due_at = dict(self.due_at)
+            lags = list(self.schedule_lags)
+        first = min((s for s, _ in calls), default=start)
+        last_publish = max((e for _, e in calls), default=first)
+        last_close = max(closed.values(), default=first)
+        elapsed = max(last_close - first, 1e-9)
+        by_recipient: dict[str, list[float]] = {agency: [] for agency in RECIPIENTS}
+        for key, (recipient, began) in published.items():
+            if key in closed:
+                by_recipient[recipient].append(closed[key] - began)
+        every = [v for values in by_recipient.values() for v in values]
+        publish_elapsed = max(last_publish - first, 1e-9)
+        figures: dict[str, Any] = {
+            "records": len(calls),
+            "deliveries_closed": len(closed),
+            "acks_verified": self.acks_ok,
+            "elapsed_s": round(elapsed, 3),
+            "records_per_s": round(len(calls) / elapsed, 1),
+            "deliveries_closed_per_s": round(len(closed) / elapsed, 1),
+            "acks_per_s": round(self.acks_ok / elapsed, 1),
+            "latency_ms": {"all": percentiles(every), **{a: percentiles(v) for a, v in by_recipient.items()}},
+            "publish": {
+                "elapsed_s": round(publish_elapsed, 3),
+                "calls_per_s": round(len(calls) / publish_elapsed, 1),
+                "latency_ms": percentiles([e - s for s, e in calls]),
+            },
+            "redeliveries": self.redeliveries,
+            "duplicate_acks": self.duplicate_acks,
+            **self.usage,
+        }
+        if self.rate > 0:
+            figures.update(self.offered_figures(calls, closed, due_at, lags))
+        return figures
+
+    def offered_figures(
+        self,
+        calls: list[tuple[float, float]],
+        closed: dict[str, float],
+        due_at: dict[str, float],
+        lags: list[float],
+    ) -> dict[str, Any]:
+        """Whether a paced phase kept up: publish calls started per second and records closed per second,
+        each over the span from its first to its last event plus one interval (so exactly the offered rate
+        when on schedule), how late calls started, and latency counted from when each record was due."""
+        interval = 1 / self.rate
+        starts = [s for s, _ in calls]
+        publish_rate = len(starts) / (max(starts) - min(starts) + interval) if starts else 0.0
+        closes = list(closed.values())
+        records_closed = len(closes) / len(RECIPIENTS)
+        ack_rate = records_closed / (max(closes) - min(closes) + interval) if closes else 0.0
+        return {
+            "offered_rate": self.rate,
+            "achieved_publish_rate": round(publish_rate, 1),
+            "achieved_close_rate": round(ack_rate, 1),
+            "kept_up": min(publish_rate, ack_rate) >= KEPT_UP_SHARE * self.rate,
+            "schedule_lag_ms": percentiles(lags),
+            "latency_from_schedule_ms": percentiles(
+                [closed[k] - due for k, due in due_at.items() if k in closed]
+            ),
+        }
+
+
+def summarize(tracker: Tracker, start: float) -> dict[str, Any]:
+    """The phase's figures (see `Tracker.figures`)."""
+    return tracker.figures(start)
 
 
 class StampedResults(Queue[Any]):
@@ -355,15 +585,17 @@ def publish_share(
     start: float,
     data: list[str],
 ) -> None:
-    """Publish records `indices` one after another (at their turn of `--rate`, when given)."""
+    """Publish records `indices` one after another, each at its turn of the tracker's rate when it has one
+    (record `first` is due at `start`)."""
     for index in indices:
         if tracker.done.is_set():
             return  # a failure elsewhere: stop early
-        if opts.rate > 0:
-            due = start + (index - first) / opts.rate
+        payload, uscc, declaration = make_record(index, opts.payload_bytes, opts.seed, data)
+        due = None
+        if tracker.rate > 0:
+            due = start + (index - first) / tracker.rate
             if tracker.done.wait(max(0.0, due - time.perf_counter())):
                 return
-        payload, uscc, declaration = make_record(index, opts.payload_bytes, opts.seed, data)
         began = time.perf_counter()
         try:
             receipt = client.publish(
@@ -372,7 +604,7 @@ def publish_share(
         except grpc.RpcError as error:
             tracker.fail(f"publish of record {index}: {error.code().name}: {error.details()}")
             return
-        tracker.published(began, time.perf_counter(), receipt)
+        tracker.published(began, time.perf_counter(), receipt, due)
 
 
 def run_phase(
@@ -388,6 +620,7 @@ def run_phase(
 ) -> float:
     """Publish `tracker.records` records and wait until every delivery is closed; returns when it started."""
     count = len(publishers)
+    tracker.begin(hub.pid)
     start = time.perf_counter()
     threads = [
         threading.Thread(
@@ -409,52 +642,19 @@ def run_phase(
     for thread in threads:
         thread.start()
     while not tracker.done.wait(0.5):
+        tracker.sample()
         published, closed = tracker.progress()
         report(f"{label}: published {published}/{tracker.records}, closed {closed}/{tracker.expected}", False)
         if not hub.alive():
             tracker.fail(f"the hub process died:\n{hub.tail()}")
         elif time.perf_counter() > deadline:
             tracker.fail(f"timed out with {closed} of {tracker.expected} deliveries closed")
+    tracker.end()
     for thread in threads:
         thread.join(35)
     published, closed = tracker.progress()
     report(f"{label}: published {published}/{tracker.records}, closed {closed}/{tracker.expected}", True)
     return start
-
-
-def summarize(tracker: Tracker, start: float) -> dict[str, Any]:
-    """The phase's figures: rates over first publish → last closing ack, latencies per delivery."""
-    with tracker.lock:
-        calls = list(tracker.publish_calls)
-        closed = dict(tracker.closed_at)
-        published = dict(tracker.published_at)
-    first = min((s for s, _ in calls), default=start)
-    last_publish = max((e for _, e in calls), default=first)
-    last_close = max(closed.values(), default=first)
-    elapsed = max(last_close - first, 1e-9)
-    by_recipient: dict[str, list[float]] = {agency: [] for agency in RECIPIENTS}
-    for delivery_id, (recipient, began) in published.items():
-        if delivery_id in closed:
-            by_recipient[recipient].append(closed[delivery_id] - began)
-    every = [v for values in by_recipient.values() for v in values]
-    publish_elapsed = max(last_publish - first, 1e-9)
-    return {
-        "records": len(calls),
-        "deliveries_closed": len(closed),
-        "acks_verified": tracker.acks_ok,
-        "elapsed_s": round(elapsed, 3),
-        "records_per_s": round(len(calls) / elapsed, 1),
-        "deliveries_closed_per_s": round(len(closed) / elapsed, 1),
-        "acks_per_s": round(tracker.acks_ok / elapsed, 1),
-        "latency_ms": {"all": percentiles(every), **{a: percentiles(v) for a, v in by_recipient.items()}},
-        "publish": {
-            "elapsed_s": round(publish_elapsed, 3),
-            "calls_per_s": round(len(calls) / publish_elapsed, 1),
-            "latency_ms": percentiles([e - s for s, e in calls]),
-        },
-        "redeliveries": tracker.redeliveries,
-        "duplicate_acks": tracker.duplicate_acks,
-    }
 
 
 # -- the stores --------------------------------------------------------------------------------------
@@ -543,11 +743,11 @@ def drive(
     report: Callable[[str, bool], None],
     clients: list[AgencyClient],
 ) -> None:
-    """Start the hub, connect the agencies (kept in `clients`, for the caller to close), run the warm-up
-    and the measured phase, and put the figures in `result`."""
+    """Start the hub, connect the agencies (kept in `clients`, for the caller to close), run the phases
+    and put each measured phase's figures in `result` under its name."""
     target = hub.start(timeout=60)
     report(f"{backend}: hub pid {hub.pid} on {target} ({result['database']})", True)
-    trackers = [Tracker(opts.warmup)]
+    trackers = [Tracker(0)]
 
     def phase() -> Tracker:
         return trackers[-1]
@@ -561,32 +761,24 @@ def drive(
     clients.extend(publishers)
     for client in publishers:
         grpc.channel_ready_future(client.channel).result(timeout=10)
-    deadline = time.perf_counter() + opts.timeout
     enterprises = make_enterprises(random.Random(opts.seed))
-    if opts.warmup:
-        run_phase(trackers[0], publishers, 0, opts, enterprises, hub, deadline, report, f"{backend} warm-up")
-        if trackers[0].errors:
-            raise RuntimeError("; ".join(trackers[0].errors))
-    if backend == "postgres" and opts.analyze:
-        analyze(database_url)
-        result["database"] += "; ANALYZE after warm-up"
-    tracker = Tracker(opts.records)
-    trackers.append(tracker)
-    hub_cpu, client_cpu, machine = hub.cpu_seconds(), time.process_time(), machine_busy_jiffies()
-    start = run_phase(tracker, publishers, opts.warmup, opts, enterprises, hub, deadline, report, backend)
-    busy = [b - a for a, b in zip(machine, machine_busy_jiffies(), strict=True)]
-    wall = time.perf_counter() - start
-    result.update(summarize(tracker, start))
-    result["hub"] = {
-        "pid": hub.pid,
-        "peak_rss_mib": round(hub.memory_mib("VmHWM"), 1),
-        "rss_mib_at_end": round(hub.memory_mib("VmRSS"), 1),
-        "cpu_s": round(hub.cpu_seconds() - hub_cpu, 2),
-    }
-    result["client_cpu_s"] = round(time.process_time() - client_cpu, 2)
-    result["machine_cpu_busy_pct"] = round(100 * busy[0] / max(busy[1], 1), 1)
-    result["wall_s"] = round(wall, 3)
-    result["errors"] = list(tracker.errors)
+    for step in phase_plan(opts):
+        tracker = Tracker(step.records, step.rate)
+        trackers.append(tracker)
+        deadline = time.perf_counter() + opts.timeout
+        label = f"{backend} {step.label}"
+        start = run_phase(tracker, publishers, step.first, opts, enterprises, hub, deadline, report, label)
+        if step.name is None:  # the warm-up
+            if tracker.errors:
+                raise RuntimeError("warm-up: " + "; ".join(tracker.errors))
+            if backend == "postgres" and opts.analyze:
+                analyze(database_url)
+                result["database"] += "; ANALYZE after warm-up"
+            continue
+        result[step.name] = tracker.figures(start)
+        if tracker.errors:
+            result["errors"] += [f"{step.label}: {error}" for error in tracker.errors]
+            return
 
 
 def run_backend(
@@ -594,9 +786,7 @@ def run_backend(
 ) -> dict[str, Any]:
     """One complete run on a fresh store: its figures, what the store holds afterwards, and any errors."""
     store = sqlite_store(work) if backend == "sqlite" else postgres_store(opts.pg_admin, opts.keep)
-    before = machine_busy_jiffies()
-    time.sleep(1)
-    busy_before = [b - a for a, b in zip(before, machine_busy_jiffies(), strict=True)]
+    busy_before = machine_busy_before()
     with store as (database_url, database):
         keys = {agency: Ed25519PrivateKey.generate() for agency in (PUBLISHER, *RECIPIENTS)}
         config = work / f"hub-{backend}.toml"
@@ -606,7 +796,7 @@ def run_backend(
         result: dict[str, Any] = {
             "backend": backend,
             "database": database,
-            "machine_busy_before_pct": round(100 * busy_before[0] / max(busy_before[1], 1), 1),
+            "machine_busy_before_pct": busy_before,
             "errors": [],
         }
         if opts.keep:
@@ -620,17 +810,54 @@ def run_backend(
             for client in clients:
                 client.close()
             hub.stop()
-        if "records" in result:
+        if any(step.name in result for step in phase_plan(opts)):
             try:
                 result["store"] = store_counts(database_url)
                 if not result["errors"]:
-                    result["errors"] = check_store(result["store"], opts.warmup + opts.records)
+                    records = sum(step.records for step in phase_plan(opts))
+                    result["errors"] = check_store(result["store"], records)
             except Exception as error:
                 result["errors"].append(f"store check: {type(error).__name__}: {error}")
         if result["errors"]:
             result["hub_log_tail"] = hub.tail()
         result["ok"] = not result["errors"]
         return result
+
+
+def machine_busy_before() -> float:
+    """How busy the machine's CPUs were, in %, over one second (before a run: flags a disturbed run)."""
+    before = machine_busy_jiffies()
+    time.sleep(1)
+    busy = [b - a for a, b in zip(before, machine_busy_jiffies(), strict=True)]
+    return round(100 * busy[0] / max(busy[1], 1), 1)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the RabbitMQ baseline is handed: the same records, recipients and phases as the hub gets, and
+    the same bookkeeping class, so that its figures are computed by the same code."""
+
+    record: Callable[[int], tuple[bytes, str, str]]  # index → (payload, subject USCC, declaration number)
+    record_type: str
+    publisher: str
+    recipients: tuple[str, ...]
+    phases: tuple[Phase, ...]
+    tracker: Callable[[int, float], Tracker]  # (records, rate) → a phase's tracker
+
+
+def run_baseline(opts: Options, report: Callable[[str, bool], None]) -> dict[str, Any]:
+    """The RabbitMQ baseline (bench/rabbitmq.py) with this run's records and phases."""
+    enterprises = make_enterprises(random.Random(opts.seed))
+
+    def record(index: int) -> tuple[bytes, str, str]:
+        return make_record(index, opts.payload_bytes, opts.seed, enterprises)
+
+    workload = Workload(record, RECORD_TYPE, PUBLISHER, tuple(RECIPIENTS), phase_plan(opts), Tracker)
+    busy_before = machine_busy_before()
+    result = rabbitmq.run_baseline(opts, workload, report)
+    if result.get("available"):
+        result["machine_busy_before_pct"] = busy_before
+    return result
 
 
 # -- output ------------------------------------------------------------------------------------------
@@ -650,76 +877,220 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-ROWS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
-    ("records/s, end to end", lambda r: r["records_per_s"]),
-    ("deliveries closed/s", lambda r: r["deliveries_closed_per_s"]),
-    ("signed acks verified/s", lambda r: r["acks_per_s"]),
-    ("elapsed s (first publish → last ack)", lambda r: r["elapsed_s"]),
-    ("latency ms p50 (publish → closing ack)", lambda r: r["latency_ms"]["all"]["p50"]),
-    ("latency ms p95", lambda r: r["latency_ms"]["all"]["p95"]),
-    ("latency ms p99", lambda r: r["latency_ms"]["all"]["p99"]),
-    ("latency ms max", lambda r: r["latency_ms"]["all"]["max"]),
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """ackhub ÷ baseline acknowledged deliveries per second, per ackhub backend and measured phase; empty
+    without a successful baseline, None for a phase either side did not complete."""
+    baseline = results.get(BASELINE)
+    if not baseline or not baseline.get("ok"):
+        return {}
+    found: dict[str, dict[str, float | None]] = {}
+    for name in HUB_BACKENDS:
+        if name not in results:
+            continue
+        found[f"{name}/{BASELINE}"] = {}
+        for phase in ("full_speed", "offered_load"):
+            if phase not in baseline:
+                continue
+            ours = (
+                results[name].get(phase, {}).get("deliveries_closed_per_s") if results[name]["ok"] else None
+            )
+            theirs = baseline[phase]["deliveries_closed_per_s"]
+            found[f"{name}/{BASELINE}"][phase] = round(ours / theirs, 3) if ours and theirs else None
+    return found
+
+
+def cell(value: Any) -> str:
+    """A table cell: '—' for what was not measured."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return str(value)
+
+
+def pair(first: Any, second: Any) -> str:
+    return f"{cell(first)} / {cell(second)}"
+
+
+Row = tuple[str, Callable[[dict[str, Any]], Any]]
+
+PHASE_ROWS: list[Row] = [
+    ("records/s, end to end", lambda p: p["records_per_s"]),
+    ("deliveries acknowledged/s", lambda p: p["deliveries_closed_per_s"]),
+    ("acks/s (ackhub: signed, verified, stored)", lambda p: p["acks_per_s"]),
+    ("elapsed s (first publish → last ack)", lambda p: p["elapsed_s"]),
+    ("latency ms p50 (publish → final ack)", lambda p: p["latency_ms"]["all"]["p50"]),
+    ("latency ms p95", lambda p: p["latency_ms"]["all"]["p95"]),
+    ("latency ms p99", lambda p: p["latency_ms"]["all"]["p99"]),
+    ("latency ms max", lambda p: p["latency_ms"]["all"]["max"]),
     (
-        "  tax (ACCEPTED) p50 / p99",
-        lambda r: f"{r['latency_ms']['tax']['p50']} / {r['latency_ms']['tax']['p99']}",
+        "  tax p50 / p99 (ackhub: ACCEPTED)",
+        lambda p: pair(p["latency_ms"]["tax"]["p50"], p["latency_ms"]["tax"]["p99"]),
     ),
     (
-        "  fx (RECEIVED) p50 / p99",
-        lambda r: f"{r['latency_ms']['fx']['p50']} / {r['latency_ms']['fx']['p99']}",
+        "  fx p50 / p99 (ackhub: RECEIVED)",
+        lambda p: pair(p["latency_ms"]["fx"]["p50"], p["latency_ms"]["fx"]["p99"]),
     ),
-    ("publish calls/s", lambda r: r["publish"]["calls_per_s"]),
+    ("publish calls/s", lambda p: p["publish"]["calls_per_s"]),
     (
         "publish call ms p50 / p99",
-        lambda r: f"{r['publish']['latency_ms']['p50']} / {r['publish']['latency_ms']['p99']}",
+        lambda p: pair(p["publish"]["latency_ms"]["p50"], p["publish"]["latency_ms"]["p99"]),
     ),
-    ("redeliveries / duplicate acks", lambda r: f"{r['redeliveries']} / {r['duplicate_acks']}"),
-    ("hub RSS MiB peak / at end", lambda r: f"{r['hub']['peak_rss_mib']} / {r['hub']['rss_mib_at_end']}"),
+    ("redeliveries / duplicate acks", lambda p: pair(p["redeliveries"], p["duplicate_acks"])),
     (
-        "hub CPU s (of elapsed)",
-        lambda r: f"{r['hub']['cpu_s']} ({100 * r['hub']['cpu_s'] / r['wall_s']:.0f}%)",
+        "server RSS MiB peak / at end",
+        lambda p: pair(p["server"]["peak_rss_mib"], p["server"]["rss_mib_at_end"]),
     ),
-    ("bench client CPU s", lambda r: r["client_cpu_s"]),
-    ("machine CPU busy % (all cores)", lambda r: r["machine_cpu_busy_pct"]),
+    (
+        "server CPU s (of elapsed)",
+        lambda p: f"{cell(p['server']['cpu_s'])} ({100 * p['server']['cpu_s'] / p['wall_s']:.0f}%)",
+    ),
+    ("bench client CPU s", lambda p: p["client_cpu_s"]),
+    ("machine CPU busy % (all cores)", lambda p: p["machine_cpu_busy_pct"]),
+]
+
+OFFERED_ROWS: list[Row] = [
+    ("publish calls started/s (achieved)", lambda p: p["achieved_publish_rate"]),
+    ("records closed/s (achieved)", lambda p: p["achieved_close_rate"]),
+    ("kept up with the offered rate", lambda p: "yes" if p["kept_up"] else "NO"),
+    (
+        "publish start lag ms p50 / p99",
+        lambda p: pair(p["schedule_lag_ms"]["p50"], p["schedule_lag_ms"]["p99"]),
+    ),
+    (
+        "latency ms p50 / p99 from when due",
+        lambda p: pair(p["latency_from_schedule_ms"]["p50"], p["latency_from_schedule_ms"]["p99"]),
+    ),
 ]
 
 
-def render_table(report: dict[str, Any]) -> str:
-    params, results = report["params"], report["backends"]
+def phase_cells(result: dict[str, Any], phase: str, rows: list[Row]) -> list[str]:
+    """One cell per row for one backend's phase; '—' where the figure is missing."""
+    cells = []
+    for _label, get in rows:
+        try:
+            cells.append(cell(get(result[phase])))
+        except (KeyError, TypeError, ZeroDivisionError):
+            cells.append("—")
+    return cells
+
+
+def title(result: dict[str, Any]) -> str:
+    """A backend's column title: its store or broker and version, and whether it failed."""
+    name = str(result["database"]).split(" (")[0]
+    if result.get("available") is False:
+        return name + " UNAVAILABLE"
+    return name + ("" if result["ok"] else " FAILED")
+
+
+def offered_warnings(results: dict[str, Any]) -> list[str]:
+    """One line per backend whose offered-load phase fell behind the offered rate."""
+    lines = []
+    for name, result in results.items():
+        offered = result.get("offered_load")
+        if not offered or offered.get("kept_up", True):
+            continue
+        lines.append(
+            f"{name}: WARNING: offered load not sustained: {offered['offered_rate']:g} records/s offered, "
+            f"{offered['achieved_publish_rate']} publish calls/s started and {offered['achieved_close_rate']} "
+            f"records/s closed; publishes started up to {cell(offered['schedule_lag_ms']['max'])} ms late, so "
+            f"the phase measured saturation, not latency at {offered['offered_rate']:g}/s"
+        )
+    return lines
+
+
+def unavailable_banner(summary: dict[str, Any]) -> str:
+    reason = summary.get("baseline_unavailable")
+    if not reason:
+        return ""
+    return (
+        f"!!! RabbitMQ baseline UNAVAILABLE: {reason}\n"
+        "!!! ackhub's figures only, no ratio; the exit code does not count this as a failure"
+    )
+
+
+def render_ratios(summary: dict[str, Any]) -> list[str]:
+    """The last lines of the table: ackhub ÷ baseline acknowledged deliveries per second."""
+    found, results = summary["ratios"], summary["backends"]
+    if BASELINE not in results:
+        return [f"ackhub ÷ baseline: no ratio, {BASELINE} is not in --backends"]
+    if not any(name in results for name in HUB_BACKENDS):
+        return ["ackhub ÷ baseline: no ratio, neither sqlite nor postgres is in --backends"]
+    if not found:
+        why = "was UNAVAILABLE" if results[BASELINE].get("available") is False else "FAILED"
+        return [f"ackhub ÷ RabbitMQ baseline: no ratio, the baseline {why}"]
+    phases = [p for p in ("full_speed", "offered_load") if any(p in r for r in found.values())]
+    heads = {"full_speed": "full speed", "offered_load": f"offered {summary['params']['offered_rate']:g}/s"}
+    lines = [
+        "ackhub ÷ RabbitMQ baseline, acknowledged deliveries per second (1 = as many as the baseline):",
+        "".ljust(22) + "".join(heads[p].rjust(18) for p in phases),
+    ]
+    for name, values in found.items():
+        lines.append(f"  {name}".ljust(22) + "".join(cell(values.get(p)).rjust(18) for p in phases))
+    return lines
+
+
+def render_table(summary: dict[str, Any]) -> str:
+    params, results = summary["params"], summary["backends"]
+    offered = f"{params['offered_records']} at {params['offered_rate']:g} records/s"
+    phases = [
+        f"{params['records']} records at full speed" if params["records"] else "",
+        offered if params["offered_records"] and params["offered_rate"] else "",
+    ]
     head = (
-        f"ackhub exchange bench — {params['records']} records ({params['payload_bytes']} B JSON) from customs to "
-        f"tax (BUSINESS: RECEIVED+ACCEPTED) and fx (RECEIVED); {params['publishers']} publishers, "
-        f"window {params['window']}, warm-up {params['warmup']}"
-        + (f", paced at {params['rate']}/s" if params["rate"] else ", as fast as possible")
-        + f"\nmachine: {report['machine']['cpus']} CPUs {report['machine']['cpu_model']}, "
-        f"Python {report['machine']['python']}; hub in its own process\n"
+        f"ackhub exchange bench — {', then '.join(p for p in phases if p)}; "
+        f"{params['payload_bytes']} B JSON from customs to tax (ackhub: BUSINESS, RECEIVED+ACCEPTED) and fx "
+        f"(RECEIVED); {params['publishers']} publishers, window {params['window']}, warm-up {params['warmup']}"
+        f"\nmachine: {summary['machine']['cpus']} CPUs {summary['machine']['cpu_model']}, "
+        f"Python {summary['machine']['python']}; hub in its own process\n"
     )
     names = list(results)
-    width = max(len(label) for label, _ in ROWS) + 2
-    titles = [results[n]["database"].split(" (")[0] + ("" if results[n]["ok"] else " FAILED") for n in names]
-    lines = [head, "".ljust(width) + "".join(title.rjust(22) for title in titles)]
-    for label, get in ROWS:
-        cells = []
-        for name in names:
-            try:
-                cells.append(str(get(results[name])))
-            except (KeyError, TypeError, ZeroDivisionError):
-                cells.append("—")
-        lines.append(label.ljust(width) + "".join(c.rjust(22) for c in cells))
+    width = max(len(label) for label, _ in PHASE_ROWS + OFFERED_ROWS) + 2
+    lines = [head]
+    banner = unavailable_banner(summary)
+    if banner:
+        lines += [banner, ""]
+    lines.append("".ljust(width) + "".join(title(results[n]).rjust(22) for n in names))
+    sections = [
+        (
+            "full_speed",
+            f"full speed: {params['records']} records, each call as soon as the last returned",
+            [],
+        ),
+        ("offered_load", f"offered load: {offered}", OFFERED_ROWS),
+    ]
+    for phase, heading, extra in sections:
+        if not any(phase in results[n] for n in names):
+            continue
+        lines.append(f"-- {heading}")
+        rows = extra + PHASE_ROWS
+        columns = [phase_cells(results[n], phase, rows) for n in names]
+        for i, (label, _get) in enumerate(rows):
+            lines.append(label.ljust(width) + "".join(column[i].rjust(22) for column in columns))
     lines.append("")
-    lines += [f"{name}: {results[name]['database']}" for name in names]
+    for name in names:
+        lines.append(f"{name}: {results[name]['database']}")
+        if results[name].get("method"):
+            lines.append(f"  {results[name]['method']}")
+    notes = []
     for name in names:
         busy = results[name].get("machine_busy_before_pct", 0)
         if busy > BUSY_WARNING_PCT:
-            lines.append(
-                f"\n{name}: WARNING: the machine was {busy}% busy before the run; other work disturbs these figures"
+            notes.append(
+                f"{name}: WARNING: the machine was {busy}% busy before the run; other work disturbs these figures"
             )
         if results[name].get("kept"):
-            lines.append(f"{name}: kept {results[name]['kept']}")
+            notes.append(f"{name}: kept {results[name]['kept']}")
+    notes += offered_warnings(results)
+    for name in names:
         for error in results[name]["errors"]:
-            lines.append(f"\n{name}: FAILED: {error}")
+            notes.append(f"{name}: FAILED: {error}")
         if results[name].get("hub_log_tail"):
             tail = "\n".join(results[name]["hub_log_tail"].splitlines()[-5:])
-            lines.append(f"{name}: hub log (last lines; all of them with --json):\n{tail}")
+            notes.append(f"{name}: hub log (last lines; all of them with --json):\n{tail}")
+    if notes:
+        lines += ["", *notes]
+    if banner:
+        lines += ["", banner]
+    lines += ["", *render_ratios(summary)]
     return "\n".join(lines)
 
 
@@ -739,21 +1110,64 @@ def progress_printer(stream: TextIO) -> Callable[[str, bool], None]:
     return report
 
 
+def finite(value: Any) -> Any:
+    """`value` with every NaN (a figure that was not measured) replaced by None, for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def parse_args(argv: list[str] | None) -> Options:
     """Command-line options, checked."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--records", type=int, default=2000, help="records measured (default 2000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=20_000,
+        help="records of the full-speed phase; 0 skips it (default 20000)",
+    )
+    parser.add_argument(
+        "--offered-rate",
+        "--rate",
+        type=float,
+        default=200.0,
+        help="records/s offered in the offered-load phase; 0 skips it (default 200; --rate is the old name)",
+    )
+    parser.add_argument(
+        "--offered-records",
+        type=int,
+        default=4000,
+        help="records of the offered-load phase; 0 skips it (default 4000: 20 s at 200/s)",
+    )
     parser.add_argument(
         "--warmup", type=int, default=100, help="records sent first, not measured (default 100)"
     )
     parser.add_argument("--publishers", type=int, default=4, help="concurrent publisher threads (default 4)")
-    parser.add_argument("--window", type=int, default=64, help="subscription window (default 64)")
-    parser.add_argument("--payload-bytes", type=int, default=1024, help="JSON payload size (default 1024)")
-    parser.add_argument("--rate", type=float, default=0, help="records/s offered; 0: as fast as possible")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds per backend (default 300)")
-    parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
     parser.add_argument(
-        "--pg-admin", default=DEFAULT_PG_ADMIN, help="PostgreSQL URL that may create databases"
+        "--window", type=int, default=64, help="subscription window = RabbitMQ prefetch (default 64)"
+    )
+    parser.add_argument("--payload-bytes", type=int, default=1024, help="JSON payload size (default 1024)")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds each phase may take, per backend (default 900)"
+    )
+    parser.add_argument(
+        "--backends",
+        default="sqlite,postgres,rabbitmq",
+        help="comma-separated, run in this order: sqlite, postgres (ackhub's stores), rabbitmq (the baseline)",
+    )
+    parser.add_argument(
+        "--pg-admin", default=DEFAULT_PG_ADMIN, help="PostgreSQL URL that may create databases (loopback)"
+    )
+    parser.add_argument(
+        "--amqp-url",
+        default=rabbitmq.DEFAULT_AMQP_URL,
+        help="the baseline's RabbitMQ, on loopback (default %(default)s)",
     )
     parser.add_argument("--hub-log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated records")
@@ -766,19 +1180,24 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     args = parser.parse_args(argv)
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    if not backends or set(backends) - {"sqlite", "postgres"}:
-        parser.error("--backends takes sqlite, postgres or both")
-    if args.records < 1 or args.warmup < 0 or args.publishers < 1 or not 1 <= args.window <= 10_000:
-        parser.error("--records and --publishers must be at least 1, --warmup 0 or more, --window 1..10000")
-    if args.payload_bytes < 1 or args.rate < 0 or args.timeout <= 0:
-        parser.error("--payload-bytes and --timeout must be positive, --rate 0 or more")
+    if not backends or set(backends) - {*HUB_BACKENDS, BASELINE} or len(set(backends)) != len(backends):
+        parser.error("--backends takes sqlite, postgres and rabbitmq, each at most once")
+    if args.records < 0 or args.warmup < 0 or args.publishers < 1 or not 1 <= args.window <= 10_000:
+        parser.error("--records and --warmup must be 0 or more, --publishers at least 1, --window 1..10000")
+    if args.offered_rate < 0 or args.offered_records < 0:
+        parser.error("--offered-rate and --offered-records must be 0 or more")
+    if not args.records and not (args.offered_rate and args.offered_records):
+        parser.error("nothing to measure: --records is 0 and so is --offered-rate or --offered-records")
+    if args.payload_bytes < 1 or args.timeout <= 0:
+        parser.error("--payload-bytes and --timeout must be positive")
+    if BASELINE in backends and urlsplit(args.amqp_url).hostname not in LOOPBACK:
+        parser.error(f"--amqp-url must point at a loopback address, not {urlsplit(args.amqp_url).hostname!r}")
     return Options(
         records=args.records,
         warmup=args.warmup,
         publishers=args.publishers,
         window=args.window,
         payload_bytes=args.payload_bytes,
-        rate=args.rate,
         timeout=args.timeout,
         backends=backends,
         pg_admin=args.pg_admin,
@@ -787,11 +1206,15 @@ def parse_args(argv: list[str] | None) -> Options:
         as_json=args.json,
         keep=args.keep,
         analyze=not args.no_analyze,
+        offered_rate=args.offered_rate,
+        offered_records=args.offered_records,
+        amqp_url=args.amqp_url,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run each backend in turn and print the table (or one JSON object); 1 when any run failed."""
+    """Run each backend in turn and print the table (or one JSON object). 1 when any run failed; an
+    unavailable baseline is reported, on stderr too, but is not a failure."""
     opts = parse_args(argv)
     report = progress_printer(sys.stderr if opts.as_json else sys.stdout)
     results: dict[str, Any] = {}
@@ -799,29 +1222,44 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix="ackhub-bench-")) if opts.keep else Path(scratch)
         for backend in opts.backends:
             try:
-                results[backend] = run_backend(backend, opts, work, report)
+                if backend == BASELINE:
+                    results[backend] = run_baseline(opts, report)
+                else:
+                    results[backend] = run_backend(backend, opts, work, report)
             except Exception as error:  # the store could not be set up: report it, go on with the next
                 results[backend] = {"backend": backend, "database": f"{backend} (not set up)", "ok": False}
                 results[backend]["errors"] = [f"{type(error).__name__}: {error}"]
+    baseline = results.get(BASELINE, {})
     summary = {
         "bench": "exchange",
         "params": {
             "records": opts.records,
+            "offered_records": opts.offered_records,
+            "offered_rate": opts.offered_rate,
             "warmup": opts.warmup,
             "publishers": opts.publishers,
             "window": opts.window,
             "payload_bytes": opts.payload_bytes,
-            "rate": opts.rate,
+            "timeout_per_phase_s": opts.timeout,
+            "backends": list(opts.backends),
             "hub": "subprocess",
             "hub_log_level": opts.hub_log_level,
             "analyze_after_warmup": opts.analyze,
+            "amqp_url": rabbitmq.redact(opts.amqp_url),
         },
         "machine": machine_info(),
         "backends": results,
-        "ok": all(r["ok"] for r in results.values()),
+        "baseline_unavailable": baseline.get("unavailable_reason")
+        if baseline.get("available") is False
+        else None,
+        "ratio_of": "acknowledged deliveries per second, ackhub ÷ RabbitMQ baseline, per phase",
+        "ratios": ratios(results),
+        "ok": all(r["ok"] or r.get("available") is False for r in results.values()),
     }
+    if summary["baseline_unavailable"]:
+        print(unavailable_banner(summary), file=sys.stderr)
     if opts.as_json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print(json.dumps(finite(summary), ensure_ascii=False, allow_nan=False))
     else:
         print(render_table(summary))
     return 0 if summary["ok"] else 1

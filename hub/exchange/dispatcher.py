@@ -49,6 +49,7 @@ class Dispatcher:
         self._claims: Lane[ClaimRequest, Claim] = writes.lane(self._claim_step, CLAIM_LANE)
         self.paused_until: dict[str, int] = {}
         self._wake = asyncio.Event()
+        self._early: asyncio.Task[None] | None = None
         self._pass = asyncio.Lock()  # one pass at a time: a breaker's single probe must stay single
         self._stopped = False
 
@@ -76,6 +77,21 @@ class Dispatcher:
         self._stopped = True
         self._wake.set()
 
+    def pass_now(self) -> None:
+        """Start a pass in the next turn of the event loop, before work queued after this call is taken
+        into a transaction (when the database is idle), unless a pass is under way. A publish calls this
+        just before it queues its record: the pass's claims then share the publish's transaction (claims
+        run after publishes in it), so the new deliveries go out one transaction sooner."""
+        if self._pass.locked() or (self._early is not None and not self._early.done()):
+            return
+        self._early = asyncio.create_task(self._early_pass())
+
+    async def _early_pass(self) -> None:
+        try:
+            await self.dispatch_once()
+        except Exception:
+            log.exception("dispatch.failed")
+
     async def dispatch_once(self) -> bool:
         """One pass over every open slot; True when some slot was filled to the brim (more may be due)."""
         async with self._pass:
@@ -96,9 +112,11 @@ class Dispatcher:
                     probing.add(slot.agency)
                 if allowed > 0:
                     wanted.append((connector, slot, allowed))
+        # Queued in this turn of the event loop (no task in between), so they join the transaction being
+        # gathered now: see `pass_now`.
         claims = await asyncio.gather(
             *(
-                self._claims.submit(ClaimRequest(slot.agency, allowed, now, connector.name, slot.channel_id))
+                self._claims.enqueue(ClaimRequest(slot.agency, allowed, now, connector.name, slot.channel_id))
                 for connector, slot, allowed in wanted
             )
         )

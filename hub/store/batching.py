@@ -55,10 +55,15 @@ class Lane(Generic[I, O]):
         self.pending: list[tuple[I, asyncio.Future[O]]] = []
 
     async def submit(self, item: I) -> O:
+        return await self.enqueue(item)
+
+    def enqueue(self, item: I) -> asyncio.Future[O]:
+        """Queue `item` for the next transaction now, in this turn of the event loop; the future settles
+        once it committed (or was refused)."""
         future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
         self.group.kick()
-        return await future
+        return future
 
 
 # A lane's share of one transaction: its step and the items taken.
