@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, insert, text
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from audit.merkle import leaf_hash
+from hub.store.bulk import insert_rows
 from hub.store.models import AuditEventRow
 
 LEAF_VERSION = 1
@@ -81,8 +82,7 @@ def event_row(
 def append_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """Append many events (from `event_row`) in one INSERT executed now, in the caller's transaction.
     The hot paths use this: it skips building an ORM object per event."""
-    if rows:
-        session.connection().execute(insert(AuditEventRow.__table__), rows)  # type: ignore[attr-defined]
+    insert_rows(session, AuditEventRow, rows)
 
 
 def leaf_fields(event: AuditEventRow, leaf_index: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hub._proto.ackhub.v1 import operations_service_pb2 as ops_pb
 from hub._proto.ackhub.v1 import types_pb2 as pb
 from hub.errors import FieldViolation, InvalidArgument
+from hub.exchange.claims import OutboundRecord
 from hub.exchange.states import LEVEL_RECEIVED
 from hub.store.models import DeliveryRow, EscalationNoteRow, EscalationRow, RecordRow
 
@@ -77,7 +78,7 @@ def level(required_level: str) -> pb.AckLevel.ValueType:
     return pb.ACK_LEVEL_RECEIVED if required_level == LEVEL_RECEIVED else pb.ACK_LEVEL_BUSINESS
 
 
-def record(row: RecordRow, with_payload: bool = True) -> pb.Record:
+def record(row: RecordRow | OutboundRecord, with_payload: bool = True) -> pb.Record:
     return pb.Record(
         record_id=row.id,
         record_type=row.record_type,

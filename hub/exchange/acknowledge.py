@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from audit import log as audit_log
@@ -29,7 +30,7 @@ from hub.exchange.states import (
 )
 from hub.exchange.validation import Violations
 from hub.signing import ACK_STATUSES, AckFields
-from hub.store.bulk import insert_rows, update_rows
+from hub.store.bulk import changes_of, insert_rows, update_rows
 from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
 
 FIELD = "acknowledgement"
@@ -164,6 +165,17 @@ class AckRequest:
     signature: AckhubError | None  # the refusal of the signature check (None: it verified)
 
 
+# Built once (see hub/store/bulk.py for why).
+_TO_ACKNOWLEDGE = (
+    select(DeliveryRow, RecordRow.digest)
+    .join(RecordRow, col(RecordRow.id) == col(DeliveryRow.record_id))
+    .where(col(DeliveryRow.id).in_(bindparam("ids", expanding=True)))
+    .with_for_update(of=DeliveryRow)
+)
+_STORED_ACKS = select(AcknowledgementRow.delivery_id, AcknowledgementRow.status).where(
+    col(AcknowledgementRow.delivery_id).in_(bindparam("ids", expanding=True))
+)
+
 # What an acknowledgement may change on its delivery, written for the whole batch in one UPDATE.
 _DELIVERY_CHANGES = (
     "state",
@@ -193,22 +205,13 @@ def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOu
     deliveries: dict[str, tuple[DeliveryRow, str]] = {}
     stored: set[tuple[str, str]] = set()
     if wanted:
-        rows = session.exec(
-            select(DeliveryRow, RecordRow.digest)
-            .join(RecordRow, col(RecordRow.id) == col(DeliveryRow.record_id))
-            .where(col(DeliveryRow.id).in_(wanted))
-            .with_for_update(of=DeliveryRow)
-        ).all()
+        rows = session.exec(_TO_ACKNOWLEDGE, params={"ids": list(wanted)}).all()
         for delivery, digest in rows:
             session.expunge(delivery)  # changed here in Python, written below in one statement
             deliveries[delivery.id] = (delivery, digest)
         stored = {
             (delivery_id, status)
-            for delivery_id, status in session.exec(
-                select(AcknowledgementRow.delivery_id, AcknowledgementRow.status).where(
-                    col(AcknowledgementRow.delivery_id).in_(wanted)
-                )
-            )
+            for delivery_id, status in session.exec(_STORED_ACKS, params={"ids": list(wanted)})
         }
     writes = _Writes()
     for index, request in enumerate(requests):
@@ -219,7 +222,7 @@ def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOu
                 answers[index] = refusal
     if writes.acks:
         insert_rows(session, AcknowledgementRow, writes.acks)
-        update_rows(session, DeliveryRow, writes.changed.values(), _DELIVERY_CHANGES)
+        update_rows(session, DeliveryRow, changes_of(writes.changed.values(), _DELIVERY_CHANGES))
         close_attempts(session, "ACKED", writes.attempts)
         audit_log.append_rows(session, writes.events)
     return [answer for answer in answers if answer is not None]

@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from audit import log as audit_log
@@ -14,9 +15,24 @@ from hub.exchange.escalation import Notice, open_case
 from hub.exchange.retry import attempt_wait_ms
 from hub.exchange.routing import policy_of
 from hub.exchange.states import ABORTED_BY_RECIPIENT, ATTEMPTS_EXHAUSTED, SENT
-from hub.store.bulk import insert_rows, update_rows
+from hub.store.bulk import execute_many, insert_rows, table_of, update_rows
 from hub.store.db import Database
 from hub.store.models import AttemptRow, DeliveryRow, RecordRow
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    """The stored record an attempt carries (the columns of `records` a connector sends)."""
+
+    id: str
+    record_type: str
+    publisher: str
+    subject_uscc: str | None
+    declaration_number: str | None
+    content_type: str
+    payload: bytes
+    digest: str
+    accepted_ms: int
 
 
 @dataclass(frozen=True)
@@ -25,7 +41,7 @@ class Outbound:
 
     delivery_id: str
     attempt: int
-    record: RecordRow
+    record: OutboundRecord
     recipient: str
     required_level: str
     expires_ms: int  # when this attempt counts as unanswered
@@ -50,8 +66,40 @@ class ClaimRequest:
     session_id: str
 
 
-# What a claim changes on its deliveries, written for the whole claim in one UPDATE.
-_DELIVERY_CHANGES = ("attempts", "state", "last_attempt_ms", "next_attempt_ms", "escalated", "escalation_id")
+# Built once (see hub/store/bulk.py for why). Plain rows, not ORM objects: a claim is on the hot path.
+_D = table_of(DeliveryRow)
+_R = table_of(RecordRow)
+_DUE = (
+    core_select(
+        _D.c.id,
+        _D.c.record_id,
+        _D.c.state,
+        _D.c.attempts,
+        _D.c.policy,
+        _D.c.escalated,
+        _D.c.escalation_id,
+        _D.c.last_attempt_ms,
+        _D.c.required_level,
+    )
+    .where(_D.c.recipient == bindparam("recipient"), _D.c.next_attempt_ms <= bindparam("now_ms"))
+    .order_by(_D.c.next_attempt_ms, _D.c.seq)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_RECORDS = core_select(*(_R.c[name] for name in OutboundRecord.__slots__)).where(
+    _R.c.id.in_(bindparam("ids", expanding=True))
+)
+_BY_ID = select(DeliveryRow).where(col(DeliveryRow.id) == bindparam("id"))
+_ATTEMPTS = table_of(AttemptRow)
+_CLOSE_ATTEMPTS = (
+    update(_ATTEMPTS)
+    .where(
+        _ATTEMPTS.c.delivery_id == bindparam("d"),
+        _ATTEMPTS.c.number == bindparam("n"),
+        _ATTEMPTS.c.outcome == "SENT",
+    )
+    .values(outcome=bindparam("outcome"), outcome_ms=bindparam("t"))
+)
 
 
 def claim_due(
@@ -73,49 +121,47 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
     if request.limit <= 0:
         return Claim([], [], [])
     now_ms = request.now_ms
-    due = session.exec(
-        select(DeliveryRow)
-        .where(DeliveryRow.recipient == request.recipient, col(DeliveryRow.next_attempt_ms) <= now_ms)
-        .order_by(col(DeliveryRow.next_attempt_ms), col(DeliveryRow.seq))
-        .limit(request.limit)
-        .with_for_update(skip_locked=True)
+    connection = session.connection()
+    due = connection.execute(
+        _DUE, {"recipient": request.recipient, "now_ms": now_ms, "limit": request.limit}
     ).all()
     if not due:
         return Claim([], [], [])
-    records = {
-        r.id: r
-        for r in session.exec(select(RecordRow).where(col(RecordRow.id).in_({d.record_id for d in due})))
-    }
+    ids = list({d.record_id for d in due})
+    records = {r.id: OutboundRecord(*r) for r in connection.execute(_RECORDS, {"ids": ids})}
     outbound: list[Outbound] = []
     notices: list[Notice] = []
     unanswered: list[int] = []
+    changes: list[dict[str, object]] = []
     attempts: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
     for delivery in due:
-        session.expunge(delivery)  # changed here in Python, written below in one statement
         policy = policy_of(delivery.policy)
+        escalated, escalation_id = delivery.escalated, delivery.escalation_id
         if delivery.state == SENT and delivery.last_attempt_ms is not None:
             unanswered.append(delivery.last_attempt_ms)
-        if delivery.attempts == policy.retry.max_attempts and not delivery.escalated:
-            notices.append(
-                open_case(
-                    session,
-                    delivery,
-                    ATTEMPTS_EXHAUSTED,
-                    f"{delivery.attempts} attempts went unacknowledged",
-                    now_ms,
-                )
-            )
-        delivery.attempts += 1
-        delivery.state = SENT
-        delivery.last_attempt_ms = now_ms
-        delivery.next_attempt_ms = now_ms + attempt_wait_ms(
-            policy.retry, delivery.attempts, delivery.escalated, rng
+        if delivery.attempts == policy.retry.max_attempts and not escalated:
+            row = session.exec(_BY_ID, params={"id": delivery.id}).one()
+            detail = f"{delivery.attempts} attempts went unacknowledged"
+            notices.append(open_case(session, row, ATTEMPTS_EXHAUSTED, detail, now_ms))
+            escalated, escalation_id = row.escalated, row.escalation_id
+        number = delivery.attempts + 1
+        next_attempt_ms = now_ms + attempt_wait_ms(policy.retry, number, escalated, rng)
+        changes.append(
+            {
+                "key_id": delivery.id,
+                "attempts": number,
+                "state": SENT,
+                "last_attempt_ms": now_ms,
+                "next_attempt_ms": next_attempt_ms,
+                "escalated": escalated,
+                "escalation_id": escalation_id,
+            }
         )
         attempts.append(
             {
                 "delivery_id": delivery.id,
-                "number": delivery.attempts,
+                "number": number,
                 "connector": request.connector,
                 "session_id": request.session_id,
                 "sent_ms": now_ms,
@@ -130,24 +176,20 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
                 time_ms=now_ms,
                 record_id=delivery.record_id,
                 delivery_id=delivery.id,
-                data={
-                    "attempt": delivery.attempts,
-                    "connector": request.connector,
-                    "session": request.session_id,
-                },
+                data={"attempt": number, "connector": request.connector, "session": request.session_id},
             )
         )
         outbound.append(
             Outbound(
                 delivery.id,
-                delivery.attempts,
+                number,
                 records[delivery.record_id],
                 request.recipient,
                 delivery.required_level,
-                delivery.next_attempt_ms,
+                next_attempt_ms,
             )
         )
-    update_rows(session, DeliveryRow, due, _DELIVERY_CHANGES)
+    update_rows(session, DeliveryRow, changes)
     insert_rows(session, AttemptRow, attempts)
     audit_log.append_rows(session, events)
     return Claim(outbound, notices, unanswered)
@@ -156,17 +198,7 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
 def close_attempts(session: Session, outcome: str, ends: list[dict[str, object]]) -> None:
     """Record how attempts ended, each still open one given as {"d": delivery id, "n": attempt number,
     "t": when}: one executemany UPDATE, no read."""
-    attempts = AttemptRow.__table__  # type: ignore[attr-defined]
-    session.connection().execute(
-        update(attempts)
-        .where(
-            attempts.c.delivery_id == bindparam("d"),
-            attempts.c.number == bindparam("n"),
-            attempts.c.outcome == "SENT",
-        )
-        .values(outcome=outcome, outcome_ms=bindparam("t")),
-        ends,
-    )
+    execute_many(session, _CLOSE_ATTEMPTS, [{**end, "outcome": outcome} for end in ends])
 
 
 def close_attempt(session: Session, delivery: DeliveryRow, outcome: str, now_ms: int) -> None:

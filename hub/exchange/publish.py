@@ -7,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
 from audit import log as audit_log
@@ -18,6 +18,7 @@ from hub.exchange.routing import Router
 from hub.exchange.states import PENDING
 from hub.exchange.validation import Violations
 from hub.ids import new_id
+from hub.store.bulk import insert_rows, table_of
 from hub.store.models import DeliveryRow, RecordRow
 
 _RECORD_TYPE = re.compile(RECORD_TYPE)
@@ -91,38 +92,39 @@ def _replayed(first: Receipt, request_id: str, digest: str) -> Receipt:
     return Receipt(first.record_id, first.digest, first.accepted_ms, first.deliveries, replayed=True)
 
 
-_RECORDS = RecordRow.__table__  # type: ignore[attr-defined]
-_DELIVERIES = DeliveryRow.__table__  # type: ignore[attr-defined]
+_RECORDS = table_of(RecordRow)
+_DELIVERIES = table_of(DeliveryRow)
+# Built once (see hub/store/bulk.py for why).
+_STORED = select(
+    _RECORDS.c.id, _RECORDS.c.publisher, _RECORDS.c.request_id, _RECORDS.c.digest, _RECORDS.c.accepted_ms
+).where(  # by publisher, then request ids: a row-value IN (publisher, request_id) makes SQLite scan records
+    _RECORDS.c.publisher == bindparam("publisher"),
+    _RECORDS.c.request_id.in_(bindparam("request_ids", expanding=True)),
+)
+_STORED_DELIVERIES = (
+    select(_DELIVERIES.c.id, _DELIVERIES.c.recipient, _DELIVERIES.c.record_id)
+    .where(_DELIVERIES.c.record_id.in_(bindparam("record_ids", expanding=True)))
+    .order_by(_DELIVERIES.c.seq)
+)
 
 
 def _stored_receipts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Receipt]:
-    """Receipts of records already stored under these (publisher, request id) pairs: two queries."""
-    if not keys:
-        return {}
-    # By publisher, then request ids: a row-value IN (publisher, request_id) makes SQLite scan the table.
+    """Receipts of records already stored under these (publisher, request id) pairs: one query per
+    publisher in the batch, and one for the deliveries of what was found."""
     wanted: dict[str, list[str]] = {}
     for publisher, request_id in keys:
         wanted.setdefault(publisher, []).append(request_id)
     connection = session.connection()
-    records = connection.execute(
-        select(_RECORDS.c.id, _RECORDS.c.publisher, _RECORDS.c.request_id, _RECORDS.c.digest)
-        .add_columns(_RECORDS.c.accepted_ms)
-        .where(
-            or_(
-                *(
-                    and_(_RECORDS.c.publisher == p, _RECORDS.c.request_id.in_(ids))
-                    for p, ids in wanted.items()
-                )
-            )
-        )
-    ).all()
+    records = [
+        row
+        for publisher, request_ids in wanted.items()
+        for row in connection.execute(_STORED, {"publisher": publisher, "request_ids": request_ids})
+    ]
     if not records:
         return {}
     deliveries: dict[str, list[tuple[str, str]]] = {r.id: [] for r in records}
     for delivery_id, recipient, record_id in connection.execute(
-        select(_DELIVERIES.c.id, _DELIVERIES.c.recipient, _DELIVERIES.c.record_id)
-        .where(_DELIVERIES.c.record_id.in_(deliveries))
-        .order_by(_DELIVERIES.c.seq)
+        _STORED_DELIVERIES, {"record_ids": list(deliveries)}
     ):
         deliveries[record_id].append((delivery_id, recipient))
     return {
@@ -183,9 +185,8 @@ def publish_many(
             )
         )
     if records:
-        connection = session.connection()
-        connection.execute(insert(_RECORDS), records)  # before the deliveries: their foreign key
-        connection.execute(insert(_DELIVERIES), deliveries)
+        insert_rows(session, RecordRow, records)  # before the deliveries: their foreign key
+        insert_rows(session, DeliveryRow, deliveries)
         audit_log.append_rows(session, events)
     return [answer for answer in answers if answer is not None]
 

@@ -14,15 +14,18 @@ race with another hub process is retried item by item, each in its own transacti
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from hub.errors import AckhubError
 from hub.store.db import Database
 
+log = structlog.get_logger("ackhub.store")
 I = TypeVar("I")  # noqa: E741 (item)
 O = TypeVar("O")  # noqa: E741 (outcome)
 
@@ -97,8 +100,14 @@ class GroupCommit:
                     batch, lane.pending = lane.pending[: self.max_batch], lane.pending[self.max_batch :]
                     taken.append(batch)
                     work.append((lane.step, [item for item, _ in batch]))
+            started = time.perf_counter()
             try:
                 outcomes = await self.db.run(self._run, work)
+                log.debug(
+                    "store.group_commit",
+                    items=[len(items) for _, items in work],
+                    ms=round((time.perf_counter() - started) * 1000, 2),
+                )
             except Exception as exc:  # the transaction failed: every caller in it hears so
                 for batch in taken:
                     for _, future in batch:
