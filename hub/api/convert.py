@@ -11,6 +11,7 @@ from hub.errors import FieldViolation, InvalidArgument
 from hub.exchange.claims import OutboundRecord
 from hub.exchange.states import LEVEL_RECEIVED
 from hub.store.models import DeliveryRow, EscalationNoteRow, EscalationRow, RecordRow
+from hub.store.views import DeliveryView
 
 _STATES = {
     "PENDING": pb.DELIVERY_STATE_PENDING,
@@ -92,7 +93,7 @@ def record(row: RecordRow | OutboundRecord, with_payload: bool = True) -> pb.Rec
     )
 
 
-def delivery(row: DeliveryRow) -> pb.Delivery:
+def delivery(row: DeliveryRow | DeliveryView) -> pb.Delivery:
     return pb.Delivery(
         delivery_id=row.id,
         record_id=row.record_id,

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam
-from sqlmodel import Session, col, select
+from sqlalchemy import select as core_select
+from sqlmodel import Session, select
 
 from audit import log as audit_log
 from hub.auth.identity import Principal
@@ -30,8 +31,9 @@ from hub.exchange.states import (
 )
 from hub.exchange.validation import Violations
 from hub.signing import ACK_STATUSES, AckFields
-from hub.store.bulk import changes_of, insert_rows, update_rows
+from hub.store.bulk import changes_of, insert_rows, table_of, update_rows
 from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
+from hub.store.views import DELIVERY_COLUMNS, DeliveryView
 
 FIELD = "acknowledgement"
 MAX_REASON = 2000
@@ -67,7 +69,7 @@ class AckInput:
 
 @dataclass(frozen=True)
 class AckOutcome:
-    delivery: DeliveryRow
+    delivery: DeliveryView
     duplicate: bool
     notices: list[Notice]
 
@@ -97,7 +99,7 @@ def validate(ack: AckInput, now_ms: int) -> None:
 
 
 def _check_against(
-    ack: AckInput, delivery: DeliveryRow, digest: str, caller: Principal, signature: AckhubError | None
+    ack: AckInput, delivery: DeliveryView, digest: str, caller: Principal, signature: AckhubError | None
 ) -> None:
     """The acknowledgement against its stored delivery; then the signature check's outcome (made before
     the transaction, see hub/exchange/signatures.py)."""
@@ -131,7 +133,7 @@ def _check_against(
         raise signature
 
 
-def _apply(session: Session, delivery: DeliveryRow, ack: AckInput, now_ms: int) -> list[Notice]:
+def _apply(session: Session, delivery: DeliveryView, ack: AckInput, now_ms: int) -> list[Notice]:
     notices: list[Notice] = []
     if ack.status == RECEIVED:
         if delivery.received_ms is None:
@@ -166,14 +168,16 @@ class AckRequest:
 
 
 # Built once (see hub/store/bulk.py for why).
+_D, _R = table_of(DeliveryRow), table_of(RecordRow)
 _TO_ACKNOWLEDGE = (
-    select(DeliveryRow, RecordRow.digest)
-    .join(RecordRow, col(RecordRow.id) == col(DeliveryRow.record_id))
-    .where(col(DeliveryRow.id).in_(bindparam("ids", expanding=True)))
-    .with_for_update(of=DeliveryRow)
+    core_select(*(_D.c[name] for name in DELIVERY_COLUMNS), _R.c.digest)
+    .join(_R, _R.c.id == _D.c.record_id)
+    .where(_D.c.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update(of=_D)
 )
-_STORED_ACKS = select(AcknowledgementRow.delivery_id, AcknowledgementRow.status).where(
-    col(AcknowledgementRow.delivery_id).in_(bindparam("ids", expanding=True))
+_A = table_of(AcknowledgementRow)
+_STORED_ACKS = core_select(_A.c.delivery_id, _A.c.status).where(
+    _A.c.delivery_id.in_(bindparam("ids", expanding=True))
 )
 
 # What an acknowledgement may change on its delivery, written for the whole batch in one UPDATE.
@@ -202,16 +206,15 @@ def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOu
             wanted.add(request.ack.delivery_id)
         except AckhubError as refusal:
             answers[index] = refusal
-    deliveries: dict[str, tuple[DeliveryRow, str]] = {}
+    deliveries: dict[str, tuple[DeliveryView, str]] = {}
     stored: set[tuple[str, str]] = set()
     if wanted:
-        rows = session.exec(_TO_ACKNOWLEDGE, params={"ids": list(wanted)}).all()
-        for delivery, digest in rows:
-            session.expunge(delivery)  # changed here in Python, written below in one statement
-            deliveries[delivery.id] = (delivery, digest)
+        connection = session.connection()
+        for *columns, digest in connection.execute(_TO_ACKNOWLEDGE, {"ids": list(wanted)}):
+            deliveries[columns[1]] = (DeliveryView(*columns), digest)  # changed in Python, one UPDATE
         stored = {
             (delivery_id, status)
-            for delivery_id, status in session.exec(_STORED_ACKS, params={"ids": list(wanted)})
+            for delivery_id, status in connection.execute(_STORED_ACKS, {"ids": list(wanted)})
         }
     writes = _Writes()
     for index, request in enumerate(requests):
@@ -233,7 +236,7 @@ class _Writes:
     """What a batch of acknowledgements will write."""
 
     acks: list[dict[str, object]] = field(default_factory=list)
-    changed: dict[str, DeliveryRow] = field(default_factory=dict)
+    changed: dict[str, DeliveryView] = field(default_factory=dict)
     attempts: list[dict[str, object]] = field(default_factory=list)
     events: list[dict[str, object]] = field(default_factory=list)
 
@@ -241,7 +244,7 @@ class _Writes:
 def _acknowledge(
     session: Session,
     request: AckRequest,
-    deliveries: dict[str, tuple[DeliveryRow, str]],
+    deliveries: dict[str, tuple[DeliveryView, str]],
     stored: set[tuple[str, str]],
     writes: _Writes,
 ) -> AckOutcome:

@@ -69,25 +69,29 @@ class ClaimRequest:
 # Built once (see hub/store/bulk.py for why). Plain rows, not ORM objects: a claim is on the hot path.
 _D = table_of(DeliveryRow)
 _R = table_of(RecordRow)
+_DUE_DELIVERY = (
+    "id",
+    "record_id",
+    "state",
+    "attempts",
+    "policy",
+    "escalated",
+    "escalation_id",
+    "last_attempt_ms",
+    "required_level",
+)
+# The due deliveries with their records, in one statement (a claim is for one recipient, and a record has
+# one delivery per recipient, so no record comes twice); the lock is on the deliveries only.
 _DUE = (
     core_select(
-        _D.c.id,
-        _D.c.record_id,
-        _D.c.state,
-        _D.c.attempts,
-        _D.c.policy,
-        _D.c.escalated,
-        _D.c.escalation_id,
-        _D.c.last_attempt_ms,
-        _D.c.required_level,
+        *(_D.c[name] for name in _DUE_DELIVERY),
+        *(_R.c[name].label(f"r_{name}") for name in OutboundRecord.__slots__),
     )
+    .join(_R, _R.c.id == _D.c.record_id)
     .where(_D.c.recipient == bindparam("recipient"), _D.c.next_attempt_ms <= bindparam("now_ms"))
     .order_by(_D.c.next_attempt_ms, _D.c.seq)
     .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)
-)
-_RECORDS = core_select(*(_R.c[name] for name in OutboundRecord.__slots__)).where(
-    _R.c.id.in_(bindparam("ids", expanding=True))
+    .with_for_update(of=_D, skip_locked=True)
 )
 _BY_ID = select(DeliveryRow).where(col(DeliveryRow.id) == bindparam("id"))
 _ATTEMPTS = table_of(AttemptRow)
@@ -127,8 +131,6 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
     ).all()
     if not due:
         return Claim([], [], [])
-    ids = list({d.record_id for d in due})
-    records = {r.id: OutboundRecord(*r) for r in connection.execute(_RECORDS, {"ids": ids})}
     outbound: list[Outbound] = []
     notices: list[Notice] = []
     unanswered: list[int] = []
@@ -183,7 +185,7 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
             Outbound(
                 delivery.id,
                 number,
-                records[delivery.record_id],
+                OutboundRecord(*delivery[len(_DUE_DELIVERY) :]),
                 request.recipient,
                 delivery.required_level,
                 next_attempt_ms,

@@ -16,6 +16,7 @@ from hub.exchange.routing import policy_of
 from hub.exchange.states import CASE_CLOSED_BY_ACK, CASE_OPEN, CASE_RESOLVED
 from hub.ids import new_id
 from hub.store.models import DeliveryRow, EscalationRow
+from hub.store.views import DeliveryView
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ def _snapshot(case: EscalationRow) -> dict[str, Any]:
     }
 
 
-def open_case(session: Session, delivery: DeliveryRow, reason: str, detail: str, now_ms: int) -> Notice:
+def open_case(
+    session: Session, delivery: DeliveryRow | DeliveryView, reason: str, detail: str, now_ms: int
+) -> Notice:
     ladder = policy_of(delivery.policy).escalation
     case = EscalationRow(
         id=new_id(now_ms),
@@ -96,7 +99,7 @@ def step_case(session: Session, case: EscalationRow, delivery: DeliveryRow, now_
 
 
 def close_by_ack(
-    session: Session, case: EscalationRow, delivery: DeliveryRow, status: str, now_ms: int
+    session: Session, case: EscalationRow, delivery: DeliveryRow | DeliveryView, status: str, now_ms: int
 ) -> Notice:
     """A late acknowledgement closes the case by itself and records how late it was."""
     ladder = policy_of(delivery.policy).escalation

@@ -75,6 +75,6 @@ def update_rows(session: Session, model: type[SQLModel], rows: Sequence[dict[str
         execute_many(session, _update(model, tuple(name for name in rows[0] if name != "key_id")), rows)
 
 
-def changes_of(objects: Iterable[SQLModel], columns: Sequence[str]) -> list[dict[str, Any]]:
+def changes_of(objects: Iterable[Any], columns: Sequence[str]) -> list[dict[str, Any]]:
     """`update_rows` rows from objects changed in Python: their `id` and `columns`."""
-    return [{"key_id": obj.id, **{c: getattr(obj, c) for c in columns}} for obj in objects]  # type: ignore[attr-defined]
+    return [{"key_id": obj.id, **{c: getattr(obj, c) for c in columns}} for obj in objects]
