@@ -164,6 +164,15 @@ class HubServer:
                 coalesce=True,
                 id="sweep",
             )
+            if self.db.is_sqlite:
+                self._scheduler.add_job(
+                    self.db.run_wal_checkpoint,
+                    "interval",
+                    seconds=settings.server.sweep_interval / 1000,
+                    max_instances=1,
+                    coalesce=True,
+                    id="wal-checkpoint",
+                )
             self._scheduler.add_job(
                 self.checkpoint,
                 "interval",

@@ -20,6 +20,7 @@ from sqlmodel import Session, create_engine
 P = ParamSpec("P")
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+WAL_AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a commit would checkpoint by itself
 
 
 def normalize_url(url: str) -> str:
@@ -39,6 +40,9 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
+            # The hub checkpoints the WAL in the background (Database.checkpoint_wal); this is only the
+            # safety net, so that no commit of the writer pays for copying the WAL into the database.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -68,6 +72,7 @@ class Database:
         self._executor = ThreadPoolExecutor(
             max_workers=1 if self.is_sqlite else 8, thread_name_prefix="ackhub-db"
         )
+        self._wal_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackhub-wal")
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -81,6 +86,21 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    def checkpoint_wal(self) -> None:
+        """SQLite: copy what the WAL holds into the database file without blocking the writer (PASSIVE),
+        on a connection and a thread of its own. Left to SQLite's automatic checkpoint, the commit that
+        crosses the threshold pays for the copy and its fsync: tens to hundreds of ms of every caller
+        waiting on that commit (seen in bench/exchange.py as stalls of the group commit)."""
+        if not self.is_sqlite:
+            return
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def run_wal_checkpoint(self) -> None:
+        if self.is_sqlite:
+            await asyncio.get_running_loop().run_in_executor(self._wal_executor, self.checkpoint_wal)
+
     def close(self) -> None:
+        self._wal_executor.shutdown(wait=True)
         self._executor.shutdown(wait=True)
         self.engine.dispose()
