@@ -14,13 +14,14 @@ schedule and on demand).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, text
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, func, text, update
+from sqlalchemy import select as core_select
+from sqlmodel import Session, select
 
 from audit.merkle import leaf_hash
-from hub.store.bulk import insert_rows
+from hub.store.bulk import execute_many, insert_rows, table_of
 from hub.store.models import AuditEventRow
 
 LEAF_VERSION = 1
@@ -85,7 +86,7 @@ def append_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     insert_rows(session, AuditEventRow, rows)
 
 
-def leaf_fields(event: AuditEventRow, leaf_index: int) -> dict[str, Any]:
+def leaf_fields(event: EventFields, leaf_index: int) -> dict[str, Any]:
     """What a leaf states. `data` must be the canonical JSON `append` wrote; anything else raises."""
     data = json.loads(event.data)
     if not isinstance(data, dict) or canonical_json(data) != event.data:
@@ -104,7 +105,7 @@ def leaf_fields(event: AuditEventRow, leaf_index: int) -> dict[str, Any]:
     }
 
 
-def leaf_data(event: AuditEventRow, leaf_index: int) -> bytes:
+def leaf_data(event: EventFields, leaf_index: int) -> bytes:
     """The bytes a leaf hash is over: canonical JSON of `leaf_fields`, UTF-8."""
     return canonical_json(leaf_fields(event, leaf_index)).encode()
 
@@ -114,25 +115,58 @@ def tree_size(session: Session) -> int:
     return 0 if last is None else int(last) + 1
 
 
+class EventFields(Protocol):
+    """What a leaf states of an event: an `AuditEventRow`, or a plain row of the same columns."""
+
+    seq: int | None
+    time_ms: int
+    kind: str
+    actor: str
+    record_id: str | None
+    delivery_id: str | None
+    escalation_id: str | None
+    data: str
+
+
+_EVENTS = table_of(AuditEventRow)
+# Built once: the sequencer runs every sweep interval on the database thread (see hub/store/bulk.py).
+_UNSEQUENCED = (
+    core_select(
+        _EVENTS.c.seq,
+        _EVENTS.c.time_ms,
+        _EVENTS.c.kind,
+        _EVENTS.c.actor,
+        _EVENTS.c.record_id,
+        _EVENTS.c.delivery_id,
+        _EVENTS.c.escalation_id,
+        _EVENTS.c.data,
+    )
+    .where(_EVENTS.c.leaf_index.is_(None))
+    .order_by(_EVENTS.c.seq)
+    .limit(bindparam("limit"))
+)
+_SET_LEAF = (
+    update(_EVENTS)
+    .where(_EVENTS.c.seq == bindparam("key_seq"))
+    .values(leaf_index=bindparam("leaf_index"), leaf_hash=bindparam("leaf_hash"))
+)
+
+
 def sequence(session: Session, limit: int = 10_000) -> int:
-    """Make up to `limit` committed, unsequenced events the next leaves; returns the new tree size."""
+    """Make up to `limit` committed, unsequenced events the next leaves; returns the new tree size.
+    One read and one executemany UPDATE, so a chunk of a few thousand events takes milliseconds."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
     size = tree_size(session)
-    pending = session.exec(
-        select(AuditEventRow)
-        .where(col(AuditEventRow.leaf_index).is_(None))
-        .order_by(col(AuditEventRow.seq))
-        .limit(limit)
-    ).all()
-    for event in pending:
+    leaves: list[dict[str, Any]] = []
+    for event in session.connection().execute(_UNSEQUENCED, {"limit": limit}):
         try:
             data = leaf_data(event, size)
         except ValueError:
             # Appended by `append`, so canonical unless edited before sequencing: keep it in the tree as
             # it is (hashing the stored text) so verification reports it rather than the sequencer stalling.
             data = event.data.encode()
-        event.leaf_index, event.leaf_hash = size, leaf_hash(data)
-        session.add(event)
+        leaves.append({"key_seq": event.seq, "leaf_index": size, "leaf_hash": leaf_hash(data)})
         size += 1
+    execute_many(session, _SET_LEAF, leaves)
     return size

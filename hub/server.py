@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from adapters.loader import load as load_adapters
+from audit import log as audit_log
 from audit.checkpoint import key_id as audit_key_id
 from audit.checkpoint import signing_key
 from audit.ledger import AuditLedger
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from hub.console.app import ConsoleServer
 
 log = structlog.get_logger("ackhub.server")
+SEQUENCE_CHUNK = 5_000  # audit events made leaves per transaction of the sequencing job
 SERVICES = (
     exchange_service_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     operations_service_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name,
@@ -174,6 +176,14 @@ class HubServer:
                     id="wal-checkpoint",
                 )
             self._scheduler.add_job(
+                self._sequence_audit,
+                "interval",
+                seconds=settings.server.sweep_interval / 1000,
+                max_instances=1,
+                coalesce=True,
+                id="audit-sequence",
+            )
+            self._scheduler.add_job(
                 self.checkpoint,
                 "interval",
                 seconds=settings.audit.checkpoint_interval / 1000,
@@ -246,6 +256,19 @@ class HubServer:
                 log.info("sweep.done", deadlines=result.deadlines, escalation_steps=result.steps)
         except Exception:
             log.exception("sweep.failed")
+
+    async def _sequence_audit(self) -> None:
+        """The scheduled job: make new audit events leaves of the tree, one bounded chunk per sweep
+        interval, so that sequencing never holds the database thread for long (left to the checkpoint
+        job alone, a minute of events was sequenced in one go while every publish waited)."""
+        try:
+            await self.db.run(self._sequence_chunk)
+        except Exception:
+            log.exception("audit.sequence_failed")
+
+    def _sequence_chunk(self) -> int:
+        with self.db.transaction() as session:
+            return audit_log.sequence(session, limit=SEQUENCE_CHUNK)
 
     async def checkpoint(self) -> None:
         """The scheduled job: sequence new audit events and sign a checkpoint if the tree grew."""

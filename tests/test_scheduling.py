@@ -65,3 +65,33 @@ def test_two_hubs_share_one_postgres_without_double_sends(postgres_url: str) -> 
     finally:
         for hub in hubs:
             hub.stop()
+
+
+def test_audit_events_become_leaves_between_checkpoints(database_url: str) -> None:
+    """The sequencing job (every sweep interval) makes new events leaves long before the minute's
+    checkpoint, a bounded chunk at a time, so no checkpoint has a minute of events to sequence at once."""
+    from sqlalchemy import func, select
+
+    from hub.store.models import AuditEventRow
+
+    hub = RunningHub(parse_settings(base_config(database_url), "test", {}), scheduled_sweeps=True)
+    try:
+        for _ in range(5):
+            hub.agency("customs").publish(TYPE, b"{}", request_id=str(uuid.uuid4()))
+
+        def unsequenced() -> int:
+            with hub.server.db.transaction() as session:
+                return int(
+                    session.exec(
+                        select(func.count()).where(AuditEventRow.leaf_index.is_(None))  # type: ignore[union-attr]
+                    ).one()[0]
+                )
+
+        wait_for(lambda: unsequenced() == 0, timeout=10, what="every audit event to be a leaf")
+        with hub.server.db.transaction() as session:
+            (events,) = session.exec(select(func.count()).select_from(AuditEventRow)).one()
+            (leaves,) = session.exec(select(func.max(AuditEventRow.leaf_index))).one()
+        assert events >= 5 and leaves == events - 1  # dense from 0
+        assert hub.server.settings.audit.checkpoint_interval >= 60_000  # not the checkpoint's doing
+    finally:
+        hub.stop()
