@@ -70,7 +70,7 @@ from sqlalchemy.engine import make_url
 from hub._proto.ackhub.v1 import types_pb2
 from hub.config import Settings, load_settings
 from hub.identifiers import USCC_CHARSET, check_declaration_number, check_uscc, uscc_check_character
-from hub.sdk.agency import AgencyClient, Delivery, Handler, Verdict, start_subscription
+from hub.sdk.agency import AgencyClient, Delivery, Handler, Publication, Verdict, start_subscription
 from hub.signing import public_key_base64
 
 RECORD_TYPE = "customs.export_declaration.released"
@@ -106,6 +106,7 @@ class Options:
     offered_rate: float = 200.0  # records/s of the offered-load phase; 0 skips it
     offered_records: int = 4000  # records of the offered-load phase; 0 skips it
     amqp_url: str = rabbitmq.DEFAULT_AMQP_URL
+    batch: int = 1  # ackhub at full speed: records per PublishRecords call (1: PublishRecord)
 
 
 @dataclass(frozen=True)
@@ -586,7 +587,10 @@ def publish_share(
     data: list[str],
 ) -> None:
     """Publish records `indices` one after another, each at its turn of the tracker's rate when it has one
-    (record `first` is due at `start`)."""
+    (record `first` is due at `start`); at full speed with `--batch` > 1, that many per PublishRecords."""
+    if opts.batch > 1 and tracker.rate <= 0:
+        publish_batches(tracker, client, indices, opts, data)
+        return
     for index in indices:
         if tracker.done.is_set():
             return  # a failure elsewhere: stop early
@@ -605,6 +609,33 @@ def publish_share(
             tracker.fail(f"publish of record {index}: {error.code().name}: {error.details()}")
             return
         tracker.published(began, time.perf_counter(), receipt, due)
+
+
+def publish_batches(
+    tracker: Tracker, client: AgencyClient, indices: range, opts: Options, data: list[str]
+) -> None:
+    for offset in range(0, len(indices), opts.batch):
+        if tracker.done.is_set():
+            return
+        batch = indices[offset : offset + opts.batch]  # a publisher's share may be strided
+        publications = []
+        for index in batch:
+            payload, uscc, declaration = make_record(index, opts.payload_bytes, opts.seed, data)
+            publications.append(Publication(RECORD_TYPE, payload, uscc, declaration))
+        began = time.perf_counter()
+        try:
+            results = client.publish_many(publications, timeout=30)
+        except grpc.RpcError as error:
+            tracker.fail(
+                f"publish of records {batch.start}..{batch.stop - 1}: {error.code().name}: {error.details()}"
+            )
+            return
+        ended = time.perf_counter()
+        for index, result in zip(batch, results, strict=True):
+            if result.HasField("error"):
+                tracker.fail(f"publish of record {index}: {result.error.reason}: {result.error.message}")
+                return
+            tracker.published(began, ended, result.receipt, None)
 
 
 def run_phase(
@@ -1035,10 +1066,12 @@ def render_table(summary: dict[str, Any]) -> str:
         f"{params['records']} records at full speed" if params["records"] else "",
         offered if params["offered_records"] and params["offered_rate"] else "",
     ]
+    batching = f" (ackhub at full speed: {params['batch']} records per call)" if params["batch"] > 1 else ""
     head = (
         f"ackhub exchange bench — {', then '.join(p for p in phases if p)}; "
         f"{params['payload_bytes']} B JSON from customs to tax (ackhub: BUSINESS, RECEIVED+ACCEPTED) and fx "
-        f"(RECEIVED); {params['publishers']} publishers, window {params['window']}, warm-up {params['warmup']}"
+        f"(RECEIVED); {params['publishers']} publishers{batching}, window {params['window']}, "
+        f"warm-up {params['warmup']}"
         f"\nmachine: {summary['machine']['cpus']} CPUs {summary['machine']['cpu_model']}, "
         f"Python {summary['machine']['python']}; hub in its own process\n"
     )
@@ -1150,6 +1183,13 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--publishers", type=int, default=4, help="concurrent publisher threads (default 4)")
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="ackhub, full-speed phase: records per PublishRecords call (default 1: one PublishRecord "
+        "call per record, as the baseline publishes); the offered-load phase always publishes one by one",
+    )
+    parser.add_argument(
         "--window", type=int, default=64, help="subscription window = RabbitMQ prefetch (default 64)"
     )
     parser.add_argument("--payload-bytes", type=int, default=1024, help="JSON payload size (default 1024)")
@@ -1188,6 +1228,8 @@ def parse_args(argv: list[str] | None) -> Options:
         parser.error("--offered-rate and --offered-records must be 0 or more")
     if not args.records and not (args.offered_rate and args.offered_records):
         parser.error("nothing to measure: --records is 0 and so is --offered-rate or --offered-records")
+    if not 1 <= args.batch <= 500:
+        parser.error("--batch must be between 1 and 500 (PublishRecords takes at most 500 records)")
     if args.payload_bytes < 1 or args.timeout <= 0:
         parser.error("--payload-bytes and --timeout must be positive")
     if BASELINE in backends and urlsplit(args.amqp_url).hostname not in LOOPBACK:
@@ -1209,6 +1251,7 @@ def parse_args(argv: list[str] | None) -> Options:
         offered_rate=args.offered_rate,
         offered_records=args.offered_records,
         amqp_url=args.amqp_url,
+        batch=args.batch,
     )
 
 
@@ -1238,6 +1281,7 @@ def main(argv: list[str] | None = None) -> int:
             "offered_rate": opts.offered_rate,
             "warmup": opts.warmup,
             "publishers": opts.publishers,
+            "batch": opts.batch,
             "window": opts.window,
             "payload_bytes": opts.payload_bytes,
             "timeout_per_phase_s": opts.timeout,

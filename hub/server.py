@@ -109,7 +109,7 @@ class HubServer:
         notifications = Notifications(settings.notifiers)
         key, key_source = signing_key(settings.audit.signing_key_file, settings.server.database_url)
         self.push = push_connectors(settings, key, audit_key_id(key.public_key()), self.clock)
-        writes = GroupCommit(self.db)
+        writes = GroupCommit(self.db, pipeline=2 if self.db.is_sqlite else 1)
         dispatcher = Dispatcher(
             self.db,
             writes,
@@ -261,10 +261,11 @@ class HubServer:
         """The scheduled job: make new audit events leaves of the tree, one bounded chunk per sweep
         interval, so that sequencing never holds the database thread for long (left to the checkpoint
         job alone, a minute of events was sequenced in one go while every publish waited)."""
-        try:
-            await self.db.run(self._sequence_chunk)
-        except Exception:
-            log.exception("audit.sequence_failed")
+        async with self._sweeping:  # a stop waits for it, as for a sweep
+            try:
+                await self.db.run(self._sequence_chunk)
+            except Exception:
+                log.exception("audit.sequence_failed")
 
     def _sequence_chunk(self) -> int:
         with self.db.transaction() as session:

@@ -27,6 +27,7 @@ ALL = {A, E, OP, M}
 # Who may call what: written out here, apart from hub/auth/policy.py, so a change of policy shows up.
 ALLOWED: dict[str, set[str]] = {
     "ExchangeService/PublishRecord": {A},
+    "ExchangeService/PublishRecords": {A},
     "ExchangeService/Subscribe": {A},
     "ExchangeService/AcknowledgeDelivery": {A},
     "ExchangeService/GetRecord": ALL,

@@ -210,3 +210,48 @@ def test_list_filters_naming_unknown_agencies_are_invalid(hub: RunningHub) -> No
         with pytest.raises(grpc.RpcError) as refused:
             call(request, metadata=hub.as_operator())
         assert "unknown agency 'nobody'" in error_details(refused.value)[3]["recipient"]
+
+
+def test_publish_records_answers_each_record_in_order(hub: RunningHub) -> None:
+    """PublishRecords: receipts for the good records, each refused one answered with its own error, a
+    repeated request id replayed (within the call and across calls), and only the good records stored."""
+    first, bad, second = _request(), _request(subject_uscc="91110000600037341X"), _request()
+    before = table_counts(hub)
+    results = hub.exchange_stub.PublishRecords(
+        pb.PublishRecordsRequest(records=[first, bad, second, first]), metadata=hub.as_agency("customs")
+    ).results
+    assert [r.WhichOneof("outcome") for r in results] == ["receipt", "error", "receipt", "receipt"]
+    assert results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "subject_uscc" in results[1].error.message
+    assert not results[0].receipt.replayed and results[3].receipt.replayed
+    assert results[3].receipt.record_id == results[0].receipt.record_id
+    assert results[0].receipt.digest == "sha256:" + hashlib.sha256(first.payload).hexdigest()
+    after = table_counts(hub)
+    assert after["records"] - before["records"] == 2
+    assert after["deliveries"] - before["deliveries"] == 4
+
+    # Again, one at a time: the same receipts, nothing new stored.
+    again = hub.exchange_stub.PublishRecord(second, metadata=hub.as_agency("customs")).receipt
+    assert again.replayed and again.record_id == results[2].receipt.record_id
+    assert table_counts(hub) == after
+
+
+@pytest.mark.parametrize("count", [0, 501])
+def test_publish_records_needs_one_to_500_records(hub: RunningHub, count: int) -> None:
+    before = table_counts(hub)
+    with pytest.raises(grpc.RpcError) as refused:
+        hub.exchange_stub.PublishRecords(
+            pb.PublishRecordsRequest(records=[_request(payload=b"{}") for _ in range(count)]),
+            metadata=hub.as_agency("customs"),
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(error_details(refused.value)[3]) == ["records"]
+    assert table_counts(hub) == before
+
+
+def test_only_agencies_publish_records(hub: RunningHub) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        hub.exchange_stub.PublishRecords(
+            pb.PublishRecordsRequest(records=[_request()]), metadata=hub.as_operator()
+        )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -8,8 +8,8 @@ import uuid
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
 from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
-from hub.sdk.agency import Delivery, Verdict
-from tests.harness import RunningHub, wait_for
+from hub.sdk.agency import Delivery, Publication, Verdict, start_subscription
+from tests.harness import Inbox, RunningHub, wait_for
 
 
 def _tax_state(hub: RunningHub, record_id: str) -> int:
@@ -48,3 +48,21 @@ def test_unconfirmed_acknowledgements_are_sent_again_on_the_next_stream(
     tax.close()
     resend.join(5)
     assert not resend.is_alive(), "close() ends subscribe_forever"
+
+
+def test_publish_many_answers_each_record_and_deliveries_follow(hub: RunningHub) -> None:
+    """`publish_many` sends a backlog in one call; each record gets its receipt or its own error, and the
+    published ones reach the recipient like any other."""
+
+    type_ = "customs.export_declaration.released"
+    good = [Publication(type_, b'{"n": %d}' % n, subject_uscc="91110000600037341L") for n in range(20)]
+    bad = Publication("customs.no_such_type", b"{}")
+    results = hub.agency("customs").publish_many([*good[:10], bad, *good[10:]])
+    assert [r.WhichOneof("outcome") for r in results] == ["receipt"] * 10 + ["error"] + ["receipt"] * 10
+    assert results[10].error.reason == "NO_ROUTE"
+    published = {r.receipt.record_id for r in results if r.HasField("receipt")}
+
+    inbox = Inbox(lambda d: Verdict.received())
+    start_subscription(hub.agency("fx"), inbox)
+    hub.dispatch()
+    wait_for(lambda: {d.record.record_id for d in inbox.deliveries} >= published, what="20 deliveries to fx")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hub._proto.ackhub.v1 import operations_service_pb2 as ops_pb
 from hub._proto.ackhub.v1 import types_pb2 as pb
-from hub.errors import FieldViolation, InvalidArgument
+from hub.errors import AckhubError, FieldViolation, InvalidArgument
 from hub.exchange.claims import OutboundRecord
 from hub.exchange.states import LEVEL_RECEIVED
 from hub.store.models import DeliveryRow, EscalationNoteRow, EscalationRow, RecordRow
@@ -138,4 +139,14 @@ def escalation(row: EscalationRow, notes: list[EscalationNoteRow] | None = None)
             ops_pb.EscalationNote(author=n.author, text=n.text, create_time=timestamp(n.created_ms))
             for n in notes or []
         ],
+    )
+
+
+def error_detail(error: AckhubError) -> pb.ErrorDetail:
+    """A refusal carried inside an answer (a batch's per-item result, a stream's AckResult)."""
+    return pb.ErrorDetail(
+        code=grpc.StatusCode[error.code].value[0],
+        message=error.message,
+        reason=error.reason,
+        metadata=error.metadata,
     )

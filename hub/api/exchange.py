@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
-import grpc
 import structlog
 
 from connectors.stream import StreamConnector
@@ -21,11 +20,12 @@ from hub.exchange import queries
 from hub.exchange.acknowledge import AckInput
 from hub.exchange.claims import Outbound
 from hub.exchange.hub import Exchange
-from hub.exchange.publish import PublishRequest
+from hub.exchange.publish import PublishRequest, Receipt
 
 log = structlog.get_logger("ackhub.api")
 Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
 MAX_RETRY_AFTER_MS = 24 * 3_600_000
+MAX_RECORDS_PER_CALL = 500  # PublishRecords
 MAX_ACKS_IN_PROGRESS = 256  # per stream: beyond this, the hub stops reading the stream until some finish
 
 
@@ -43,6 +43,27 @@ def ack_input(message: types_pb2.Acknowledgement) -> AckInput:
     )
 
 
+def _publish_request(message: pb.PublishRecordRequest) -> PublishRequest:
+    return PublishRequest(
+        request_id=message.request_id,
+        record_type=message.record_type,
+        subject_uscc=message.subject_uscc,
+        declaration_number=message.declaration_number,
+        content_type=message.content_type,
+        payload=message.payload,
+    )
+
+
+def _receipt(receipt: Receipt) -> pb.Receipt:
+    return pb.Receipt(
+        record_id=receipt.record_id,
+        digest=f"sha256:{receipt.digest}",
+        accept_time=convert.timestamp(receipt.accepted_ms),
+        deliveries=[pb.DeliveryRef(delivery_id=d, recipient=r) for d, r in receipt.deliveries],
+        replayed=receipt.replayed,
+    )
+
+
 class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     def __init__(self, exchange: Exchange, streams: StreamConnector) -> None:
         self.exchange = exchange
@@ -52,25 +73,32 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self, request: pb.PublishRecordRequest, context: Context
     ) -> pb.PublishRecordResponse:
         publisher = policy.caller()
-        receipt = await self.exchange.publish(
-            publisher,
-            PublishRequest(
-                request_id=request.request_id,
-                record_type=request.record_type,
-                subject_uscc=request.subject_uscc,
-                declaration_number=request.declaration_number,
-                content_type=request.content_type,
-                payload=request.payload,
-            ),
-        )
-        return pb.PublishRecordResponse(
-            receipt=pb.Receipt(
-                record_id=receipt.record_id,
-                digest=f"sha256:{receipt.digest}",
-                accept_time=convert.timestamp(receipt.accepted_ms),
-                deliveries=[pb.DeliveryRef(delivery_id=d, recipient=r) for d, r in receipt.deliveries],
-                replayed=receipt.replayed,
+        receipt = await self.exchange.publish(publisher, _publish_request(request))
+        return pb.PublishRecordResponse(receipt=_receipt(receipt))
+
+    async def PublishRecords(
+        self, request: pb.PublishRecordsRequest, context: Context
+    ) -> pb.PublishRecordsResponse:
+        publisher = policy.caller()
+        if not request.records:
+            raise InvalidArgument([FieldViolation("records", "is required: at least one record")])
+        if len(request.records) > MAX_RECORDS_PER_CALL:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "records",
+                        f"has {len(request.records)} records; at most {MAX_RECORDS_PER_CALL} per call",
+                    )
+                ]
             )
+        outcomes = await self.exchange.publish_many(publisher, [_publish_request(r) for r in request.records])
+        return pb.PublishRecordsResponse(
+            results=[
+                pb.PublishResult(error=convert.error_detail(outcome))
+                if isinstance(outcome, AckhubError)
+                else pb.PublishResult(receipt=_receipt(outcome))
+                for outcome in outcomes
+            ]
         )
 
     async def AcknowledgeDelivery(
@@ -201,12 +229,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 delivery_id=message.delivery_id,
                 status=message.status,
                 ok=False,
-                error=types_pb2.ErrorDetail(
-                    code=grpc.StatusCode[error.code].value[0],
-                    message=error.message,
-                    reason=error.reason,
-                    metadata=error.metadata,
-                ),
+                error=convert.error_detail(error),
             )
         return pb.AckResult(
             delivery_id=message.delivery_id, status=message.status, ok=True, duplicate=outcome.duplicate

@@ -53,6 +53,7 @@ _TRACING = Rule(frozenset({"enterprise", "operator", "administrator"}), "ENTERPR
 
 RULES: dict[str, Rule] = {
     _EXCHANGE + "PublishRecord": Rule(AGENCY, "AGENCY_ONLY", "publish records"),
+    _EXCHANGE + "PublishRecords": Rule(AGENCY, "AGENCY_ONLY", "publish records"),
     _EXCHANGE + "Subscribe": Rule(AGENCY, "AGENCY_ONLY", "subscribe"),
     _EXCHANGE + "AcknowledgeDelivery": Rule(AGENCY, "AGENCY_ONLY", "acknowledge deliveries"),
     _EXCHANGE + "GetRecord": Rule(ANYONE),  # rows filtered by `visible_deliveries`

@@ -3,6 +3,7 @@ loop and then telling the dispatcher and the notifiers what changed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,11 +12,13 @@ import structlog
 from hub.auth.identity import Principal
 from hub.clock import Clock
 from hub.config import Settings
+from hub.errors import AckhubError
 from hub.exchange import acknowledge as ack_module
 from hub.exchange import claims, operations, publish, sweep
 from hub.exchange.dispatcher import Dispatcher
 from hub.exchange.keys import KeyRing
 from hub.exchange.notify import Notifications
+from hub.exchange.publish import PublishRequest, Receipt
 from hub.exchange.routing import Router
 from hub.exchange.signatures import SignatureChecks
 from hub.store.batching import GroupCommit, Lane
@@ -69,6 +72,26 @@ class Exchange:
         if not receipt.replayed:
             self.dispatcher.wake()
         return receipt
+
+    async def publish_many(
+        self, publisher: Principal, requests: list[PublishRequest]
+    ) -> list[Receipt | AckhubError]:
+        """Several records, queued together so they share a group commit; each answered with its receipt
+        or its own refusal, in order."""
+        self.dispatcher.pass_now()
+        now = self.clock.now_ms()
+        futures = [self._publishes.enqueue(publish.PublishItem(publisher, r, now)) for r in requests]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        answers: list[Receipt | AckhubError] = []
+        for outcome in outcomes:
+            if isinstance(outcome, AckhubError | Receipt):
+                answers.append(outcome)
+            else:
+                raise outcome  # the transaction failed: nothing of it was stored
+        log.debug("records.published", agency=publisher.id, records=len(requests))
+        if any(isinstance(a, Receipt) and not a.replayed for a in answers):
+            self.dispatcher.wake()
+        return answers
 
     async def acknowledge(
         self, caller: Principal, ack: ack_module.AckInput, via: str

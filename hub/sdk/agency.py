@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,18 @@ class Verdict:
 
 
 Handler = Callable[[Delivery], Verdict | list[Verdict] | None]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One record for `AgencyClient.publish_many`."""
+
+    record_type: str
+    payload: bytes
+    subject_uscc: str = ""
+    declaration_number: str = ""
+    content_type: str = "application/json"
+    request_id: str = ""  # empty: a new UUID; reuse one to make a retry idempotent
 
 
 class AgencyClient:
@@ -134,6 +146,30 @@ class AgencyClient:
         )
         receipt: pb.Receipt = response.receipt
         return receipt
+
+    def publish_many(
+        self, publications: Sequence[Publication], *, timeout: float = 30
+    ) -> list[pb.PublishResult]:
+        """Up to 500 records in one call, each answered in order with its receipt (`result.receipt`) or
+        its own refusal (`result.error`, code and reason as PublishRecord would have raised them)."""
+        response = self.stub.PublishRecords(
+            pb.PublishRecordsRequest(
+                records=[
+                    pb.PublishRecordRequest(
+                        request_id=p.request_id or str(uuid.uuid4()),
+                        record_type=p.record_type,
+                        subject_uscc=p.subject_uscc,
+                        declaration_number=p.declaration_number,
+                        content_type=p.content_type,
+                        payload=p.payload,
+                    )
+                    for p in publications
+                ]
+            ),
+            metadata=self.metadata,
+            timeout=timeout,
+        )
+        return list(response.results)
 
     # -- acknowledging ------------------------------------------------------------------------------
     def sign(

@@ -74,11 +74,18 @@ _Work = tuple[BatchStep[Any, Any], list[Any]]
 
 
 class GroupCommit:
-    def __init__(self, db: Database, max_batch: int = 256) -> None:
+    def __init__(self, db: Database, max_batch: int = 256, pipeline: int = 1) -> None:
+        """`pipeline`: transactions handed to the database at once. With SQLite's single database thread,
+        2 keeps that thread busy: the next transaction is queued while one runs, instead of waiting for
+        the event loop to settle the previous one before it is formed. Keep 1 where transactions would
+        run side by side (PostgreSQL's pool), so that two batches never lock the same rows in turn."""
         self.db = db
         self.max_batch = max_batch  # items per lane per transaction
+        self.pipeline = pipeline
         self._lanes: list[Lane[Any, Any]] = []
-        self._draining: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._scheduled = False
+        self._committing: set[asyncio.Task[None]] = set()  # referenced until done
 
     def lane(self, step: BatchStep[I, O], order: int = 0) -> Lane[I, O]:
         """A new lane; within each transaction, lanes run in ascending `order`."""
@@ -88,40 +95,54 @@ class GroupCommit:
         return lane
 
     def kick(self) -> None:
-        if self._draining is None or self._draining.done():
-            self._draining = asyncio.create_task(self._drain())
+        """Form a transaction at the end of this turn of the event loop (so that everything queued in
+        the same turn shares it), if the pipeline has room."""
+        if not self._scheduled and self._in_flight < self.pipeline:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._form)
 
-    async def _drain(self) -> None:
-        while any(lane.pending for lane in self._lanes):
-            taken: list[list[tuple[Any, asyncio.Future[Any]]]] = []
-            work: list[_Work] = []
-            for lane in self._lanes:
-                if lane.pending:
-                    batch, lane.pending = lane.pending[: self.max_batch], lane.pending[self.max_batch :]
-                    taken.append(batch)
-                    work.append((lane.step, [item for item, _ in batch]))
-            started = time.perf_counter()
-            try:
-                outcomes = await self.db.run(self._run, work)
-                log.debug(
-                    "store.group_commit",
-                    items=[len(items) for _, items in work],
-                    ms=round((time.perf_counter() - started) * 1000, 2),
-                )
-            except Exception as exc:  # the transaction failed: every caller in it hears so
-                for batch in taken:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                continue
-            for batch, lane_outcomes in zip(taken, outcomes, strict=True):
-                for (_, future), outcome in zip(batch, lane_outcomes, strict=True):
-                    if future.done():
-                        continue  # the caller went away (cancelled RPC)
-                    if isinstance(outcome, AckhubError):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
+    def _form(self) -> None:
+        self._scheduled = False
+        if self._in_flight >= self.pipeline or not any(lane.pending for lane in self._lanes):
+            return
+        taken: list[list[tuple[Any, asyncio.Future[Any]]]] = []
+        work: list[_Work] = []
+        for lane in self._lanes:
+            if lane.pending:
+                batch, lane.pending = lane.pending[: self.max_batch], lane.pending[self.max_batch :]
+                taken.append(batch)
+                work.append((lane.step, [item for item, _ in batch]))
+        self._in_flight += 1
+        task = asyncio.create_task(self._commit(taken, work))
+        self._committing.add(task)
+        task.add_done_callback(self._committing.discard)
+
+    async def _commit(self, taken: list[list[tuple[Any, asyncio.Future[Any]]]], work: list[_Work]) -> None:
+        started = time.perf_counter()
+        try:
+            outcomes = await self.db.run(self._run, work)
+        except Exception as exc:  # the transaction failed: every caller in it hears so
+            for batch in taken:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        finally:
+            self._in_flight -= 1
+            self.kick()
+        log.debug(
+            "store.group_commit",
+            items=[len(items) for _, items in work],
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        for batch, lane_outcomes in zip(taken, outcomes, strict=True):
+            for (_, future), outcome in zip(batch, lane_outcomes, strict=True):
+                if future.done():
+                    continue  # the caller went away (cancelled RPC)
+                if isinstance(outcome, AckhubError):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
 
     def _run(self, work: list[_Work]) -> list[list[Any]]:
         try:

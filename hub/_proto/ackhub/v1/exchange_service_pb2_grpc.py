@@ -40,6 +40,11 @@ class ExchangeServiceStub:
                 request_serializer=ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordRequest.SerializeToString,
                 response_deserializer=ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordResponse.FromString,
                 _registered_method=True)
+        self.PublishRecords = channel.unary_unary(
+                '/ackhub.v1.ExchangeService/PublishRecords',
+                request_serializer=ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordsRequest.SerializeToString,
+                response_deserializer=ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordsResponse.FromString,
+                _registered_method=True)
         self.Subscribe = channel.stream_stream(
                 '/ackhub.v1.ExchangeService/Subscribe',
                 request_serializer=ackhub_dot_v1_dot_exchange__service__pb2.SubscribeRequest.SerializeToString,
@@ -70,6 +75,16 @@ class ExchangeServiceServicer:
         """Stores a record and one delivery per routed recipient in one transaction, then answers with a receipt.
         Idempotent by request_id: the same request again returns the first receipt; the same request_id with a
         different payload digest is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishRecords(self, request, context):
+        """Publishes several records in one call (an agency sending a backlog, or sending faster than one call at
+        a time allows): each is handled exactly as by PublishRecord, in order, in the same group commit, and
+        answered in the same order with its receipt or its own error; one record's refusal does not refuse the
+        others. At most 500 records and the usual size limit per call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +126,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.PublishRecord,
                     request_deserializer=ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordRequest.FromString,
                     response_serializer=ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordResponse.SerializeToString,
+            ),
+            'PublishRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishRecords,
+                    request_deserializer=ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordsRequest.FromString,
+                    response_serializer=ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordsResponse.SerializeToString,
             ),
             'Subscribe': grpc.stream_stream_rpc_method_handler(
                     servicer.Subscribe,
@@ -161,6 +181,33 @@ class ExchangeService:
             '/ackhub.v1.ExchangeService/PublishRecord',
             ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordRequest.SerializeToString,
             ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ackhub.v1.ExchangeService/PublishRecords',
+            ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordsRequest.SerializeToString,
+            ackhub_dot_v1_dot_exchange__service__pb2.PublishRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,12 @@ class ExchangeServiceStub:
     Idempotent by request_id: the same request again returns the first receipt; the same request_id with a
     different payload digest is ALREADY_EXISTS.
     """
+    PublishRecords: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.PublishRecordsRequest, _exchange_service_pb2.PublishRecordsResponse]
+    """Publishes several records in one call (an agency sending a backlog, or sending faster than one call at
+    a time allows): each is handled exactly as by PublishRecord, in order, in the same group commit, and
+    answered in the same order with its receipt or its own error; one record's refusal does not refuse the
+    others. At most 500 records and the usual size limit per call.
+    """
     Subscribe: _grpc.StreamStreamMultiCallable[_exchange_service_pb2.SubscribeRequest, _exchange_service_pb2.SubscribeResponse]
     """The agency dials out and keeps this stream open: the hub sends deliveries addressed to it (at most
     `window` unacknowledged at a time) and the agency answers acknowledgements on the same stream.
@@ -58,6 +64,12 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     """Stores a record and one delivery per routed recipient in one transaction, then answers with a receipt.
     Idempotent by request_id: the same request again returns the first receipt; the same request_id with a
     different payload digest is ALREADY_EXISTS.
+    """
+    PublishRecords: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.PublishRecordsRequest, _exchange_service_pb2.PublishRecordsResponse]  # type: ignore[assignment]
+    """Publishes several records in one call (an agency sending a backlog, or sending faster than one call at
+    a time allows): each is handled exactly as by PublishRecord, in order, in the same group commit, and
+    answered in the same order with its receipt or its own error; one record's refusal does not refuse the
+    others. At most 500 records and the usual size limit per call.
     """
     Subscribe: _aio.StreamStreamMultiCallable[_exchange_service_pb2.SubscribeRequest, _exchange_service_pb2.SubscribeResponse]  # type: ignore[assignment]
     """The agency dials out and keeps this stream open: the hub sends deliveries addressed to it (at most
@@ -82,6 +94,18 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         """Stores a record and one delivery per routed recipient in one transaction, then answers with a receipt.
         Idempotent by request_id: the same request again returns the first receipt; the same request_id with a
         different payload digest is ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def PublishRecords(
+        self,
+        request: _exchange_service_pb2.PublishRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.PublishRecordsResponse, _abc.Awaitable[_exchange_service_pb2.PublishRecordsResponse]]:
+        """Publishes several records in one call (an agency sending a backlog, or sending faster than one call at
+        a time allows): each is handled exactly as by PublishRecord, in order, in the same group commit, and
+        answered in the same order with its receipt or its own error; one record's refusal does not refuse the
+        others. At most 500 records and the usual size limit per call.
         """
 
     @_abc_1.abstractmethod
