@@ -173,6 +173,7 @@ _TO_ACKNOWLEDGE = (
     core_select(*(_D.c[name] for name in DELIVERY_COLUMNS), _R.c.digest)
     .join(_R, _R.c.id == _D.c.record_id)
     .where(_D.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_D.c.id)  # every batch locks in one order: hubs sharing a PostgreSQL cannot deadlock on them
     .with_for_update(of=_D)
 )
 _A = table_of(AcknowledgementRow)
