@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import uuid
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -341,3 +343,56 @@ def _refill_in_batches(hub: RunningHub, clock: ManualClock) -> None:
     wait_for(lambda: len(inbox.deliveries) == 17, what="two more deliveries")
     hub.dispatch()
     assert len(inbox.deliveries) == 17
+
+
+def test_a_stream_opened_with_batches_groups_deliveries_and_results(hub: RunningHub) -> None:
+    """On a stream opened with `batches`, deliveries that are ready together come in one message, a batch
+    of acknowledgements is handled as if each came alone, and their results come back grouped."""
+    fx = hub.agency("fx")
+    outgoing: queue.Queue[pb.SubscribeRequest | None] = queue.Queue()
+    outgoing.put(pb.SubscribeRequest(open=pb.SubscribeOpen(agency_id="fx", batches=True)))
+
+    def requests() -> Iterator[pb.SubscribeRequest]:
+        while (item := outgoing.get()) is not None:
+            yield item
+
+    customs = hub.agency("customs")
+    receipts = [customs.publish(TYPE, b'{"n": %d}' % n, request_id=str(uuid.uuid4())) for n in range(6)]
+    stream = hub.exchange_stub.Subscribe(requests(), metadata=hub.as_agency("fx"))
+    try:
+        opened = next(stream)
+        assert opened.opened.batches
+        hub.dispatch()
+        deliveries: list[pb.DeliveryMessage] = []
+        grouped = 0
+        while len(deliveries) < 6:
+            message = next(stream)
+            if message.WhichOneof("kind") == "deliveries":
+                grouped += 1
+                deliveries += message.deliveries.deliveries
+            else:
+                deliveries.append(message.delivery)
+        assert grouped >= 1  # six deliveries claimed together went out in fewer messages
+        assert {d.record.record_id for d in deliveries} == {r.record_id for r in receipts}
+
+        acks = [fx.sign(d.record, d.delivery_id, "RECEIVED") for d in deliveries]
+        acks.append(fx.sign(deliveries[0].record, deliveries[0].delivery_id, "REJECTED", ""))  # no reason
+        outgoing.put(pb.SubscribeRequest(acknowledgements=pb.AcknowledgementBatch(acknowledgements=acks)))
+        results: list[pb.AckResult] = []
+        while len(results) < 7:
+            message = next(stream)
+            if message.WhichOneof("kind") == "ack_results":
+                results += message.ack_results.results
+            else:
+                results.append(message.ack_result)
+        assert sum(r.ok for r in results) == 6
+        (refused,) = [r for r in results if not r.ok]
+        assert refused.error.reason == "INVALID_ARGUMENT" and "reason" in refused.error.message
+    finally:
+        outgoing.put(None)
+        stream.cancel()
+    for receipt in receipts:
+        record = hub.exchange_stub.GetRecord(
+            pb.GetRecordRequest(record_id=receipt.record_id), metadata=hub.as_operator()
+        )
+        assert {d.recipient: d.state for d in record.deliveries}["fx"] == types_pb2.DELIVERY_STATE_RECEIVED

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeAlias
 
 import structlog
@@ -27,6 +27,7 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
 MAX_RETRY_AFTER_MS = 24 * 3_600_000
 MAX_RECORDS_PER_CALL = 500  # PublishRecords
 MAX_ACKS_IN_PROGRESS = 256  # per stream: beyond this, the hub stops reading the stream until some finish
+MAX_BATCH = 256  # deliveries or results per stream message on a stream opened with `batches`
 
 
 def ack_input(message: types_pb2.Acknowledgement) -> AckInput:
@@ -62,6 +63,38 @@ def _receipt(receipt: Receipt) -> pb.Receipt:
         deliveries=[pb.DeliveryRef(delivery_id=d, recipient=r) for d, r in receipt.deliveries],
         replayed=receipt.replayed,
     )
+
+
+def _delivery(item: Outbound) -> pb.DeliveryMessage:
+    return pb.DeliveryMessage(
+        delivery_id=item.delivery_id,
+        attempt=item.attempt,
+        record=convert.record(item.record),
+        required_level=convert.level(item.required_level),
+    )
+
+
+def _responses(items: list[object], batches: bool) -> Iterator[pb.SubscribeResponse]:
+    """The stream messages for what the outbox held, in order: on a stream opened with `batches`, each
+    run of deliveries and each run of acknowledgement results goes in one message."""
+    run: list[object] = []
+    for item in [*items, None]:
+        if run and (item is None or type(item) is not type(run[0]) or not batches):
+            if isinstance(run[0], Outbound):
+                messages = [_delivery(o) for o in run]  # type: ignore[arg-type]
+                if len(messages) == 1:
+                    yield pb.SubscribeResponse(delivery=messages[0])
+                else:
+                    yield pb.SubscribeResponse(deliveries=pb.DeliveryBatch(deliveries=messages))
+            else:
+                results = [r.ack_result for r in run]  # type: ignore[attr-defined]
+                if len(results) == 1:
+                    yield run[0]  # type: ignore[misc]
+                else:
+                    yield pb.SubscribeResponse(ack_results=pb.AckResultBatch(results=results))
+            run = []
+        if item is not None:
+            run.append(item)
 
 
 class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
@@ -159,23 +192,25 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         log.info("stream.opened", agency=caller.id, session_id=channel.id, window=window)
         reader = asyncio.create_task(self._read(request_iterator, caller, channel.outbox))
         self.exchange.dispatcher.wake()
+        batches = first.open.batches
         try:
-            yield pb.SubscribeResponse(opened=pb.SubscribeOpened(session_id=channel.id, window=window))
+            yield pb.SubscribeResponse(
+                opened=pb.SubscribeOpened(session_id=channel.id, window=window, batches=batches)
+            )
             while True:
-                item = await channel.outbox.get()
-                if item is None:
+                items = [await channel.outbox.get()]
+                while (
+                    batches
+                    and len(items) < MAX_BATCH
+                    and not channel.outbox.empty()
+                    and items[-1] is not None
+                ):
+                    items.append(channel.outbox.get_nowait())
+                ended = items[-1] is None
+                for message in _responses([i for i in items if i is not None], batches):
+                    yield message
+                if ended:
                     break
-                if isinstance(item, Outbound):
-                    yield pb.SubscribeResponse(
-                        delivery=pb.DeliveryMessage(
-                            delivery_id=item.delivery_id,
-                            attempt=item.attempt,
-                            record=convert.record(item.record),
-                            required_level=convert.level(item.required_level),
-                        )
-                    )
-                elif isinstance(item, pb.SubscribeResponse):
-                    yield item
         finally:
             reader.cancel()
             self.streams.close(channel)
@@ -192,11 +227,17 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         try:
             async for request in requests:
                 kind = request.WhichOneof("kind")
-                if kind == "acknowledgement":
-                    await room.acquire()
-                    task = asyncio.create_task(self._answer(caller, request.acknowledgement, outbox, room))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
+                if kind in ("acknowledgement", "acknowledgements"):
+                    acks = (
+                        [request.acknowledgement]
+                        if kind == "acknowledgement"
+                        else list(request.acknowledgements.acknowledgements)
+                    )
+                    for ack in acks:
+                        await room.acquire()
+                        task = asyncio.create_task(self._answer(caller, ack, outbox, room))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
                 elif kind == "retry_after":
                     wait_ms = request.retry_after.retry_after.ToMilliseconds()
                     if 0 < wait_ms <= MAX_RETRY_AFTER_MS:

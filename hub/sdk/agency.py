@@ -71,6 +71,10 @@ class Verdict:
 Handler = Callable[[Delivery], Verdict | list[Verdict] | None]
 
 
+_MAX_BATCH = 256  # acknowledgements per stream message
+_END = pb.SubscribeRequest()  # marks the end of the outgoing queue met while gathering a batch
+
+
 @dataclass(frozen=True)
 class Publication:
     """One record for `AgencyClient.publish_many`."""
@@ -218,38 +222,74 @@ class AgencyClient:
         """Blocks, handing each delivery to `handler` and answering on the stream, until `close()` or the
         stream ends. Raises `grpc.RpcError` when the hub refuses or drops the stream."""
         outgoing: queue.Queue[pb.SubscribeRequest | None] = queue.Queue()
-        outgoing.put(pb.SubscribeRequest(open=pb.SubscribeOpen(agency_id=self.agency_id, window=window)))
+        outgoing.put(
+            pb.SubscribeRequest(open=pb.SubscribeOpen(agency_id=self.agency_id, window=window, batches=True))
+        )
         with self._lock:
             for ack in self._unconfirmed.values():  # sent on an earlier stream, never confirmed
                 outgoing.put(pb.SubscribeRequest(acknowledgement=ack))
         self._outgoing = outgoing
 
+        batching = threading.Event()  # set once the hub said it takes batches
+
         def requests() -> Iterator[pb.SubscribeRequest]:
+            held: pb.SubscribeRequest | None = None
             while True:
-                item = outgoing.get()
+                item, held = (held, None) if held is not None else (outgoing.get(), None)
                 if item is None:
                     return
-                yield item
+                if not (batching.is_set() and item.WhichOneof("kind") == "acknowledgement"):
+                    yield item
+                    continue
+                # Every acknowledgement already waiting goes in one message.
+                acks = [item.acknowledgement]
+                while len(acks) < _MAX_BATCH:
+                    try:
+                        following = outgoing.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following is not None and following.WhichOneof("kind") == "acknowledgement":
+                        acks.append(following.acknowledgement)
+                    else:
+                        held = following if following is not None else _END
+                        break
+                if len(acks) == 1:
+                    yield item
+                else:
+                    yield pb.SubscribeRequest(acknowledgements=pb.AcknowledgementBatch(acknowledgements=acks))
+                if held is _END:
+                    return
 
         call = self.stub.Subscribe(requests(), metadata=self.metadata)
         self._call = call
         try:
             for response in call:
                 kind = response.WhichOneof("kind")
-                if kind == "opened" and on_open is not None:
-                    on_open(response.opened.session_id)
+                if kind == "opened":
+                    if response.opened.batches:
+                        batching.set()
+                    if on_open is not None:
+                        on_open(response.opened.session_id)
                 elif kind == "ack_result":
-                    result = response.ack_result
-                    with self._lock:  # stored or refused: either way, sending it again would not help
-                        self._unconfirmed.pop((result.delivery_id, result.status), None)
-                    self.results.put(result)
+                    self._confirmed(response.ack_result)
+                elif kind == "ack_results":
+                    for result in response.ack_results.results:
+                        self._confirmed(result)
                 elif kind == "delivery":
                     self._handle(handler, response.delivery, outgoing)
+                elif kind == "deliveries":
+                    for message in response.deliveries.deliveries:
+                        self._handle(handler, message, outgoing)
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.CANCELLED:
                 raise
         finally:
             outgoing.put(None)
+
+    def _confirmed(self, result: pb.AckResult) -> None:
+        with self._lock:  # stored or refused: either way, sending it again would not help
+            self._unconfirmed.pop((result.delivery_id, result.status), None)
+        self.results.put(result)
 
     def _handle(
         self, handler: Handler, message: pb.DeliveryMessage, outgoing: queue.Queue[pb.SubscribeRequest | None]

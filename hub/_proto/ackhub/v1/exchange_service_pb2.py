@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ackhub/v1/exchange_service.proto\x12\tackhub.v1\x1a\x15\x61\x63khub/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x01\n\x14PublishRecordRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0brecord_type\x18\x02 \x01(\t\x12\x14\n\x0csubject_uscc\x18\x03 \x01(\t\x12\x1a\n\x12\x64\x65\x63laration_number\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\"\x9b\x01\n\x07Receipt\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\ndeliveries\x18\x04 \x03(\x0b\x32\x16.ackhub.v1.DeliveryRef\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"5\n\x0b\x44\x65liveryRef\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\"<\n\x15PublishRecordResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.ackhub.v1.Receipt\"I\n\x15PublishRecordsRequest\x12\x30\n\x07records\x18\x01 \x03(\x0b\x32\x1f.ackhub.v1.PublishRecordRequest\"C\n\x16PublishRecordsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.ackhub.v1.PublishResult\"j\n\rPublishResult\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.ackhub.v1.ReceiptH\x00\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x16.ackhub.v1.ErrorDetailH\x00\x42\t\n\x07outcome\"\xa9\x01\n\x10SubscribeRequest\x12(\n\x04open\x18\x01 \x01(\x0b\x32\x18.ackhub.v1.SubscribeOpenH\x00\x12\x35\n\x0f\x61\x63knowledgement\x18\x02 \x01(\x0b\x32\x1a.ackhub.v1.AcknowledgementH\x00\x12,\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x15.ackhub.v1.RetryAfterH\x00\x42\x06\n\x04kind\"2\n\rSubscribeOpen\x12\x11\n\tagency_id\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\x05\"Q\n\nRetryAfter\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa5\x01\n\x11SubscribeResponse\x12,\n\x06opened\x18\x01 \x01(\x0b\x32\x1a.ackhub.v1.SubscribeOpenedH\x00\x12.\n\x08\x64\x65livery\x18\x02 \x01(\x0b\x32\x1a.ackhub.v1.DeliveryMessageH\x00\x12*\n\nack_result\x18\x03 \x01(\x0b\x32\x14.ackhub.v1.AckResultH\x00\x42\x06\n\x04kind\"5\n\x0fSubscribeOpened\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\x05\"\x87\x01\n\x0f\x44\x65liveryMessage\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12!\n\x06record\x18\x03 \x01(\x0b\x32\x11.ackhub.v1.Record\x12+\n\x0erequired_level\x18\x04 \x01(\x0e\x32\x13.ackhub.v1.AckLevel\"\x8c\x01\n\tAckResult\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.ackhub.v1.AckStatus\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.ackhub.v1.ErrorDetail\"Q\n\x1a\x41\x63knowledgeDeliveryRequest\x12\x33\n\x0f\x61\x63knowledgement\x18\x01 \x01(\x0b\x32\x1a.ackhub.v1.Acknowledgement\"W\n\x1b\x41\x63knowledgeDeliveryResponse\x12%\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x13.ackhub.v1.Delivery\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"%\n\x10GetRecordRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\"_\n\x11GetRecordResponse\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.ackhub.v1.Record\x12\'\n\ndeliveries\x18\x02 \x03(\x0b\x32\x13.ackhub.v1.Delivery\"\x8d\x01\n\x15ListDeliveriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.ackhub.v1.DeliveryState\"Z\n\x16ListDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.ackhub.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x8d\x04\n\x0f\x45xchangeService\x12R\n\rPublishRecord\x12\x1f.ackhub.v1.PublishRecordRequest\x1a .ackhub.v1.PublishRecordResponse\x12U\n\x0ePublishRecords\x12 .ackhub.v1.PublishRecordsRequest\x1a!.ackhub.v1.PublishRecordsResponse\x12J\n\tSubscribe\x12\x1b.ackhub.v1.SubscribeRequest\x1a\x1c.ackhub.v1.SubscribeResponse(\x01\x30\x01\x12\x64\n\x13\x41\x63knowledgeDelivery\x12%.ackhub.v1.AcknowledgeDeliveryRequest\x1a&.ackhub.v1.AcknowledgeDeliveryResponse\x12\x46\n\tGetRecord\x12\x1b.ackhub.v1.GetRecordRequest\x1a\x1c.ackhub.v1.GetRecordResponse\x12U\n\x0eListDeliveries\x12 .ackhub.v1.ListDeliveriesRequest\x1a!.ackhub.v1.ListDeliveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ackhub/v1/exchange_service.proto\x12\tackhub.v1\x1a\x15\x61\x63khub/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x01\n\x14PublishRecordRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0brecord_type\x18\x02 \x01(\t\x12\x14\n\x0csubject_uscc\x18\x03 \x01(\t\x12\x1a\n\x12\x64\x65\x63laration_number\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\"\x9b\x01\n\x07Receipt\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\ndeliveries\x18\x04 \x03(\x0b\x32\x16.ackhub.v1.DeliveryRef\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"5\n\x0b\x44\x65liveryRef\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\"<\n\x15PublishRecordResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.ackhub.v1.Receipt\"I\n\x15PublishRecordsRequest\x12\x30\n\x07records\x18\x01 \x03(\x0b\x32\x1f.ackhub.v1.PublishRecordRequest\"C\n\x16PublishRecordsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.ackhub.v1.PublishResult\"j\n\rPublishResult\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.ackhub.v1.ReceiptH\x00\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x16.ackhub.v1.ErrorDetailH\x00\x42\t\n\x07outcome\"\xe6\x01\n\x10SubscribeRequest\x12(\n\x04open\x18\x01 \x01(\x0b\x32\x18.ackhub.v1.SubscribeOpenH\x00\x12\x35\n\x0f\x61\x63knowledgement\x18\x02 \x01(\x0b\x32\x1a.ackhub.v1.AcknowledgementH\x00\x12,\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x15.ackhub.v1.RetryAfterH\x00\x12;\n\x10\x61\x63knowledgements\x18\x04 \x01(\x0b\x32\x1f.ackhub.v1.AcknowledgementBatchH\x00\x42\x06\n\x04kind\"L\n\x14\x41\x63knowledgementBatch\x12\x34\n\x10\x61\x63knowledgements\x18\x01 \x03(\x0b\x32\x1a.ackhub.v1.Acknowledgement\"C\n\rSubscribeOpen\x12\x11\n\tagency_id\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x08\"Q\n\nRetryAfter\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x87\x02\n\x11SubscribeResponse\x12,\n\x06opened\x18\x01 \x01(\x0b\x32\x1a.ackhub.v1.SubscribeOpenedH\x00\x12.\n\x08\x64\x65livery\x18\x02 \x01(\x0b\x32\x1a.ackhub.v1.DeliveryMessageH\x00\x12*\n\nack_result\x18\x03 \x01(\x0b\x32\x14.ackhub.v1.AckResultH\x00\x12.\n\ndeliveries\x18\x04 \x01(\x0b\x32\x18.ackhub.v1.DeliveryBatchH\x00\x12\x30\n\x0b\x61\x63k_results\x18\x05 \x01(\x0b\x32\x19.ackhub.v1.AckResultBatchH\x00\x42\x06\n\x04kind\"?\n\rDeliveryBatch\x12.\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1a.ackhub.v1.DeliveryMessage\"7\n\x0e\x41\x63kResultBatch\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.ackhub.v1.AckResult\"F\n\x0fSubscribeOpened\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x08\"\x87\x01\n\x0f\x44\x65liveryMessage\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12!\n\x06record\x18\x03 \x01(\x0b\x32\x11.ackhub.v1.Record\x12+\n\x0erequired_level\x18\x04 \x01(\x0e\x32\x13.ackhub.v1.AckLevel\"\x8c\x01\n\tAckResult\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.ackhub.v1.AckStatus\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.ackhub.v1.ErrorDetail\"Q\n\x1a\x41\x63knowledgeDeliveryRequest\x12\x33\n\x0f\x61\x63knowledgement\x18\x01 \x01(\x0b\x32\x1a.ackhub.v1.Acknowledgement\"W\n\x1b\x41\x63knowledgeDeliveryResponse\x12%\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x13.ackhub.v1.Delivery\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"%\n\x10GetRecordRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\"_\n\x11GetRecordResponse\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.ackhub.v1.Record\x12\'\n\ndeliveries\x18\x02 \x03(\x0b\x32\x13.ackhub.v1.Delivery\"\x8d\x01\n\x15ListDeliveriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.ackhub.v1.DeliveryState\"Z\n\x16ListDeliveriesResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.ackhub.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x8d\x04\n\x0f\x45xchangeService\x12R\n\rPublishRecord\x12\x1f.ackhub.v1.PublishRecordRequest\x1a .ackhub.v1.PublishRecordResponse\x12U\n\x0ePublishRecords\x12 .ackhub.v1.PublishRecordsRequest\x1a!.ackhub.v1.PublishRecordsResponse\x12J\n\tSubscribe\x12\x1b.ackhub.v1.SubscribeRequest\x1a\x1c.ackhub.v1.SubscribeResponse(\x01\x30\x01\x12\x64\n\x13\x41\x63knowledgeDelivery\x12%.ackhub.v1.AcknowledgeDeliveryRequest\x1a&.ackhub.v1.AcknowledgeDeliveryResponse\x12\x46\n\tGetRecord\x12\x1b.ackhub.v1.GetRecordRequest\x1a\x1c.ackhub.v1.GetRecordResponse\x12U\n\x0eListDeliveries\x12 .ackhub.v1.ListDeliveriesRequest\x1a!.ackhub.v1.ListDeliveriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,31 +49,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUBLISHRESULT']._serialized_start=709
   _globals['_PUBLISHRESULT']._serialized_end=815
   _globals['_SUBSCRIBEREQUEST']._serialized_start=818
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=987
-  _globals['_SUBSCRIBEOPEN']._serialized_start=989
-  _globals['_SUBSCRIBEOPEN']._serialized_end=1039
-  _globals['_RETRYAFTER']._serialized_start=1041
-  _globals['_RETRYAFTER']._serialized_end=1122
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1125
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=1290
-  _globals['_SUBSCRIBEOPENED']._serialized_start=1292
-  _globals['_SUBSCRIBEOPENED']._serialized_end=1345
-  _globals['_DELIVERYMESSAGE']._serialized_start=1348
-  _globals['_DELIVERYMESSAGE']._serialized_end=1483
-  _globals['_ACKRESULT']._serialized_start=1486
-  _globals['_ACKRESULT']._serialized_end=1626
-  _globals['_ACKNOWLEDGEDELIVERYREQUEST']._serialized_start=1628
-  _globals['_ACKNOWLEDGEDELIVERYREQUEST']._serialized_end=1709
-  _globals['_ACKNOWLEDGEDELIVERYRESPONSE']._serialized_start=1711
-  _globals['_ACKNOWLEDGEDELIVERYRESPONSE']._serialized_end=1798
-  _globals['_GETRECORDREQUEST']._serialized_start=1800
-  _globals['_GETRECORDREQUEST']._serialized_end=1837
-  _globals['_GETRECORDRESPONSE']._serialized_start=1839
-  _globals['_GETRECORDRESPONSE']._serialized_end=1934
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1937
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=2078
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=2080
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=2170
-  _globals['_EXCHANGESERVICE']._serialized_start=2173
-  _globals['_EXCHANGESERVICE']._serialized_end=2698
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1048
+  _globals['_ACKNOWLEDGEMENTBATCH']._serialized_start=1050
+  _globals['_ACKNOWLEDGEMENTBATCH']._serialized_end=1126
+  _globals['_SUBSCRIBEOPEN']._serialized_start=1128
+  _globals['_SUBSCRIBEOPEN']._serialized_end=1195
+  _globals['_RETRYAFTER']._serialized_start=1197
+  _globals['_RETRYAFTER']._serialized_end=1278
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1281
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1544
+  _globals['_DELIVERYBATCH']._serialized_start=1546
+  _globals['_DELIVERYBATCH']._serialized_end=1609
+  _globals['_ACKRESULTBATCH']._serialized_start=1611
+  _globals['_ACKRESULTBATCH']._serialized_end=1666
+  _globals['_SUBSCRIBEOPENED']._serialized_start=1668
+  _globals['_SUBSCRIBEOPENED']._serialized_end=1738
+  _globals['_DELIVERYMESSAGE']._serialized_start=1741
+  _globals['_DELIVERYMESSAGE']._serialized_end=1876
+  _globals['_ACKRESULT']._serialized_start=1879
+  _globals['_ACKRESULT']._serialized_end=2019
+  _globals['_ACKNOWLEDGEDELIVERYREQUEST']._serialized_start=2021
+  _globals['_ACKNOWLEDGEDELIVERYREQUEST']._serialized_end=2102
+  _globals['_ACKNOWLEDGEDELIVERYRESPONSE']._serialized_start=2104
+  _globals['_ACKNOWLEDGEDELIVERYRESPONSE']._serialized_end=2191
+  _globals['_GETRECORDREQUEST']._serialized_start=2193
+  _globals['_GETRECORDREQUEST']._serialized_end=2230
+  _globals['_GETRECORDRESPONSE']._serialized_start=2232
+  _globals['_GETRECORDRESPONSE']._serialized_end=2327
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=2330
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=2471
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=2473
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=2563
+  _globals['_EXCHANGESERVICE']._serialized_start=2566
+  _globals['_EXCHANGESERVICE']._serialized_end=3091
 # @@protoc_insertion_point(module_scope)

@@ -211,6 +211,7 @@ class SubscribeRequest(_message.Message):
     OPEN_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGEMENT_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def open(self) -> Global___SubscribeOpen:
         """Must be the first message of the stream."""
@@ -221,22 +222,47 @@ class SubscribeRequest(_message.Message):
     def retry_after(self) -> Global___RetryAfter:
         """Ask the hub to hold back: one delivery (delivery_id set) or every delivery to this agency."""
 
+    @_builtins.property
+    def acknowledgements(self) -> Global___AcknowledgementBatch:
+        """Several acknowledgements in one message; each is handled exactly as if sent alone."""
+
     def __init__(
         self,
         *,
         open: Global___SubscribeOpen | None = ...,
         acknowledgement: _types_pb2.Acknowledgement | None = ...,
         retry_after: Global___RetryAfter | None = ...,
+        acknowledgements: Global___AcknowledgementBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledgement", b"acknowledgement", "kind", b"kind", "open", b"open", "retry_after", b"retry_after"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledgement", b"acknowledgement", "acknowledgements", b"acknowledgements", "kind", b"kind", "open", b"open", "retry_after", b"retry_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgement", b"acknowledgement", "kind", b"kind", "open", b"open", "retry_after", b"retry_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgement", b"acknowledgement", "acknowledgements", b"acknowledgements", "kind", b"kind", "open", b"open", "retry_after", b"retry_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["open", "acknowledgement", "retry_after"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["open", "acknowledgement", "retry_after", "acknowledgements"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgementBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acknowledgements(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Acknowledgement]: ...
+    def __init__(
+        self,
+        *,
+        acknowledgements: _abc.Iterable[_types_pb2.Acknowledgement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledgements", b"acknowledgements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgementBatch: _TypeAlias = AcknowledgementBatch  # noqa: Y015
 
 @_typing.final
 class SubscribeOpen(_message.Message):
@@ -244,19 +270,25 @@ class SubscribeOpen(_message.Message):
 
     AGENCY_ID_FIELD_NUMBER: _builtins.int
     WINDOW_FIELD_NUMBER: _builtins.int
+    BATCHES_FIELD_NUMBER: _builtins.int
     agency_id: _builtins.str
     """Agency id; must match the caller's identity."""
     window: _builtins.int
     """Most unacknowledged deliveries the agency wants in flight; 0 takes the server's default."""
+    batches: _builtins.bool
+    """The agency reads `deliveries` and `ack_results` messages: the hub then sends what is ready at the same
+    moment in one message instead of one message each. False (older agencies): one per message.
+    """
     def __init__(
         self,
         *,
         agency_id: _builtins.str = ...,
         window: _builtins.int = ...,
+        batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_id", b"agency_id", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_id", b"agency_id", "batches", b"batches", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -293,28 +325,80 @@ class SubscribeResponse(_message.Message):
     OPENED_FIELD_NUMBER: _builtins.int
     DELIVERY_FIELD_NUMBER: _builtins.int
     ACK_RESULT_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    ACK_RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def opened(self) -> Global___SubscribeOpened: ...
     @_builtins.property
     def delivery(self) -> Global___DeliveryMessage: ...
     @_builtins.property
     def ack_result(self) -> Global___AckResult: ...
+    @_builtins.property
+    def deliveries(self) -> Global___DeliveryBatch:
+        """Only on streams opened with `batches`."""
+
+    @_builtins.property
+    def ack_results(self) -> Global___AckResultBatch:
+        """Only on streams opened with `batches`."""
+
     def __init__(
         self,
         *,
         opened: Global___SubscribeOpened | None = ...,
         delivery: Global___DeliveryMessage | None = ...,
         ack_result: Global___AckResult | None = ...,
+        deliveries: Global___DeliveryBatch | None = ...,
+        ack_results: Global___AckResultBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack_result", b"ack_result", "delivery", b"delivery", "kind", b"kind", "opened", b"opened"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack_result", b"ack_result", "ack_results", b"ack_results", "deliveries", b"deliveries", "delivery", b"delivery", "kind", b"kind", "opened", b"opened"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_result", b"ack_result", "delivery", b"delivery", "kind", b"kind", "opened", b"opened"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_result", b"ack_result", "ack_results", b"ack_results", "deliveries", b"deliveries", "delivery", b"delivery", "kind", b"kind", "opened", b"opened"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["opened", "delivery", "ack_result"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["opened", "delivery", "ack_result", "deliveries", "ack_results"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
+
+@_typing.final
+class DeliveryBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryMessage]: ...
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[Global___DeliveryMessage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryBatch: _TypeAlias = DeliveryBatch  # noqa: Y015
+
+@_typing.final
+class AckResultBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___AckResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___AckResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckResultBatch: _TypeAlias = AckResultBatch  # noqa: Y015
 
 @_typing.final
 class SubscribeOpened(_message.Message):
@@ -322,18 +406,22 @@ class SubscribeOpened(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     WINDOW_FIELD_NUMBER: _builtins.int
+    BATCHES_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     window: _builtins.int
     """The window in force for this stream."""
+    batches: _builtins.bool
+    """True when the hub will send batches (the agency asked for them): it also takes `acknowledgements`."""
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         window: _builtins.int = ...,
+        batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches", "session_id", b"session_id", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
