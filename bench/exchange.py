@@ -1049,7 +1049,11 @@ def render_ratios(summary: dict[str, Any]) -> list[str]:
         why = "was UNAVAILABLE" if results[BASELINE].get("available") is False else "FAILED"
         return [f"ackhub ÷ RabbitMQ baseline: no ratio, the baseline {why}"]
     phases = [p for p in ("full_speed", "offered_load") if any(p in r for r in found.values())]
-    heads = {"full_speed": "full speed", "offered_load": f"offered {summary['params']['offered_rate']:g}/s"}
+    batch = summary["params"]["batch"]
+    heads = {
+        "full_speed": f"full speed{f' (batch {batch})' if batch > 1 else ''}",
+        "offered_load": f"offered {summary['params']['offered_rate']:g}/s",
+    }
     lines = [
         "ackhub ÷ RabbitMQ baseline, acknowledged deliveries per second (1 = as many as the baseline):",
         "".ljust(22) + "".join(heads[p].rjust(18) for p in phases),
