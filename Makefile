@@ -45,7 +45,7 @@ lint: $(VENV)/.installed buf-lint ## ruff, mypy and buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py
+	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py bench/scale.py
 
 fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

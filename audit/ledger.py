@@ -1,13 +1,17 @@
 """`AuditLedger`: the hub's side of the tree — sequencing, signing checkpoints, serving proofs.
 
-It keeps a `merkle.Tree` of the stored leaf hashes in memory, extended with new leaves as they are
-sequenced, so a proof is O(log n) lookups even for a log of millions of events. Every method is blocking
-(run it with `Database.run`); the cache is guarded by a lock because PostgreSQL runs several threads.
+The tree lives in the store (audit/tree.py): leaf hashes with their events, interior hashes of aligned
+subtrees in `audit_tree_nodes`, and in memory only its right edge (O(log n) hashes). So starting costs
+nothing, memory does not grow with the log, and a root or proof reads O(log n) stored hashes. Every method
+is blocking (run it with `Database.run`); the tree is used under a lock because PostgreSQL runs several
+threads, and each use is one transaction, so the interior hashes a sync stores commit with it or not at all.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -18,7 +22,7 @@ from sqlmodel import Session, col, select
 from audit import checkpoint as checkpoints
 from audit import log
 from audit.checkpoint import Checkpoint
-from audit.merkle import Tree
+from audit.tree import StoredTree
 from hub.clock import Clock
 from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from hub.store.db import Database
@@ -48,21 +52,21 @@ class AuditLedger:
         self.origin = origin
         self.clock = clock
         self.public_key = key.public_key()
-        self._tree = Tree()
+        self._tree = StoredTree()
         self._lock = threading.Lock()
 
     # -- the tree -----------------------------------------------------------------------------------
-    def _synced_tree(self, session: Session) -> Tree:
-        """The cached tree, extended with every leaf sequenced since (call with the lock held)."""
-        hashes = session.exec(
-            select(AuditEventRow.leaf_hash)
-            .where(col(AuditEventRow.leaf_index) >= self._tree.size)
-            .order_by(col(AuditEventRow.leaf_index))
-        ).all()
-        for value in hashes:
-            assert value is not None
-            self._tree.append(value)
-        return self._tree
+    @contextmanager
+    def _with_tree(self) -> Iterator[tuple[Session, StoredTree]]:
+        """One transaction with the tree to ourselves; if it does not commit, the tree forgets what it
+        synced in it (the interior hashes it stored were rolled back) and rebuilds from the store."""
+        with self._lock:
+            try:
+                with self.db.transaction() as session:
+                    yield session, self._tree
+            except BaseException:
+                self._tree.forget()
+                raise
 
     def sequence(self) -> int:
         """Sequence every committed event not yet in the tree; returns the tree size."""
@@ -83,12 +87,12 @@ class AuditLedger:
 
     def _checkpoint(self) -> Checkpoint:
         size = self.sequence()
-        with self.db.transaction() as session:
+        with self._with_tree() as (session, tree):
             latest = self._latest(session)
             if latest is not None and latest.tree_size == size:
                 return to_checkpoint(latest)
-            with self._lock:
-                root = self._synced_tree(session).root(size)
+            tree.sync(session, size)
+            root = tree.root(session, size)
             signed = checkpoints.sign(self.key, self.origin, size, root, self.clock.now_ms())
             session.add(
                 AuditCheckpointRow(
@@ -137,10 +141,10 @@ class AuditLedger:
                 reason="LEAF_NOT_IN_TREE",
                 metadata={"leaf_index": str(leaf_index), "tree_size": str(signed.tree_size)},
             )
-        with self.db.transaction() as session:
+        with self._with_tree() as (session, tree):
             event = session.exec(select(AuditEventRow).where(AuditEventRow.leaf_index == leaf_index)).one()
-            with self._lock:
-                audit_path = self._synced_tree(session).inclusion(leaf_index, signed.tree_size)
+            tree.sync(session, signed.tree_size)
+            audit_path = tree.inclusion(session, leaf_index, signed.tree_size)
         return Inclusion(event, log.leaf_data(event, leaf_index), audit_path, signed)
 
     def consistency(self, first: int, second: int = 0) -> tuple[list[bytes], Checkpoint, Checkpoint]:
@@ -153,8 +157,9 @@ class AuditLedger:
             raise InvalidArgument(
                 [FieldViolation("second_tree_size", f"must be at least first_tree_size ({first})")]
             )
-        with self.db.transaction() as session, self._lock:
-            proof = self._synced_tree(session).consistency(old.tree_size, new.tree_size)
+        with self._with_tree() as (session, tree):
+            tree.sync(session, new.tree_size)
+            proof = tree.consistency(session, old.tree_size, new.tree_size)
         return proof, old, new
 
     def events_of(self, session: Session, record_id: str) -> list[AuditEventRow]:

@@ -4,10 +4,17 @@
     node hash  = SHA-256(0x01 || left || right)
     MTH(D[n])  = the root over n leaf hashes, split at the largest power of two smaller than n
 
-`Tree` keeps the hash of every complete, aligned subtree (2^h leaves starting at a multiple of 2^h) so that
-any MTH, audit path or consistency proof of any tree size costs O(log n) lookups instead of rehashing the
-log; appending a leaf costs O(1) amortised. The free functions below are the RFC's recursive definitions,
-kept short and obviously right; the tests compare `Tree` against them.
+Every range of leaves the RFC's recursion visits in a tree of size n starts at a multiple of a power of two
+at least as large as the range, so its MTH is the right fold of the complete, aligned subtrees (2^h leaves
+starting at a multiple of 2^h) its length decomposes into, largest first (`pieces`, `fold`). An audit path
+or a consistency proof is a list of such ranges (`inclusion_ranges`, `consistency_ranges`): given the hashes
+of complete aligned subtrees, any root or proof of any tree size costs O(log n) of them.
+
+`Tree` keeps every such hash in memory (for tests and small trees); `Frontier` keeps only the O(log n) ones
+that make up the whole tree, enough to append and to compute the current root, and names the subtrees each
+appended leaf completes so that a caller can store them (audit/tree.py keeps the hub's tree that way).
+The free functions `mth`, `path` and `proof` are the RFC's recursive definitions, kept short and obviously
+right; the tests compare the rest against them.
 """
 
 from __future__ import annotations
@@ -17,11 +24,16 @@ from collections.abc import Iterable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
+    "Frontier",
     "Tree",
+    "consistency_ranges",
+    "fold",
+    "inclusion_ranges",
     "leaf_hash",
     "mth",
     "node_hash",
     "path",
+    "pieces",
     "proof",
     "root_from_inclusion",
     "verify_consistency",
@@ -152,12 +164,83 @@ def verify_consistency(
     return fr == first_root and sr == second_root and sn == 0
 
 
-class Tree:
-    """An append-only tree of leaf hashes with every complete aligned subtree's hash cached.
+def pieces(start: int, end: int) -> list[tuple[int, int]]:
+    """The complete aligned subtrees `(level, index)` — leaves [index * 2^level, (index + 1) * 2^level) —
+    that leaves [start, end) decompose into, largest first. `start` must be a multiple of a power of two
+    at least `end - start`, as for every range the RFC's recursion visits."""
+    out: list[tuple[int, int]] = []
+    while start < end:
+        level = (end - start).bit_length() - 1
+        if start & ((1 << level) - 1):
+            raise ValueError(f"leaves [{start}, {end}) are not a range of the tree's recursion")
+        out.append((level, start >> level))
+        start += 1 << level
+    return out
 
-    `levels[h][i]` is the hash of leaves [i * 2^h, (i + 1) * 2^h). Any range the RFC's recursion visits
-    in a tree of size n is either such a complete subtree or a right-hand remainder, which `_hash` splits
-    the same way; so roots and proofs for any size up to `size` come from the cache.
+
+def fold(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a range from the hashes of its `pieces`, in order: H(p1, H(p2, … H(p(k-1), pk)))."""
+    if not hashes:
+        return EMPTY_ROOT
+    result = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        result = node_hash(left, result)
+    return result
+
+
+def _check_size(tree_size: int, size: int) -> None:
+    if not 0 <= tree_size <= size:
+        raise ValueError(f"tree size {tree_size} is outside 0..{size}")
+
+
+def inclusion_ranges(leaf_index: int, tree_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [start, end) whose MTHs are PATH(leaf_index, D[tree_size]), in the path's order."""
+    if not 0 <= leaf_index < tree_size:
+        raise ValueError(f"leaf index {leaf_index} is outside a tree of size {tree_size}")
+    out: list[tuple[int, int]] = []
+    start, end = 0, tree_size
+    while end - start > 1:
+        k = _split(end - start)
+        if leaf_index < start + k:
+            out.append((start + k, end))
+            end = start + k
+        else:
+            out.append((start, start + k))
+            start += k
+    out.reverse()  # the recursion lists the deepest sibling first
+    return out
+
+
+def consistency_ranges(first: int, second: int) -> list[tuple[int, int]]:
+    """The leaf ranges [start, end) whose MTHs are PROOF(first, D[second]), in the proof's order."""
+    if not 0 <= first <= second:
+        raise ValueError(f"first size {first} must be within 0..{second}")
+    if first in (0, second):
+        return []
+    out: list[tuple[int, int]] = []
+    start, end, m, whole = 0, second, first, True
+    while True:
+        n = end - start
+        if m == n:
+            if not whole:
+                out.append((start, end))
+            break
+        k = _split(n)
+        if m <= k:
+            out.append((start + k, end))
+            end = start + k
+        else:
+            out.append((start, start + k))
+            start, m, whole = start + k, m - k, False
+    out.reverse()
+    return out
+
+
+class Tree:
+    """An append-only tree of leaf hashes with every complete aligned subtree's hash cached: about 2n
+    hashes in memory, so for tests, verification of small logs and references; the hub uses audit/tree.py.
+
+    `levels[h][i]` is the hash of leaves [i * 2^h, (i + 1) * 2^h).
     """
 
     def __init__(self, leaves: Iterable[bytes] = ()) -> None:
@@ -180,64 +263,52 @@ class Tree:
             h, index = h + 1, index >> 1
 
     def _hash(self, start: int, end: int) -> bytes:
-        """MTH of leaves [start, end); `start` is aligned to the subtree the recursion is in."""
-        n = end - start
-        if n == 0:
-            return EMPTY_ROOT
-        if n & (n - 1) == 0:
-            h = n.bit_length() - 1
-            return self.levels[h][start >> h]
-        k = _split(n)
-        return node_hash(self._hash(start, start + k), self._hash(start + k, end))
-
-    def _check(self, tree_size: int) -> None:
-        if not 0 <= tree_size <= self.size:
-            raise ValueError(f"tree size {tree_size} is outside 0..{self.size}")
+        """MTH of leaves [start, end) from the cache."""
+        return fold([self.levels[h][i] for h, i in pieces(start, end)])
 
     def root(self, tree_size: int | None = None) -> bytes:
         n = self.size if tree_size is None else tree_size
-        self._check(n)
+        _check_size(n, self.size)
         return self._hash(0, n)
 
     def inclusion(self, leaf_index: int, tree_size: int) -> list[bytes]:
         """PATH(m, D[n]) with cached subtrees."""
-        self._check(tree_size)
-        if not 0 <= leaf_index < tree_size:
-            raise ValueError(f"leaf index {leaf_index} is outside a tree of size {tree_size}")
-        out: list[bytes] = []
-        start, end, m = 0, tree_size, leaf_index
-        while end - start > 1:
-            k = _split(end - start)
-            if m < start + k:
-                out.append(self._hash(start + k, end))
-                end = start + k
-            else:
-                out.append(self._hash(start, start + k))
-                start += k
-        out.reverse()  # the recursion lists the deepest sibling first
-        return out
+        _check_size(tree_size, self.size)
+        return [self._hash(start, end) for start, end in inclusion_ranges(leaf_index, tree_size)]
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         """PROOF(m, D[n]) with cached subtrees."""
-        self._check(second)
-        if not 0 <= first <= second:
-            raise ValueError(f"first size {first} must be within 0..{second}")
-        if first in (0, second):
-            return []
-        out: list[bytes] = []
-        start, end, m, b = 0, second, first, True
-        while True:
-            n = end - start
-            if m == n:
-                if not b:
-                    out.append(self._hash(start, end))
-                break
-            k = _split(n)
-            if m <= k:
-                out.append(self._hash(start + k, end))
-                end = start + k
-            else:
-                out.append(self._hash(start, start + k))
-                start, m, b = start + k, m - k, False
-        out.reverse()
-        return out
+        _check_size(second, self.size)
+        return [self._hash(start, end) for start, end in consistency_ranges(first, second)]
+
+
+class Frontier:
+    """The right edge of an append-only tree: the hashes of `pieces(0, size)` (one complete aligned subtree
+    per set bit of `size`, largest first). That is all appending and the current root need: O(log n)
+    memory, O(1) hashing per leaf amortised."""
+
+    def __init__(self, size: int = 0, hashes: Iterable[bytes] = ()) -> None:
+        self.size = size
+        self.hashes = list(hashes)
+        if size < 0 or len(self.hashes) != size.bit_count():
+            raise ValueError(f"a tree of {size} leaves has {max(size, 0).bit_count()} frontier subtrees")
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add the next leaf hash; returns the subtrees `(level, index, hash)` it completes, the leaf
+        itself (level 0) first, then each parent it completes, upwards."""
+        index = self.size
+        completed = [(0, index, leaf)]
+        carry, level = leaf, 0
+        while index & 1:  # a right child completes its parent
+            carry = node_hash(self.hashes.pop(), carry)
+            level, index = level + 1, index >> 1
+            completed.append((level, index, carry))
+        self.hashes.append(carry)
+        self.size += 1
+        return completed
+
+    def root(self) -> bytes:
+        return fold(self.hashes)
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, self.hashes)

@@ -40,7 +40,8 @@ def _b64(value: bytes) -> str:
 
 
 def _leaf(session: Session, *conditions: Any, where: dict[str, str] | None = None) -> AuditEventRow | None:
-    """The newest sequenced event matching `conditions` whose data holds every `where` item."""
+    """The newest sequenced event matching `conditions` whose data holds every `where` item (for the
+    agencies' events, of kinds that are few)."""
     rows = session.exec(
         select(AuditEventRow)
         .where(col(AuditEventRow.leaf_index).is_not(None), *conditions)
@@ -70,6 +71,20 @@ def build(ledger: AuditLedger, caller: Principal, record_id: str) -> dict[str, A
     with db.transaction() as session:
         record = visible_record(session, caller, record_id)
         names = {a.id: a.name for a in session.exec(select(AgencyRow))}
+        # The record's own events (published, attempts, acknowledgements) come through its record_id
+        # index, a handful of rows; looking them up by kind would read every event of that kind.
+        own = sorted(
+            (e for e in ledger.events_of(session, record.id) if e.leaf_index is not None),
+            key=lambda e: e.leaf_index or 0,
+            reverse=True,
+        )
+
+        def newest(kind: str, delivery_id: str | None = None) -> AuditEventRow | None:
+            return next(
+                (e for e in own if e.kind == kind and delivery_id in (None, e.delivery_id)),
+                None,
+            )
+
         recipients = []
         for delivery in deliveries_of(session, [record.id])[record.id]:
             acks = []
@@ -96,13 +111,7 @@ def build(ledger: AuditLedger, caller: Principal, record_id: str) -> dict[str, A
                             )
                         ),
                         "signature": _b64(ack.signature),
-                        "event": leaf(
-                            _leaf(
-                                session,
-                                AuditEventRow.kind == f"delivery.{ack.status.lower()}",
-                                AuditEventRow.delivery_id == delivery.id,
-                            )
-                        ),
+                        "event": leaf(newest(f"delivery.{ack.status.lower()}", delivery.id)),
                     }
                 )
             recipients.append(
@@ -121,9 +130,7 @@ def build(ledger: AuditLedger, caller: Principal, record_id: str) -> dict[str, A
                     "acknowledgements": acks,
                 }
             )
-        published = leaf(
-            _leaf(session, AuditEventRow.kind == "record.published", AuditEventRow.record_id == record.id)
-        )
+        published = leaf(newest("record.published"))
         rows = {
             r.leaf_index: r
             for r in session.exec(select(AuditEventRow).where(col(AuditEventRow.leaf_index).in_(wanted)))

@@ -88,3 +88,37 @@ def test_hundred_thousand_leaves_are_cheap() -> None:
         assert merkle.verify_inclusion(m, size, tree.levels[0][m], tree.inclusion(m, size), root)
     assert merkle.verify_consistency(77_777, size, tree.root(77_777), root, tree.consistency(77_777, size))
     assert time.perf_counter() - started < 2
+
+
+def test_ranges_decompose_into_aligned_subtrees() -> None:
+    """Every range of the recursion is the right fold of its aligned pieces; a misaligned range is refused."""
+    leaves = _leaves(45)
+    tree = merkle.Tree(leaves)
+    for n in range(1, 46):
+        for m in range(n):
+            for start, end in merkle.inclusion_ranges(m, n):
+                hashes = [tree.levels[h][i] for h, i in merkle.pieces(start, end)]
+                assert merkle.fold(hashes) == merkle.mth(leaves[start:end])
+    assert merkle.pieces(0, 13) == [(3, 0), (2, 2), (0, 12)]
+    assert merkle.fold([]) == merkle.EMPTY_ROOT
+    with pytest.raises(ValueError, match="not a range"):
+        merkle.pieces(3, 7)
+
+
+def test_frontier_keeps_log_n_hashes_and_names_what_each_leaf_completes() -> None:
+    """The frontier's root equals MTH at every size; the subtrees it reports completed are the Tree's."""
+    leaves = _leaves(70)
+    tree = merkle.Tree(leaves)
+    frontier = merkle.Frontier()
+    assert frontier.root() == merkle.EMPTY_ROOT
+    seen: dict[tuple[int, int], bytes] = {}
+    for n, leaf in enumerate(leaves, start=1):
+        for level, index, value in frontier.append(leaf):
+            seen[(level, index)] = value
+        assert frontier.size == n and len(frontier.hashes) == n.bit_count()
+        assert frontier.root() == merkle.mth(leaves[:n])
+        resumed = merkle.Frontier(n, [tree.levels[h][i] for h, i in merkle.pieces(0, n)])
+        assert resumed.hashes == frontier.hashes
+    assert seen == {(h, i): value for h, level in enumerate(tree.levels) for i, value in enumerate(level)}
+    with pytest.raises(ValueError, match="frontier subtrees"):
+        merkle.Frontier(3, [bytes(32)])

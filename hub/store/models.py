@@ -7,7 +7,7 @@ Two nullable timestamps drive the periodic work and are indexed so a sweep never
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, SmallInteger, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -37,14 +37,18 @@ class AgencyKeyRow(SQLModel, table=True):
 
 class RecordRow(SQLModel, table=True):
     __tablename__ = "records"
-    __table_args__ = (UniqueConstraint("publisher", "request_id", name="uq_records_publisher_request"),)
+    __table_args__ = (
+        UniqueConstraint("publisher", "request_id", name="uq_records_publisher_request"),
+        # An enterprise's records, newest first (TraceService.ListRecords), without reading all of them.
+        Index("ix_records_subject_uscc_seq", "subject_uscc", "seq"),
+    )
 
     seq: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, max_length=36)
     request_id: str = Field(max_length=64)
     publisher: str = Field(max_length=64, index=True)
     record_type: str = Field(max_length=128, index=True)
-    subject_uscc: str | None = Field(default=None, max_length=18, index=True)
+    subject_uscc: str | None = Field(default=None, max_length=18)
     declaration_number: str | None = Field(default=None, max_length=18, index=True)
     content_type: str = Field(max_length=128)
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
@@ -52,11 +56,24 @@ class RecordRow(SQLModel, table=True):
     accepted_ms: int = Field(sa_column=_ms(index=True))
 
 
+# Delivery states that stay rare however many records are stored (in flight, or rejected): indexed by
+# state so ListRecords can filter by them without walking a big enterprise's records (hub/exchange/trace.py).
+RARE_DELIVERY_STATES = ("PENDING", "SENT", "REJECTED")
+IN_RARE_DELIVERY_STATE = "state IN ('PENDING', 'SENT', 'REJECTED')"
+
+
 class DeliveryRow(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
         Index("ix_deliveries_due", "recipient", "next_attempt_ms", "seq"),
         Index("ix_deliveries_deadline_check", "deadline_check_ms"),
+        Index(
+            "ix_deliveries_rare_state",
+            "state",
+            "record_id",
+            sqlite_where=text(IN_RARE_DELIVERY_STATE),
+            postgresql_where=text(IN_RARE_DELIVERY_STATE),
+        ),
     )
 
     seq: int | None = Field(default=None, primary_key=True)
@@ -174,6 +191,18 @@ class AuditCheckpointRow(SQLModel, table=True):
     key_id: str = Field(max_length=64)
     public_key: str = Field(max_length=64)  # base64 of the 32 raw Ed25519 bytes
     signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class AuditTreeNodeRow(SQLModel, table=True):
+    """The hash of a complete, aligned subtree of the audit tree — leaves [position * 2^level,
+    (position + 1) * 2^level) — for the levels audit/tree.py stores (multiples of its STRIDE)."""
+
+    __tablename__ = "audit_tree_nodes"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    level: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    position: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 # -- permits (docs/permits.md). Quantities are integer thousandths of their unit; dates `YYYY-MM-DD` text.
