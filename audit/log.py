@@ -44,13 +44,15 @@ def append(
     data: dict[str, Any] | None = None,
 ) -> AuditEventRow:
     event = AuditEventRow(
-        time_ms=time_ms,
-        kind=kind,
-        actor=actor,
-        record_id=record_id,
-        delivery_id=delivery_id,
-        escalation_id=escalation_id,
-        data=canonical_json(data or {}),
+        **event_row(
+            kind=kind,
+            actor=actor,
+            time_ms=time_ms,
+            record_id=record_id,
+            delivery_id=delivery_id,
+            escalation_id=escalation_id,
+            data=data,
+        )
     )
     session.add(event)
     return event

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -158,39 +159,12 @@ class HubServer:
         self._dispatch_task = asyncio.create_task(dispatcher.run(idle_ms=settings.server.sweep_interval))
         if self.scheduled_sweeps:
             self._scheduler = AsyncIOScheduler()
-            self._scheduler.add_job(
-                self._sweep,
-                "interval",
-                seconds=settings.server.sweep_interval / 1000,
-                max_instances=1,
-                coalesce=True,
-                id="sweep",
-            )
+            every = settings.server.sweep_interval
+            self._every(every, self._sweep, "sweep")
             if self.db.is_sqlite:
-                self._scheduler.add_job(
-                    self.db.run_wal_checkpoint,
-                    "interval",
-                    seconds=settings.server.sweep_interval / 1000,
-                    max_instances=1,
-                    coalesce=True,
-                    id="wal-checkpoint",
-                )
-            self._scheduler.add_job(
-                self._sequence_audit,
-                "interval",
-                seconds=settings.server.sweep_interval / 1000,
-                max_instances=1,
-                coalesce=True,
-                id="audit-sequence",
-            )
-            self._scheduler.add_job(
-                self.checkpoint,
-                "interval",
-                seconds=settings.audit.checkpoint_interval / 1000,
-                max_instances=1,
-                coalesce=True,
-                id="audit-checkpoint",
-            )
+                self._every(every, self.db.run_wal_checkpoint, "wal-checkpoint")
+            self._every(every, self._sequence_audit, "audit-sequence")
+            self._every(settings.audit.checkpoint_interval, self.checkpoint, "audit-checkpoint")
             self._scheduler.start()
         if settings.console is not None:
             from hub.console.app import ConsoleServer
@@ -206,6 +180,13 @@ class HubServer:
             routes=len(settings.routes),
         )
         return self.port
+
+    def _every(self, interval_ms: int, job: Callable[[], Awaitable[None]], name: str) -> None:
+        """A scheduled job that never runs twice at once and skips the runs it missed."""
+        assert self._scheduler is not None
+        self._scheduler.add_job(
+            job, "interval", seconds=interval_ms / 1000, max_instances=1, coalesce=True, id=name
+        )
 
     def _guard(self) -> GuardInterceptor:
         """Authentication, the authorization policy, rate and size limits (hub/api/guard.py)."""
