@@ -212,7 +212,8 @@ def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOu
     if wanted:
         connection = session.connection()
         for *columns, digest in connection.execute(_TO_ACKNOWLEDGE, {"ids": list(wanted)}):
-            deliveries[columns[1]] = (DeliveryView(*columns), digest)  # changed in Python, one UPDATE
+            view = DeliveryView(*columns)  # changed in Python, written back in one UPDATE
+            deliveries[view.id] = (view, digest)
         stored = {
             (delivery_id, status)
             for delivery_id, status in connection.execute(_STORED_ACKS, {"ids": list(wanted)})
