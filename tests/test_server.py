@@ -49,6 +49,24 @@ def test_migrations_build_every_table(database_url: str) -> None:
         db.close()
 
 
+def test_head_revision_is_alembics_head(database_url: str) -> None:
+    """HEAD_REVISION, which lets an up-to-date store start without loading Alembic, is the newest
+    migration; a store at it skips the upgrade, a store without the table gets every migration."""
+    from alembic.script import ScriptDirectory
+
+    from hub.store.db import HEAD_REVISION, MIGRATIONS, alembic_config, stored_revision
+
+    db = Database(database_url)
+    try:
+        assert ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head() == HEAD_REVISION
+        assert stored_revision(db.engine) is None
+        db.migrate()
+        assert stored_revision(db.engine) == HEAD_REVISION
+        assert MIGRATIONS.is_dir()
+    finally:
+        db.close()
+
+
 def test_key_removed_from_configuration_is_retired(database_url: str) -> None:
     """Restarting without a key retires it (audited); acknowledgements signed with it are then refused."""
     hub = start_hub(database_url)
