@@ -418,13 +418,11 @@ class Generator:
         seq, leaf = self.at.seq, self.at.leaf
         self.at.seq += 1
         self.at.leaf += 1
-        # The canonical JSON of the leaf's fields, keys sorted, `data` already canonical: the bytes of
-        # `audit_log.leaf_data`, checked below for every kind and a sample, for a fraction of the cost.
-        leaf_data = (
-            f'{{"actor":{_text(actor)},"data":{stored},"delivery_id":{_text(delivery_id)},'
-            f'"escalation_id":{_text(escalation_id)},"index":{leaf},"kind":{_text(kind)},'
-            f'"record_id":{_text(record_id)},"seq":{seq},"time_ms":{time_ms},"v":{audit_log.LEAF_VERSION}}}'
-        ).encode()
+        # As the hub's sequencer makes it (the stored canonical `data` spliced in), checked below against
+        # `audit_log.leaf_data` for every kind and a sample.
+        leaf_data = audit_log.leaf_bytes(
+            leaf, seq, time_ms, kind, actor, record_id, delivery_id, escalation_id, stored
+        )
         if kind not in self.checked or leaf % 997 == 0:
             row = AuditEventRow(
                 seq=seq,

@@ -61,7 +61,10 @@ if TYPE_CHECKING:
     from hub.console.app import ConsoleServer
 
 log = structlog.get_logger("ackhub.server")
-SEQUENCE_CHUNK = 5_000  # audit events made leaves per transaction of the sequencing job
+# Audit events made leaves per transaction of the sequencing job (~5 ms on SQLite), and transactions per
+# run: group commits queued meanwhile run between two chunks, so sequencing delays none by more than one.
+SEQUENCE_CHUNK = 500
+SEQUENCE_CHUNKS_PER_RUN = 40
 SERVICES = (
     exchange_service_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     operations_service_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name,
@@ -239,18 +242,22 @@ class HubServer:
             log.exception("sweep.failed")
 
     async def _sequence_audit(self) -> None:
-        """The scheduled job: make new audit events leaves of the tree, one bounded chunk per sweep
-        interval, so that sequencing never holds the database thread for long (left to the checkpoint
-        job alone, a minute of events was sequenced in one go while every publish waited)."""
+        """The scheduled job: make new audit events leaves of the tree, in small transactions each sweep
+        interval, so that sequencing never holds the database thread for long. (In one transaction of a
+        second's events, it held it for 60 to 80 ms at 200 records/s: the slowest 1 % of deliveries.)"""
         async with self._sweeping:  # a stop waits for it, as for a sweep
             try:
-                await self.db.run(self._sequence_chunk)
+                for _ in range(SEQUENCE_CHUNKS_PER_RUN):
+                    if await self.db.run(self._sequence_chunk) < SEQUENCE_CHUNK:
+                        break
             except Exception:
                 log.exception("audit.sequence_failed")
 
     def _sequence_chunk(self) -> int:
+        """Sequence one chunk; returns how many events it made leaves."""
         with self.db.transaction() as session:
-            return audit_log.sequence(session, limit=SEQUENCE_CHUNK)
+            before = audit_log.tree_size(session)
+            return audit_log.sequence(session, limit=SEQUENCE_CHUNK) - before
 
     async def checkpoint(self) -> None:
         """The scheduled job: sequence new audit events and sign a checkpoint if the tree grew."""

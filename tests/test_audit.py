@@ -10,6 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
@@ -234,3 +236,56 @@ def test_a_clean_stop_leaves_every_event_in_a_signed_tree(database_url: str) -> 
         assert signed == events > 0
     finally:
         db.close()
+
+
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.tuples(_TEXT, _TEXT, st.none() | _TEXT, st.none() | _TEXT, st.none() | _TEXT),
+    data=st.dictionaries(_TEXT, _JSON, max_size=4),
+    seq=st.integers(1, 2**53),
+    index=st.integers(0, 2**53),
+)
+def test_the_sequencers_spliced_leaf_is_the_canonical_leaf(
+    fields: tuple[str, str, str | None, str | None, str | None], data: dict[str, object], seq: int, index: int
+) -> None:
+    """The sequencer splices the stored `data` into the leaf instead of parsing it; for whatever `append`
+    can store (quotes, escapes, any Unicode, nesting, missing ids) that is byte for byte `leaf_data`."""
+    kind, actor, record_id, delivery_id, escalation_id = fields
+    event = AuditEventRow(
+        **log.event_row(
+            kind=kind,
+            actor=actor,
+            time_ms=seq // 3,
+            record_id=record_id,
+            delivery_id=delivery_id,
+            escalation_id=escalation_id,
+            data=data,
+        ),
+    )
+    event.seq = seq
+    assert log.spliced_leaf_data(event, index) == log.leaf_data(event, index)
+
+
+def test_an_event_edited_before_it_was_sequenced_fails_verification(hub: RunningHub) -> None:
+    """Sequencing does not parse events, so it does not refuse one edited into non-canonical JSON before
+    its turn: it makes it a leaf like any other, and verification reports it."""
+    ledger = hub.server.ledger
+    assert ledger is not None
+    hub.run(hub.server.checkpoint())  # 8 events
+    _publish(hub, 4)  # 4 more, not sequenced yet
+    with hub.server.db.transaction() as session:
+        session.execute(
+            text("""UPDATE audit_events SET data = '{ "record_type" : "forged" }' WHERE seq = 10""")
+        )
+    hub.run(hub.server.checkpoint())
+    verdict = verify_log(hub.server.db, ledger.public_key)
+    assert not verdict.ok and verdict.first_bad_seq == 10, verdict.summary()
+    assert "was altered" in verdict.problem, verdict.summary()
