@@ -116,7 +116,7 @@ class RunningHub:
         dispatcher = self.server.exchange.dispatcher
 
         async def drain() -> None:
-            while await dispatcher.dispatch_once():
+            while await dispatcher.dispatch_once(full=True):
                 pass
 
         self.run(drain())

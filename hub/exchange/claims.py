@@ -53,6 +53,9 @@ class Claim:
     notices: list[Notice]
     # When each earlier attempt that these repeat was sent (those attempts went unanswered).
     unanswered_sent_ms: list[int]
+    # Set when the claim took everything due (fewer than its limit): when the recipient's next delivery
+    # falls due, as the claim's transaction saw it (None: nothing waits for another attempt).
+    next_due_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,13 @@ _DUE = (
     .limit(bindparam("limit"))
     .with_for_update(of=_D, skip_locked=True)
 )
+# The recipient's next due time after a claim took all that was due: one step down ix_deliveries_due.
+_NEXT_DUE = (
+    core_select(_D.c.next_attempt_ms)
+    .where(_D.c.recipient == bindparam("recipient"), _D.c.next_attempt_ms > bindparam("now_ms"))
+    .order_by(_D.c.next_attempt_ms)
+    .limit(1)
+)
 _BY_ID = select(DeliveryRow).where(col(DeliveryRow.id) == bindparam("id"))
 _ATTEMPTS = table_of(AttemptRow)
 _CLOSE_ATTEMPTS = (
@@ -129,8 +139,13 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
     due = connection.execute(
         _DUE, {"recipient": request.recipient, "now_ms": now_ms, "limit": request.limit}
     ).all()
+    next_due_ms = None
+    if len(due) < request.limit:  # after this claim, nothing is due before the next retry
+        next_due_ms = connection.execute(
+            _NEXT_DUE, {"recipient": request.recipient, "now_ms": now_ms}
+        ).scalar()
     if not due:
-        return Claim([], [], [])
+        return Claim([], [], [], next_due_ms)
     outbound: list[Outbound] = []
     notices: list[Notice] = []
     unanswered: list[int] = []
@@ -194,7 +209,9 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
     update_rows(session, DeliveryRow, changes)
     insert_rows(session, AttemptRow, attempts)
     audit_log.append_rows(session, events)
-    return Claim(outbound, notices, unanswered)
+    if len(due) < request.limit:  # the attempts just made are due again too
+        next_due_ms = min(t for t in (next_due_ms, *(o.expires_ms for o in outbound)) if t is not None)
+    return Claim(outbound, notices, unanswered, next_due_ms)
 
 
 def close_attempts(session: Session, outcome: str, ends: list[dict[str, object]]) -> None:

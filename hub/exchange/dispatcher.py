@@ -3,13 +3,19 @@ hand them over, paced by the agency's circuit breaker and any "retry after" it a
 
 It wakes on events (a publish, an acknowledgement, a new stream) and on every sweep tick, so retry timing
 stays data in the store rather than one timer per delivery.
+
+A claim that took everything due for an agency also says when that agency's next delivery falls due.
+Until then, and until something changes what is due (a publish, a sweep, a redelivery: `wake`), a pass
+that an acknowledgement started (`nudge`: a slot has room again) skips that agency instead of asking the
+store in vain. Without this, every record cost three claim transactions that found nothing. A pass at
+least every sweep interval ignores what it knows, for what other processes changed in the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
+from dataclasses import dataclass
 
 import structlog
 from sqlmodel import Session
@@ -27,6 +33,18 @@ log = structlog.get_logger("ackhub.dispatch")
 # Claims run after the publishes (lane 0) and acknowledgements (lane 1) of the same transaction, so they
 # see the deliveries just published and the room just freed.
 CLAIM_LANE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """An agency's claim took everything due; nothing is, until `next_due_ms` (None: until something
+    changes), unless the dispatcher's generation moved on since the claim was queued."""
+
+    generation: int
+    next_due_ms: int | None
+
+    def holds(self, generation: int, now_ms: int) -> bool:
+        return generation == self.generation and (self.next_due_ms is None or now_ms < self.next_due_ms)
 
 
 class Dispatcher:
@@ -52,23 +70,38 @@ class Dispatcher:
         self._early: asyncio.Task[None] | None = None
         self._pass = asyncio.Lock()  # one pass at a time: a breaker's single probe must stay single
         self._stopped = False
+        self._generation = 0  # moves on whenever something may have become due (`wake`)
+        self.drained: dict[str, Drained] = {}
+        self.full_pass_ms = 1000  # the longest a pass goes by what it knows (`run` sets the sweep interval)
+        self._last_full_ms: int | None = None
+        self.claims_skipped = 0  # slots not claimed for because their agency was known to be drained
 
     def _claim_step(self, session: Session, requests: list[ClaimRequest]) -> list[Claim | AckhubError]:
         return list(claim_many(session, requests, self.rng))
 
     def wake(self) -> None:
+        """Something may have become due: forget which agencies were drained, and pass."""
+        self._generation += 1
+        self._wake.set()
+
+    def nudge(self) -> None:
+        """A slot has room again (nothing new is due): pass, skipping agencies known to be drained."""
         self._wake.set()
 
     def pause(self, agency: str, until_ms: int) -> None:
         self.paused_until[agency] = max(until_ms, self.paused_until.get(agency, 0))
 
     async def run(self, idle_ms: int) -> None:
+        self.full_pass_ms = idle_ms
         while not self._stopped:
-            with contextlib.suppress(TimeoutError):
+            full = False
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=idle_ms / 1000)
+            except TimeoutError:
+                full = True  # an idle tick: look at everything
             self._wake.clear()
             try:
-                while await self.dispatch_once():
+                while await self.dispatch_once(full):
                     pass
             except Exception:
                 log.exception("dispatch.failed")
@@ -81,7 +114,10 @@ class Dispatcher:
         """Start a pass in the next turn of the event loop, before work queued after this call is taken
         into a transaction (when the database is idle), unless a pass is under way. A publish calls this
         just before it queues its record: the pass's claims then share the publish's transaction (claims
-        run after publishes in it), so the new deliveries go out one transaction sooner."""
+        run after publishes in it), so the new deliveries go out one transaction sooner. Whatever is
+        published from here on is new to every agency (the generation moves on before the pass's claims
+        are queued, so they count as having seen it when they share its transaction)."""
+        self._generation += 1
         if self._pass.locked() or (self._early is not None and not self._early.done()):
             return
         self._early = asyncio.create_task(self._early_pass())
@@ -92,19 +128,27 @@ class Dispatcher:
         except Exception:
             log.exception("dispatch.failed")
 
-    async def dispatch_once(self) -> bool:
-        """One pass over every open slot; True when some slot was filled to the brim (more may be due)."""
+    async def dispatch_once(self, full: bool = False) -> bool:
+        """One pass over every open slot; True when some slot was filled to the brim (more may be due).
+        `full`: claim for every agency, drained or not."""
         async with self._pass:
-            return await self._pass_over_slots()
+            return await self._pass_over_slots(full)
 
-    async def _pass_over_slots(self) -> bool:
+    async def _pass_over_slots(self, full: bool) -> bool:
         """Every slot's claim goes into the same group commit; the deliveries go out once it commits."""
         now = self.clock.now_ms()
+        if full or self._last_full_ms is None or now - self._last_full_ms >= self.full_pass_ms:
+            full, self._last_full_ms = True, now
+        generation = self._generation  # what the claims queued below will have seen
         wanted: list[tuple[Connector, Slot, int]] = []
         probing: set[str] = set()  # a breaker that is not closed allows one probe: one slot per pass
         for connector in self.connectors:
             for slot in connector.open_slots(now):
                 if self.paused_until.get(slot.agency, 0) > now or slot.agency in probing:
+                    continue
+                drained = self.drained.get(slot.agency)
+                if not full and drained is not None and drained.holds(generation, now):
+                    self.claims_skipped += 1
                     continue
                 breaker = self.breakers[slot.agency]
                 allowed = breaker.allowance(now, slot.free)
@@ -122,6 +166,10 @@ class Dispatcher:
         )
         more = False
         for (connector, slot, allowed), claim in zip(wanted, claims, strict=True):
+            if len(claim.outbound) < allowed:
+                self.drained[slot.agency] = Drained(generation, claim.next_due_ms)
+            else:
+                self.drained.pop(slot.agency, None)
             await self._hand_over(connector, slot, claim, now)
             more = more or len(claim.outbound) == allowed
         return more
@@ -147,4 +195,4 @@ class Dispatcher:
         self.breakers[agency].answered(self.clock.now_ms())
         for connector in self.connectors:
             connector.released(agency, delivery_id)
-        self.wake()
+        self.nudge()

@@ -88,7 +88,9 @@ class Exchange:
                 raise outcome  # the transaction failed: nothing of it was stored
             answers.append(outcome)
         if any(isinstance(a, Receipt) and not a.replayed for a in answers):
-            self.dispatcher.wake()
+            # Most often the early pass already claimed them in the same transaction; if a pass was
+            # under way instead, this one sees them (`pass_now` moved the generation on).
+            self.dispatcher.nudge()
         return answers
 
     async def acknowledge(
@@ -121,6 +123,7 @@ class Exchange:
             if await self.db.run(claims.defer, self.db, delivery_id, agency, now + wait_ms, now):
                 for connector in self.dispatcher.connectors:
                     connector.released(agency, delivery_id)
+                self.dispatcher.wake()  # due sooner than the retry the dispatcher may be waiting for
         else:
             self.dispatcher.pause(agency, now + wait_ms)
         log.info("agency.retry_after", agency=agency, delivery_id=delivery_id or None, wait_ms=wait_ms)

@@ -1,0 +1,117 @@
+"""What the dispatcher knows about drained agencies (hub/exchange/dispatcher.py): a pass started by an
+acknowledgement skips an agency whose last claim took everything due, and that knowledge never hides a
+delivery that falls due, by time or by a change, from the next pass."""
+
+from __future__ import annotations
+
+import uuid
+
+from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
+from hub._proto.ackhub.v1 import types_pb2
+from hub.clock import ManualClock
+from hub.exchange.dispatcher import Dispatcher
+from hub.sdk.agency import Verdict, start_subscription
+from tests.harness import Inbox, RunningHub, wait_for
+
+TYPE = "customs.export_declaration.released"
+
+
+def _own_passes(hub: RunningHub) -> Dispatcher:
+    """The hub's dispatcher with its background loop stopped, so the only passes are the test's own
+    (and the one each publish starts), and no pass goes by the clock alone."""
+    assert hub.server.exchange is not None and hub.server._dispatch_task is not None
+    dispatcher = hub.server.exchange.dispatcher
+    dispatcher.stop()
+    task = hub.server._dispatch_task
+
+    async def stopped() -> None:
+        await task
+
+    hub.run(stopped())
+    dispatcher.full_pass_ms = 10**12
+    return dispatcher
+
+
+def _publish(hub: RunningHub) -> pb.Receipt:
+    return hub.agency("customs").publish(
+        TYPE, b'{"fob": 1}', subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
+    )
+
+
+def _record(hub: RunningHub, receipt: pb.Receipt) -> pb.GetRecordResponse:
+    request = pb.GetRecordRequest(record_id=receipt.record_id)
+    record: pb.GetRecordResponse = hub.exchange_stub.GetRecord(request, metadata=hub.as_operator())
+    return record
+
+
+def _final(hub: RunningHub, receipt: pb.Receipt) -> bool:
+    return all(
+        d.state in (types_pb2.DELIVERY_STATE_ACCEPTED, types_pb2.DELIVERY_STATE_RECEIVED)
+        for d in _record(hub, receipt).deliveries
+    )
+
+
+def _next_attempt_ms(hub: RunningHub, receipt: pb.Receipt, agency: str) -> int:
+    delivery = next(d for d in _record(hub, receipt).deliveries if d.recipient == agency)
+    return delivery.next_attempt_time.ToMilliseconds()
+
+
+def _pass(hub: RunningHub, dispatcher: Dispatcher) -> int:
+    """One pass as an acknowledgement starts it; returns how many slots it skipped."""
+    before = dispatcher.claims_skipped
+    hub.run(dispatcher.dispatch_once())
+    return dispatcher.claims_skipped - before
+
+
+def test_a_pass_after_acknowledgements_skips_drained_agencies(hub: RunningHub, clock: ManualClock) -> None:
+    dispatcher = _own_passes(hub)
+    tax, fx = Inbox(lambda d: Verdict.accept()), Inbox(lambda d: Verdict.received())
+    start_subscription(hub.agency("tax", clock=clock), tax)
+    start_subscription(hub.agency("fx", clock=clock), fx)
+    receipt = _publish(hub)
+    ids = {d.delivery_id for d in receipt.deliveries}
+    # The publish's own pass claimed both deliveries in its transaction, and saw that nothing else waits.
+    wait_for(lambda: set(tax.ids()) | set(fx.ids()) == ids, what="both deliveries")
+    assert set(dispatcher.drained) == {"tax", "fx"}
+    wait_for(lambda: _final(hub, receipt), what="both acknowledgements")
+    assert _pass(hub, dispatcher) == 2  # one slot each: neither asks the store
+    assert len(tax.ids()) == len(fx.ids()) == 1
+
+
+def test_what_falls_due_by_time_is_claimed_when_it_does(hub: RunningHub, clock: ManualClock) -> None:
+    """fx never answers: its retry falls due 1 s after the attempt (the test route's first interval)."""
+    dispatcher = _own_passes(hub)
+    fx = Inbox()
+    start_subscription(hub.agency("fx", clock=clock), fx)
+    receipt = _publish(hub)
+    delivery_id = next(d.delivery_id for d in receipt.deliveries if d.recipient == "fx")
+    wait_for(lambda: fx.attempts(delivery_id) == [1], what="the first attempt")
+    assert dispatcher.drained["fx"].next_due_ms == clock.now_ms() + 1_000
+    clock.advance(999)
+    assert _pass(hub, dispatcher) == 1
+    assert fx.attempts(delivery_id) == [1]
+    clock.advance(1)
+    assert _pass(hub, dispatcher) == 0
+    wait_for(lambda: fx.attempts(delivery_id) == [1, 2], what="the retry, as it fell due")
+
+
+def test_a_change_makes_the_next_pass_look_again(hub: RunningHub, clock: ManualClock) -> None:
+    """fx asks to have the delivery again in 10 s: the hint from its claim (retry in 1 s) is void, and the
+    pass after the deferral learns the new time from the store."""
+    dispatcher = _own_passes(hub)
+    fx = Inbox(lambda d: Verdict.later(10_000) if d.attempt == 1 else None)
+    start_subscription(hub.agency("fx", clock=clock), fx)
+    receipt = _publish(hub)
+    delivery_id = next(d.delivery_id for d in receipt.deliveries if d.recipient == "fx")
+    wait_for(lambda: fx.attempts(delivery_id) == [1], what="the first attempt")
+    deferred = clock.now_ms() + 10_000
+    assert dispatcher.drained["fx"].next_due_ms == clock.now_ms() + 1_000  # as the claim saw it
+    wait_for(lambda: _next_attempt_ms(hub, receipt, "fx") == deferred, what="the deferral")
+    assert _pass(hub, dispatcher) == 0  # the deferral voided the hint: this pass asked the store
+    assert dispatcher.drained["fx"].next_due_ms == deferred
+    clock.advance(9_999)
+    assert _pass(hub, dispatcher) == 1
+    assert fx.attempts(delivery_id) == [1]
+    clock.advance(1)
+    assert _pass(hub, dispatcher) == 0
+    wait_for(lambda: fx.attempts(delivery_id) == [1, 2], what="the attempt after the wait")
