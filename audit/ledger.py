@@ -77,6 +77,17 @@ class AuditLedger:
             if size - before < 10_000:
                 return size
 
+    def sequence_some(self, limit: int) -> int:
+        """Sequence up to `limit` events and extend the stored tree over them, in one transaction;
+        returns how many. The hub's scheduled job does this in small chunks, so a checkpoint finds the tree
+        already synced: syncing a minute of leaves at once (72,000 at 200 records/s) held the database
+        thread for 220 ms."""
+        with self._with_tree() as (session, tree):
+            before = log.tree_size(session)
+            size = log.sequence(session, limit)
+            tree.sync(session, size)
+            return size - before
+
     # -- checkpoints --------------------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
         """Sequence, then sign a checkpoint of the whole tree unless the latest one already covers it."""

@@ -15,7 +15,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from adapters.loader import load as load_adapters
-from audit import log as audit_log
 from audit.checkpoint import key_id as audit_key_id
 from audit.checkpoint import signing_key
 from audit.ledger import AuditLedger
@@ -254,10 +253,9 @@ class HubServer:
                 log.exception("audit.sequence_failed")
 
     def _sequence_chunk(self) -> int:
-        """Sequence one chunk; returns how many events it made leaves."""
-        with self.db.transaction() as session:
-            before = audit_log.tree_size(session)
-            return audit_log.sequence(session, limit=SEQUENCE_CHUNK) - before
+        """Sequence one chunk (and extend the stored tree over it); returns how many events it made leaves."""
+        assert self.ledger is not None
+        return self.ledger.sequence_some(SEQUENCE_CHUNK)
 
     async def checkpoint(self) -> None:
         """The scheduled job: sequence new audit events and sign a checkpoint if the tree grew."""

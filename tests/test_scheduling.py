@@ -69,14 +69,15 @@ def test_two_hubs_share_one_postgres_without_double_sends(postgres_url: str) -> 
 
 def test_audit_events_become_leaves_between_checkpoints(database_url: str) -> None:
     """The sequencing job (every sweep interval) makes new events leaves long before the minute's
-    checkpoint, a bounded chunk at a time, so no checkpoint has a minute of events to sequence at once."""
+    checkpoint, a bounded chunk at a time, and stores the tree's hashes over them, so no checkpoint has a
+    minute of events to sequence or hash at once."""
     from sqlalchemy import func, select
 
-    from hub.store.models import AuditEventRow
+    from hub.store.models import AuditCheckpointRow, AuditEventRow, AuditTreeNodeRow
 
     hub = RunningHub(parse_settings(base_config(database_url), "test", {}), scheduled_sweeps=True)
     try:
-        for _ in range(5):
+        for _ in range(20):  # with the agencies' registrations, past 16 leaves: a stored subtree
             hub.agency("customs").publish(TYPE, b"{}", request_id=str(uuid.uuid4()))
 
         def unsequenced() -> int:
@@ -91,7 +92,10 @@ def test_audit_events_become_leaves_between_checkpoints(database_url: str) -> No
         with hub.server.db.transaction() as session:
             (events,) = session.exec(select(func.count()).select_from(AuditEventRow)).one()
             (leaves,) = session.exec(select(func.max(AuditEventRow.leaf_index))).one()
-        assert events >= 5 and leaves == events - 1  # dense from 0
+            (nodes,) = session.exec(select(func.count()).select_from(AuditTreeNodeRow)).one()
+            (checkpoints,) = session.exec(select(func.count()).select_from(AuditCheckpointRow)).one()
+        assert events >= 20 and leaves == events - 1  # dense from 0
+        assert nodes >= 1 and checkpoints == 0  # the tree's hashes are stored before any checkpoint
         assert hub.server.settings.audit.checkpoint_interval >= 60_000  # not the checkpoint's doing
     finally:
         hub.stop()
