@@ -14,8 +14,9 @@ no audit log, no retries or escalation.
 
 Each backend runs a warm-up (not measured), then `--records` records at full speed (publishers send as fast
 as their calls return), then `--offered-records` records at an offered load of `--offered-rate` records/s.
-Both sides publish from `--publishers` threads, each waiting for its receipt (ackhub) or confirm (RabbitMQ)
-before the next. Printed last: ackhub ÷ baseline acknowledged deliveries per second, per ackhub backend.
+Both sides publish from `--publishers` threads at full speed and `--offered-publishers` threads under the
+offered load, each waiting for its receipt (ackhub) or confirm (RabbitMQ) before its next record. Printed
+last: ackhub ÷ baseline acknowledged deliveries per second, per ackhub backend.
 
     .venv/bin/python bench/exchange.py          # 20000 records, then 4000 at 200/s: SQLite, PostgreSQL, RabbitMQ
     .venv/bin/python bench/exchange.py --records 300 --offered-records 200 --backends sqlite,rabbitmq
@@ -107,6 +108,12 @@ class Options:
     offered_records: int = 4000  # records of the offered-load phase; 0 skips it
     amqp_url: str = rabbitmq.DEFAULT_AMQP_URL
     batch: int = 1  # ackhub at full speed: records per PublishRecords call (1: PublishRecord)
+    # Publisher threads of the offered-load phase: enough that one slow answer does not hold the next
+    # records back (with 4 at 200/s, each call must return within 20 ms or the schedule slips).
+    offered_publishers: int = 16
+
+    def publishers_for(self, rate: float) -> int:
+        return self.offered_publishers if rate > 0 else self.publishers
 
 
 @dataclass(frozen=True)
@@ -788,7 +795,9 @@ def drive(
         client.results = StampedResults(agency, phase)
         clients.append(client)
         start_subscription(client, handler_for(agency, phase), window=opts.window)
-    publishers = [AgencyClient(target, PUBLISHER) for _ in range(opts.publishers)]
+    publishers = [
+        AgencyClient(target, PUBLISHER) for _ in range(max(opts.publishers, opts.offered_publishers))
+    ]
     clients.extend(publishers)
     for client in publishers:
         grpc.channel_ready_future(client.channel).result(timeout=10)
@@ -798,7 +807,8 @@ def drive(
         trackers.append(tracker)
         deadline = time.perf_counter() + opts.timeout
         label = f"{backend} {step.label}"
-        start = run_phase(tracker, publishers, step.first, opts, enterprises, hub, deadline, report, label)
+        share = publishers[: opts.publishers_for(step.rate)]
+        start = run_phase(tracker, share, step.first, opts, enterprises, hub, deadline, report, label)
         if step.name is None:  # the warm-up
             if tracker.errors:
                 raise RuntimeError("warm-up: " + "; ".join(tracker.errors))
@@ -1074,7 +1084,8 @@ def render_table(summary: dict[str, Any]) -> str:
     head = (
         f"ackhub exchange bench — {', then '.join(p for p in phases if p)}; "
         f"{params['payload_bytes']} B JSON from customs to tax (ackhub: BUSINESS, RECEIVED+ACCEPTED) and fx "
-        f"(RECEIVED); {params['publishers']} publishers{batching}, window {params['window']}, "
+        f"(RECEIVED); {params['publishers']} publishers{batching} ({params['offered_publishers']} under the "
+        f"offered load), window {params['window']}, "
         f"warm-up {params['warmup']}"
         f"\nmachine: {summary['machine']['cpus']} CPUs {summary['machine']['cpu_model']}, "
         f"Python {summary['machine']['python']}; hub in its own process\n"
@@ -1185,7 +1196,17 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--warmup", type=int, default=100, help="records sent first, not measured (default 100)"
     )
-    parser.add_argument("--publishers", type=int, default=4, help="concurrent publisher threads (default 4)")
+    parser.add_argument(
+        "--publishers", type=int, default=4, help="concurrent publisher threads at full speed (default 4)"
+    )
+    parser.add_argument(
+        "--offered-publishers",
+        type=int,
+        default=16,
+        help="publisher threads of the offered-load phase (default 16): each record goes out at its time "
+        "unless all of them are waiting for answers, so a slow answer delays the records behind it only "
+        "when the hub is really behind",
+    )
     parser.add_argument(
         "--batch",
         type=int,
@@ -1226,8 +1247,12 @@ def parse_args(argv: list[str] | None) -> Options:
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     if not backends or set(backends) - {*HUB_BACKENDS, BASELINE} or len(set(backends)) != len(backends):
         parser.error("--backends takes sqlite, postgres and rabbitmq, each at most once")
-    if args.records < 0 or args.warmup < 0 or args.publishers < 1 or not 1 <= args.window <= 10_000:
-        parser.error("--records and --warmup must be 0 or more, --publishers at least 1, --window 1..10000")
+    if args.records < 0 or args.warmup < 0 or min(args.publishers, args.offered_publishers) < 1:
+        parser.error(
+            "--records and --warmup must be 0 or more, --publishers and --offered-publishers at least 1"
+        )
+    if not 1 <= args.window <= 10_000:
+        parser.error("--window must be 1..10000")
     if args.offered_rate < 0 or args.offered_records < 0:
         parser.error("--offered-rate and --offered-records must be 0 or more")
     if not args.records and not (args.offered_rate and args.offered_records):
@@ -1242,6 +1267,7 @@ def parse_args(argv: list[str] | None) -> Options:
         records=args.records,
         warmup=args.warmup,
         publishers=args.publishers,
+        offered_publishers=args.offered_publishers,
         window=args.window,
         payload_bytes=args.payload_bytes,
         timeout=args.timeout,
@@ -1285,6 +1311,7 @@ def main(argv: list[str] | None = None) -> int:
             "offered_rate": opts.offered_rate,
             "warmup": opts.warmup,
             "publishers": opts.publishers,
+            "offered_publishers": opts.offered_publishers,
             "batch": opts.batch,
             "window": opts.window,
             "payload_bytes": opts.payload_bytes,

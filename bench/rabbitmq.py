@@ -201,7 +201,7 @@ class Broker:
                 raise RuntimeError(
                     f"the {consumer.agency} consumer did not start: {consumer.error or 'timeout'}"
                 )
-        for i in range(self.opts.publishers):
+        for i in range(max(self.opts.publishers, self.opts.offered_publishers)):
             connection = self.connect(f"publisher {i}")
             channel = connection.channel()
             channel.confirm_delivery()
@@ -244,7 +244,8 @@ class Broker:
         self.tracker = tracker
         tracker.begin(self.pid)
         start = time.perf_counter()
-        count = len(self.publishers)
+        publishers = self.publishers[: self.opts.publishers_for(tracker.rate)]
+        count = len(publishers)
         threads = [
             threading.Thread(
                 target=self.publish_share,
@@ -252,7 +253,7 @@ class Broker:
                 name=f"amqp-publish-{i}",
                 daemon=True,
             )
-            for i, (_connection, channel) in enumerate(self.publishers)
+            for i, (_connection, channel) in enumerate(publishers)
         ]
         for thread in threads:
             thread.start()
@@ -308,7 +309,8 @@ class Broker:
     def method(self) -> str:
         return (
             f"fanout exchange → {len(self.workload.recipients)} durable classic queues, persistent messages, "
-            f"each publish confirmed before the next ({self.opts.publishers} publishers), one basic_ack per "
+            f"each publish confirmed before the next ({self.opts.publishers} publishers, "
+            f"{self.opts.offered_publishers} under the offered load), one basic_ack per "
             f"message per consumer (tax acks once), prefetch {self.opts.window}; latency ends when basic_ack "
             "returned; no signatures, no verification, no audit log, no retries or escalation"
         )
