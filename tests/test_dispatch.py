@@ -51,11 +51,6 @@ def _final(hub: RunningHub, receipt: pb.Receipt) -> bool:
     )
 
 
-def _next_attempt_ms(hub: RunningHub, receipt: pb.Receipt, agency: str) -> int:
-    delivery = next(d for d in _record(hub, receipt).deliveries if d.recipient == agency)
-    return delivery.next_attempt_time.ToMilliseconds()
-
-
 def _pass(hub: RunningHub, dispatcher: Dispatcher) -> int:
     """One pass as an acknowledgement starts it; returns how many slots it skipped."""
     before = dispatcher.claims_skipped
@@ -78,21 +73,34 @@ def test_a_pass_after_acknowledgements_skips_drained_agencies(hub: RunningHub, c
     assert len(tax.ids()) == len(fx.ids()) == 1
 
 
-def test_what_falls_due_by_time_is_claimed_when_it_does(hub: RunningHub, clock: ManualClock) -> None:
-    """fx never answers: its retry falls due 1 s after the attempt (the test route's first interval)."""
-    dispatcher = _own_passes(hub)
-    fx = Inbox()
+def _first_attempt_to_fx(hub: RunningHub, clock: ManualClock, fx: Inbox) -> str:
+    """Publish one record with `fx` subscribed; returns fx's delivery id once its first attempt arrived."""
     start_subscription(hub.agency("fx", clock=clock), fx)
     receipt = _publish(hub)
     delivery_id = next(d.delivery_id for d in receipt.deliveries if d.recipient == "fx")
     wait_for(lambda: fx.attempts(delivery_id) == [1], what="the first attempt")
-    assert dispatcher.drained["fx"].next_due_ms == clock.now_ms() + 1_000
-    clock.advance(999)
+    return delivery_id
+
+
+def _second_attempt_after(
+    hub: RunningHub, clock: ManualClock, dispatcher: Dispatcher, fx: Inbox, delivery_id: str, wait_ms: int
+) -> None:
+    """Until `wait_ms` have passed, passes skip fx; at `wait_ms` one asks the store and sends attempt 2."""
+    clock.advance(wait_ms - 1)
     assert _pass(hub, dispatcher) == 1
     assert fx.attempts(delivery_id) == [1]
     clock.advance(1)
     assert _pass(hub, dispatcher) == 0
-    wait_for(lambda: fx.attempts(delivery_id) == [1, 2], what="the retry, as it fell due")
+    wait_for(lambda: fx.attempts(delivery_id) == [1, 2], what="the second attempt, as it fell due")
+
+
+def test_what_falls_due_by_time_is_claimed_when_it_does(hub: RunningHub, clock: ManualClock) -> None:
+    """fx never answers: its retry falls due 1 s after the attempt (the test route's first interval)."""
+    dispatcher = _own_passes(hub)
+    fx = Inbox()
+    delivery_id = _first_attempt_to_fx(hub, clock, fx)
+    assert dispatcher.drained["fx"].next_due_ms == clock.now_ms() + 1_000
+    _second_attempt_after(hub, clock, dispatcher, fx, delivery_id, 1_000)
 
 
 def test_a_change_makes_the_next_pass_look_again(hub: RunningHub, clock: ManualClock) -> None:
@@ -100,18 +108,10 @@ def test_a_change_makes_the_next_pass_look_again(hub: RunningHub, clock: ManualC
     pass after the deferral learns the new time from the store."""
     dispatcher = _own_passes(hub)
     fx = Inbox(lambda d: Verdict.later(10_000) if d.attempt == 1 else None)
-    start_subscription(hub.agency("fx", clock=clock), fx)
-    receipt = _publish(hub)
-    delivery_id = next(d.delivery_id for d in receipt.deliveries if d.recipient == "fx")
-    wait_for(lambda: fx.attempts(delivery_id) == [1], what="the first attempt")
-    deferred = clock.now_ms() + 10_000
-    assert dispatcher.drained["fx"].next_due_ms == clock.now_ms() + 1_000  # as the claim saw it
-    wait_for(lambda: _next_attempt_ms(hub, receipt, "fx") == deferred, what="the deferral")
+    delivery_id = _first_attempt_to_fx(hub, clock, fx)
+    hint = dispatcher.drained["fx"]
+    assert hint.next_due_ms == clock.now_ms() + 1_000  # as the claim saw it
+    wait_for(lambda: not hint.holds(dispatcher.generation, clock.now_ms()), what="the deferral's wake")
     assert _pass(hub, dispatcher) == 0  # the deferral voided the hint: this pass asked the store
-    assert dispatcher.drained["fx"].next_due_ms == deferred
-    clock.advance(9_999)
-    assert _pass(hub, dispatcher) == 1
-    assert fx.attempts(delivery_id) == [1]
-    clock.advance(1)
-    assert _pass(hub, dispatcher) == 0
-    wait_for(lambda: fx.attempts(delivery_id) == [1, 2], what="the attempt after the wait")
+    assert dispatcher.drained["fx"].next_due_ms == clock.now_ms() + 10_000
+    _second_attempt_after(hub, clock, dispatcher, fx, delivery_id, 10_000)

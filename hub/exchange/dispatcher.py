@@ -79,6 +79,11 @@ class Dispatcher:
     def _claim_step(self, session: Session, requests: list[ClaimRequest]) -> list[Claim | AckhubError]:
         return list(claim_many(session, requests, self.rng))
 
+    @property
+    def generation(self) -> int:
+        """Moves on with every `wake` and publish: knowledge from before is void."""
+        return self._generation
+
     def wake(self) -> None:
         """Something may have become due: forget which agencies were drained, and pass."""
         self._generation += 1
