@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import structlog
@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from audit import checkpoint as checkpoints
 from audit import log
 from audit.checkpoint import Checkpoint
-from audit.tree import StoredTree
+from audit.tree import MissingLeaf, StoredTree
 from hub.clock import Clock
 from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from hub.store.db import Database
@@ -78,15 +78,18 @@ class AuditLedger:
                 return size
 
     def sequence_some(self, limit: int) -> int:
-        """Sequence up to `limit` events and extend the stored tree over them, in one transaction;
-        returns how many. The hub's scheduled job does this in small chunks, so a checkpoint finds the tree
+        """Sequence up to `limit` events, then extend the stored tree over them; returns how many were
+        sequenced. The hub's scheduled job does this in small chunks, so a checkpoint finds the tree
         already synced: syncing a minute of leaves at once (72,000 at 200 records/s) held the database
         thread for 220 ms."""
-        with self._with_tree() as (session, tree):
+        with self.db.transaction() as session:
             before = log.tree_size(session)
             size = log.sequence(session, limit)
+        # A tree that cannot grow (a leaf was deleted) stops checkpoints, which report it; it must not
+        # stop new events from becoming leaves, so sequencing commits on its own first.
+        with suppress(MissingLeaf), self._with_tree() as (session, tree):
             tree.sync(session, size)
-            return size - before
+        return size - before
 
     # -- checkpoints --------------------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:

@@ -53,6 +53,11 @@ def _perfect(hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class MissingLeaf(RuntimeError):
+    """A sequenced leaf is not in the store (deleted, or its hash cleared): the tree cannot grow past it.
+    `ackhub audit verify` says which and how."""
+
+
 class StoredTree:
     """The tree of the sequenced leaves in the store. Not thread-safe: the ledger holds a lock around it.
 
@@ -95,10 +100,10 @@ class StoredTree:
                 .limit(_READ_BATCH)
             ).all()
             if not rows:
-                raise RuntimeError(f"audit leaf {grown.size} is missing: run `ackhub audit verify`")
+                raise MissingLeaf(f"audit leaf {grown.size} is missing: run `ackhub audit verify`")
             for index, value in rows:
                 if index != grown.size or value is None:
-                    raise RuntimeError(f"audit leaf {grown.size} is missing: run `ackhub audit verify`")
+                    raise MissingLeaf(f"audit leaf {grown.size} is missing: run `ackhub audit verify`")
                 for level, position, node in grown.append(value):
                     if is_stored_level(level):
                         pending.append({"level": level, "position": position, "hash": node})
@@ -216,7 +221,7 @@ class StoredTree:
         if level == 0:
             rows = self._read(session, {node})
             if node not in rows:
-                raise RuntimeError(f"audit leaf {position} is missing: run `ackhub audit verify`")
+                raise MissingLeaf(f"audit leaf {position} is missing: run `ackhub audit verify`")
             return rows[node]
         if is_stored_level(level):
             stored = self._read(session, {node})
