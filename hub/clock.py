@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from datetime import UTC, datetime
@@ -38,8 +39,14 @@ class ManualClock:
 
 def to_rfc3339_ms(ms: int) -> str:
     """`2026-11-23T08:00:00.123Z`: the form used in signed acknowledgements."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return _utc_second(ms // 1000) + f"{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_second(seconds: int) -> str:
+    """Formatting the date and time cost more than verifying an acknowledgement's fields; each second's
+    text is made once (acknowledgements arrive in time order)."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def parse_rfc3339_ms(text: str) -> int:

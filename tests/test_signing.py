@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.clock import parse_rfc3339_ms, to_rfc3339_ms
 from hub.signing import AckFields, load_private_key, load_public_key, sign_ack, verify_ack
@@ -97,3 +100,12 @@ def test_vendored_vectors_match_the_shared_ones() -> None:
     if not SHARED.exists():
         pytest.skip("shared/ is not beside this clone")
     assert json.loads(COPY.read_text()) == json.loads(SHARED.read_text())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-(2**40), 2**44))
+def test_time_format_is_the_calendar_time_to_the_millisecond(ms: int) -> None:
+    """The text (its second's part cached) is what the calendar says for that instant, and parses back."""
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    assert to_rfc3339_ms(ms) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    assert parse_rfc3339_ms(to_rfc3339_ms(ms)) == ms

@@ -11,7 +11,8 @@ drivers take as they are, so no SQLAlchemy type processing is skipped that these
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Dialect, Table, bindparam, insert, update
@@ -38,12 +39,20 @@ def _update(model: type[SQLModel], columns: tuple[str, ...]) -> UpdateBase:
 @functools.cache
 def _compiled(
     statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]
-) -> tuple[str, list[str] | None, dict[str, Any]]:
-    """The SQL text in the driver's parameter style; the order of positional parameters (None when the
-    driver takes them by name); the values of the statement's own literals (such as `outcome = 'SENT'`)."""
+) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]] | None, dict[str, Any]]:
+    """The SQL text in the driver's parameter style; what picks a row's values as positional parameters,
+    in C (None when the driver takes them by name: a generator expression per row was a tenth of the
+    interpreter's time in a batched run); the values of the statement's own literals (such as
+    `outcome = 'SENT'`)."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     fixed = {name: value for name, value in compiled.params.items() if name not in keys}
-    return compiled.string, compiled.positiontup, fixed
+    order = compiled.positiontup
+    if not order:
+        return compiled.string, None, fixed
+    if len(order) == 1:
+        key = order[0]
+        return compiled.string, lambda row: (row[key],), fixed
+    return compiled.string, itemgetter(*order), fixed
 
 
 def execute_many(session: Session, statement: UpdateBase, rows: Sequence[dict[str, Any]]) -> None:
@@ -52,10 +61,10 @@ def execute_many(session: Session, statement: UpdateBase, rows: Sequence[dict[st
     if not rows:
         return
     connection = session.connection()
-    sql, order, fixed = _compiled(statement, connection.dialect, tuple(rows[0]))
+    sql, values_of, fixed = _compiled(statement, connection.dialect, tuple(rows[0]))
     if fixed:
         rows = [{**fixed, **row} for row in rows]
-    params: Sequence[Any] = [tuple(row[key] for key in order) for row in rows] if order else rows
+    params: Sequence[Any] = [values_of(row) for row in rows] if values_of else rows
     cursor = connection.connection.cursor()
     try:
         cursor.executemany(sql, params)
