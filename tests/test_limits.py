@@ -81,3 +81,35 @@ def test_oversized_fields_are_invalid_argument_and_change_nothing(limited: Runni
         permits.VerifyDeclaration(many, metadata=limited.as_agency("customs"))
     assert error_details(too_many.value)[3] == {"lines": "has 6 items; at most 5"}
     assert table_counts(limited) == before
+
+
+def test_an_oversized_field_inside_a_batch_is_named_by_its_place(limited: RunningHub) -> None:
+    """The walk skips whatever is too small to hold a violation, and still finds one record's long field."""
+    before = table_counts(limited)
+    records = [pb.PublishRecordRequest(record_type="customs.x", request_id=f"r{i}") for i in range(3)]
+    records[1].record_type = "customs." + "x" * 300
+    with pytest.raises(grpc.RpcError) as refused:
+        limited.exchange_stub.PublishRecords(
+            pb.PublishRecordsRequest(records=records), metadata=limited.as_agency("customs")
+        )
+    code, _, _, fields = error_details(refused.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(fields) == {"records[1].record_type"} and "256 bytes" in fields["records[1].record_type"]
+    assert table_counts(limited) == before
+
+
+def test_default_limits_walk_only_the_records_big_enough_to_break_them(hub: RunningHub) -> None:
+    """Default limits (8,192-byte strings): a 12 KiB batch is walked, its 3 KiB records are not, and the
+    one record holding a 9,000-byte string is named."""
+    records = [
+        pb.PublishRecordRequest(record_type="customs.x", request_id=f"r{i}", payload=b"{}" + b" " * 3000)
+        for i in range(4)
+    ]
+    records[2].request_id = "x" * 9000
+    with pytest.raises(grpc.RpcError) as refused:
+        hub.exchange_stub.PublishRecords(
+            pb.PublishRecordsRequest(records=records), metadata=hub.as_agency("customs")
+        )
+    code, _, _, fields = error_details(refused.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(fields) == {"records[2].request_id"}
