@@ -29,8 +29,14 @@ LEAF_VERSION = 1
 _ADVISORY_LOCK = 0x6163_6B68_7562  # "ackhub": one sequencer at a time across every hub on one database
 
 
+# One encoder for every event: `json.dumps` with options builds a new one per call, a third of its time.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(data: dict[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted keys, no spaces, UTF-8 as is: what `json.dumps(data, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)` gives."""
+    return _CANONICAL.encode(data)
 
 
 def append(
