@@ -44,8 +44,8 @@ def to_rfc3339_ms(ms: int) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _utc_second(seconds: int) -> str:
-    """Formatting the date and time cost more than verifying an acknowledgement's fields; each second's
-    text is made once (acknowledgements arrive in time order)."""
+    """Each second's text made once (acknowledgements arrive in time order): formatting a datetime for
+    every acknowledgement's canonical text was 2 % of the interpreter's time in a batched run."""
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
