@@ -1,5 +1,6 @@
 """Fixtures: every store-touching test runs on SQLite and on the machine's PostgreSQL (a fresh database
-per test), and gets a running hub on loopback with a hand-moved clock."""
+per test), and gets a running hub on loopback with a hand-moved clock (`hub`), or the migrated store
+alone (`db`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 
 from hub.clock import ManualClock, SystemClock
+from hub.store.db import Database
 from tests.harness import RunningHub, start_hub
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -53,6 +55,17 @@ def fixture_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
 def fixture_postgres_url() -> Iterator[str]:
     with fresh_postgres() as url:
         yield url
+
+
+@pytest.fixture(name="db")
+def fixture_db(database_url: str) -> Iterator[Database]:
+    """The store migrated to the newest revision, without a hub."""
+    db = Database(database_url)
+    db.migrate()
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 @pytest.fixture(name="clock")

@@ -5,7 +5,6 @@ once for a store from before its interior hashes were kept, and unharmed by a tr
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import delete, func
@@ -17,16 +16,6 @@ from hub.store.db import Database
 from hub.store.models import AuditCheckpointRow, AuditEventRow, AuditTreeNodeRow
 
 LEAVES = 700  # past 256 and 512, so levels 4 and 8 are stored and level 8 is partly complete
-
-
-@pytest.fixture(name="db")
-def fixture_db(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    db.migrate()
-    try:
-        yield db
-    finally:
-        db.close()
 
 
 def _append(db: Database, count: int, first: int = 0) -> None:

@@ -3,8 +3,6 @@ still limited to the caller's own records, newest first and paged, on SQLite and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from hub.auth.identity import Principal
@@ -16,16 +14,6 @@ from hub.store.models import DeliveryRow, RecordRow
 
 ALPHA = "91110000600037341L"
 BETA = "91310000MA1FL0000" + uscc_check_character("91310000MA1FL0000")
-
-
-@pytest.fixture(name="db")
-def fixture_db(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    db.migrate()
-    try:
-        yield db
-    finally:
-        db.close()
 
 
 def _store(db: Database, records: list[tuple[str, str, str, str]]) -> None:
