@@ -38,9 +38,7 @@ import math
 import os
 import platform
 import random
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -63,6 +61,7 @@ if str(BENCH) not in sys.path:  # for `rabbitmq` when not run as a script; last,
     sys.path.append(str(BENCH))  # never shadows the `audit` package
 
 import grpc
+import hubproc
 import psycopg
 import rabbitmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -239,49 +238,19 @@ def hub_config(database_url: str, keys: dict[str, Ed25519PrivateKey], opts: Opti
     return "\n".join(lines)
 
 
-class HubProcess:
-    """`python -m hub.cli serve --config ...` with its log in a file; learns its port from the log."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+class HubProcess(hubproc.ServeProcess):
+    """The hub under test; learns its port from the log."""
 
     def start(self, timeout: float) -> str:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ACKHUB_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=env,
-            )
+        self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the hub exited with {self.process.returncode}:\n{self.tail()}")
+            self.check_running()
             for line in self.log.read_text(errors="replace").splitlines():
                 if '"hub.started"' in line:
                     return f"127.0.0.1:{json.loads(line)['port']}"
             time.sleep(0.05)
         raise TimeoutError(f"the hub did not start within {timeout:.0f} s:\n{self.tail()}")
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def cpu_seconds(self) -> float:
         """User and system CPU time of all the hub's threads so far."""
@@ -292,14 +261,7 @@ class HubProcess:
         return process_memory_mib(self.pid, field)
 
     def stop(self, timeout: float = 15) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        self.terminate(timeout)
 
 
 # -- measuring ---------------------------------------------------------------------------------------

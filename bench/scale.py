@@ -50,10 +50,8 @@ import os
 import platform
 import random
 import shutil
-import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,10 +64,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(BENCH) not in sys.path:  # for `hubproc` when not run as a script; last, so bench/audit.py
+    sys.path.append(str(BENCH))  # never shadows the `audit` package
 
 import grpc
+import hubproc
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -1206,40 +1208,22 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class Hub:
-    """`python -m hub.cli serve --config FILE` with its log in a file; ready when health says SERVING."""
+class Hub(hubproc.ServeProcess):
+    """The hub under test; ready when health says SERVING."""
 
     def __init__(self, config: Path, log: Path, target: str) -> None:
-        self.config = config
-        self.log = log
+        super().__init__(config, log)
         self.target = target
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
 
     def start(self, timeout: float) -> float:
         """Launch and wait for SERVING; returns the seconds from launch to the first SERVING answer."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ACKHUB_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
         channel = grpc.insecure_channel(self.target, options=FAST_RECONNECT)
         health = health_pb2_grpc.HealthStub(channel)
         began = time.perf_counter()
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=env,
-            )
+        self.launch(append=True)
         try:
             while time.perf_counter() - began < timeout:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the hub exited with {self.process.returncode}:\n{self.tail()}")
+                self.check_running()
                 try:
                     answer = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
                     if answer.status == health_pb2.HealthCheckResponse.SERVING:
@@ -1251,25 +1235,10 @@ class Hub:
         finally:
             channel.close()
 
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
     def stop(self, timeout: float) -> float:
         """SIGTERM and wait (a clean stop signs a last checkpoint); returns how long it took."""
-        if self.process is None or self.process.poll() is not None:
-            return 0.0
-        began = time.perf_counter()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            progress(f"  the hub did not stop within {timeout:.0f} s: killing it")
-            self.process.kill()
-            self.process.wait(10)
-        return time.perf_counter() - began
+        warning = f"  the hub did not stop within {timeout:.0f} s: killing it"
+        return self.terminate(timeout, kill_wait=10, on_kill=lambda: progress(warning))
 
 
 class Calls:
