@@ -88,7 +88,13 @@ def test_audit_events_become_leaves_between_checkpoints(database_url: str) -> No
                     ).one()[0]
                 )
 
+        def stored_nodes() -> int:
+            with hub.server.db.transaction() as session:
+                return int(session.exec(select(func.count()).select_from(AuditTreeNodeRow)).one()[0])
+
         wait_for(lambda: unsequenced() == 0, timeout=10, what="every audit event to be a leaf")
+        # The chunk commits, then the tree's hashes over it are stored in a transaction of their own.
+        wait_for(lambda: stored_nodes() >= 1, timeout=10, what="the tree's hashes over the leaves")
         with hub.server.db.transaction() as session:
             (events,) = session.exec(select(func.count()).select_from(AuditEventRow)).one()
             (leaves,) = session.exec(select(func.max(AuditEventRow.leaf_index))).one()
