@@ -22,7 +22,7 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
 from audit.merkle import leaf_hash
-from hub.store.bulk import execute_many, insert_rows, table_of
+from hub.store.bulk import execute_many, insert_rows, select_rows, table_of
 from hub.store.models import AuditEventRow
 
 LEAF_VERSION = 1
@@ -212,7 +212,7 @@ def sequence(session: Session, limit: int = 10_000) -> int:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
     size = tree_size(session)
     leaves: list[dict[str, Any]] = []
-    for event in session.connection().execute(_UNSEQUENCED, {"limit": limit}):
+    for event in select_rows(session, _UNSEQUENCED, {"limit": limit}):
         # Spliced, not parsed: an event edited before it was sequenced stays in the tree (rather than
         # stalling the sequencer) with a leaf that verification cannot recompute, so it is reported.
         leaves.append(

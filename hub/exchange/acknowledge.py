@@ -31,7 +31,7 @@ from hub.exchange.states import (
 )
 from hub.exchange.validation import Violations
 from hub.signing import ACK_STATUSES, AckFields
-from hub.store.bulk import changes_of, insert_rows, table_of, update_rows
+from hub.store.bulk import changes_of, insert_rows, select_rows, table_of, update_rows
 from hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
 from hub.store.views import DELIVERY_COLUMNS, DeliveryView
 
@@ -210,13 +210,12 @@ def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOu
     deliveries: dict[str, tuple[DeliveryView, str]] = {}
     stored: set[tuple[str, str]] = set()
     if wanted:
-        connection = session.connection()
-        for *columns, digest in connection.execute(_TO_ACKNOWLEDGE, {"ids": list(wanted)}):
+        ids = sorted(wanted)  # the same list, so the same compiled statement, for both reads
+        for *columns, digest in select_rows(session, _TO_ACKNOWLEDGE, {"ids": ids}):
             view = DeliveryView(*columns)  # changed in Python, written back in one UPDATE
             deliveries[view.id] = (view, digest)
         stored = {
-            (delivery_id, status)
-            for delivery_id, status in connection.execute(_STORED_ACKS, {"ids": list(wanted)})
+            (delivery_id, status) for delivery_id, status in select_rows(session, _STORED_ACKS, {"ids": ids})
         }
     writes = _Writes()
     for index, request in enumerate(requests):

@@ -15,7 +15,7 @@ from hub.exchange.escalation import Notice, open_case
 from hub.exchange.retry import attempt_wait_ms
 from hub.exchange.routing import policy_of
 from hub.exchange.states import ABORTED_BY_RECIPIENT, ATTEMPTS_EXHAUSTED, SENT
-from hub.store.bulk import execute_many, insert_rows, table_of, update_rows
+from hub.store.bulk import execute_many, insert_rows, select_rows, table_of, update_rows
 from hub.store.db import Database
 from hub.store.models import AttemptRow, DeliveryRow, RecordRow
 
@@ -135,15 +135,13 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
     if request.limit <= 0:
         return Claim([], [], [])
     now_ms = request.now_ms
-    connection = session.connection()
-    due = connection.execute(
-        _DUE, {"recipient": request.recipient, "now_ms": now_ms, "limit": request.limit}
-    ).all()
+    due = select_rows(
+        session, _DUE, {"recipient": request.recipient, "now_ms": now_ms, "limit": request.limit}
+    )
     next_due_ms = None
     if len(due) < request.limit:  # after this claim, nothing is due before the next retry
-        next_due_ms = connection.execute(
-            _NEXT_DUE, {"recipient": request.recipient, "now_ms": now_ms}
-        ).scalar()
+        after = select_rows(session, _NEXT_DUE, {"recipient": request.recipient, "now_ms": now_ms})
+        next_due_ms = after[0].next_attempt_ms if after else None
     if not due:
         return Claim([], [], [], next_due_ms)
     outbound: list[Outbound] = []

@@ -18,7 +18,7 @@ from hub.exchange.routing import Router
 from hub.exchange.states import PENDING
 from hub.exchange.validation import Violations
 from hub.ids import new_id
-from hub.store.bulk import insert_rows, table_of
+from hub.store.bulk import insert_rows, select_rows, table_of
 from hub.store.models import DeliveryRow, RecordRow
 
 _RECORD_TYPE = re.compile(RECORD_TYPE)
@@ -114,17 +114,16 @@ def _stored_receipts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple
     wanted: dict[str, list[str]] = {}
     for publisher, request_id in keys:
         wanted.setdefault(publisher, []).append(request_id)
-    connection = session.connection()
     records = [
         row
         for publisher, request_ids in wanted.items()
-        for row in connection.execute(_STORED, {"publisher": publisher, "request_ids": request_ids})
+        for row in select_rows(session, _STORED, {"publisher": publisher, "request_ids": request_ids})
     ]
     if not records:
         return {}
     deliveries: dict[str, list[tuple[str, str]]] = {r.id: [] for r in records}
-    for delivery_id, recipient, record_id in connection.execute(
-        _STORED_DELIVERIES, {"record_ids": list(deliveries)}
+    for delivery_id, recipient, record_id in select_rows(
+        session, _STORED_DELIVERIES, {"record_ids": list(deliveries)}
     ):
         deliveries[record_id].append((delivery_id, recipient))
     return {

@@ -1,0 +1,66 @@
+"""`hub.store.bulk.select_rows` (the hot paths' reads on the DBAPI cursor) returns what SQLAlchemy's own
+execution returns for the same statements: the same rows, in the same order, with the same column names
+and the same Python types (SQLite's 0/1 read back as a bool), for every length of an IN list, on SQLite and
+on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select
+
+from audit.log import _UNSEQUENCED
+from hub.exchange.acknowledge import _STORED_ACKS, _TO_ACKNOWLEDGE
+from hub.exchange.claims import _DUE, _NEXT_DUE
+from hub.exchange.publish import _STORED, _STORED_DELIVERIES
+from hub.store.bulk import select_rows
+from tests.harness import RunningHub
+
+TYPE = "customs.export_declaration.released"
+
+
+def _both(hub: RunningHub, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+    """The rows through select_rows, after checking them against SQLAlchemy's execution."""
+    with hub.server.db.transaction() as session:
+        expected = session.connection().execute(statement, params).all()
+        got = select_rows(session, statement, params)
+    assert [tuple(row) for row in got] == [tuple(row) for row in expected]
+    assert [[type(value) for value in row] for row in got] == [
+        [type(value) for value in row] for row in expected
+    ]
+    if expected:
+        assert got[0]._fields == tuple(expected[0]._mapping)
+    return got
+
+
+def test_select_rows_matches_sqlalchemy(hub: RunningHub) -> None:
+    request_ids = [str(uuid.uuid4()) for _ in range(3)]
+    receipts = [
+        hub.agency("customs").publish(TYPE, b'{"fob": 1}', subject_uscc="91110000600037341L", request_id=rid)
+        for rid in request_ids
+    ]
+    record_ids = [receipt.record_id for receipt in receipts]
+    delivery_ids = sorted(d.delivery_id for receipt in receipts for d in receipt.deliveries)
+    assert len(delivery_ids) >= 3
+
+    # A list parameter of each length is its own compiled statement; a scalar beside it keeps its place.
+    for count in (1, 2, 3):
+        stored = _both(hub, _STORED, {"publisher": "customs", "request_ids": request_ids[:count]})
+        assert sorted(row.request_id for row in stored) == sorted(request_ids[:count])
+    assert _both(hub, _STORED, {"publisher": "tax", "request_ids": request_ids}) == []
+    delivered = _both(hub, _STORED_DELIVERIES, {"record_ids": record_ids})
+    assert sorted(row.id for row in delivered) == delivery_ids
+
+    to_ack = _both(hub, _TO_ACKNOWLEDGE, {"ids": delivery_ids})
+    assert [row.id for row in to_ack] == delivery_ids
+    assert all(row.escalated is False for row in to_ack)  # a bool, not SQLite's 0
+    assert _both(hub, _STORED_ACKS, {"ids": delivery_ids[:1]}) == []
+
+    recipient = to_ack[0].recipient
+    future = 2**62
+    due = _both(hub, _DUE, {"recipient": recipient, "now_ms": future, "limit": 2})
+    assert 1 <= len(due) <= 2  # the limit is a bound value, the statement's own OFFSET 0 a literal
+    assert _both(hub, _DUE, {"recipient": recipient, "now_ms": 0, "limit": 5}) == []
+    assert [row.next_attempt_ms for row in _both(hub, _NEXT_DUE, {"recipient": recipient, "now_ms": 0})]
+    _both(hub, _UNSEQUENCED, {"limit": 10})
