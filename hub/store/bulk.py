@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Dialect, Select, Table, bindparam, insert, update
+from sqlalchemy import Connection, Dialect, Select, Table, bindparam, insert, update
 from sqlalchemy.sql.dml import UpdateBase
 from sqlmodel import Session, SQLModel
 
@@ -57,6 +57,13 @@ def _compiled(
     return compiled.string, itemgetter(*order), fixed
 
 
+def _dbapi(connection: Connection) -> Any:
+    """The driver's own connection under the session's (the pool's proxy adds a call per cursor)."""
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None  # checked out: the session's transaction holds it
+    return dbapi
+
+
 def execute_many(session: Session, statement: UpdateBase, rows: Sequence[dict[str, Any]]) -> None:
     """Run a built INSERT or UPDATE once per row, in one `executemany` on the session's connection (so
     inside its transaction). Every row has the same keys."""
@@ -67,7 +74,7 @@ def execute_many(session: Session, statement: UpdateBase, rows: Sequence[dict[st
     if fixed:
         rows = [{**fixed, **row} for row in rows]
     params: Sequence[Any] = [values_of(row) for row in rows] if values_of else rows
-    cursor = connection.connection.cursor()
+    cursor = _dbapi(connection).cursor()
     try:
         cursor.executemany(sql, params)
     finally:
@@ -166,7 +173,7 @@ def select_rows(session: Session, statement: Select[Any], params: dict[str, Any]
     connection = session.connection()
     lists = tuple((name, len(value)) for name, value in params.items() if isinstance(value, list))
     prepared = _prepared(statement, connection.dialect, lists)
-    cursor = connection.connection.cursor()
+    cursor = _dbapi(connection).cursor()
     try:
         cursor.execute(prepared.sql, prepared.bound(params))
         return prepared.rows(cursor.fetchall())
