@@ -31,7 +31,7 @@ EPILOG = """examples:
 def _serve(args: argparse.Namespace) -> int:
     from hub.config import load_settings
     from hub.logging import configure
-    from hub.server import HubServer
+    from hub.server import HubServer, freeze_startup_objects
 
     environ = dict(os.environ)
     if args.database_url:
@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         hub = HubServer(settings)
         await hub.start()
+        freeze_startup_objects()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,6 +4,7 @@ dispatcher and the periodic sweep. `HubServer` is what `ackhub serve` runs and w
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -60,11 +61,11 @@ if TYPE_CHECKING:
     from hub.console.app import ConsoleServer
 
 log = structlog.get_logger("ackhub.server")
-# Audit events made leaves per transaction of the sequencing job (~20 ms on SQLite, with the tree's hashes),
-# and transactions per run: group commits queued meanwhile run between two chunks, so sequencing delays
+# Audit events made leaves per transaction of the sequencing job (~6 ms on SQLite, with the tree's hashes),
+# and transactions per run (20,000 events): group commits queued meanwhile run between two chunks, so sequencing delays
 # none of them by more than one chunk.
-SEQUENCE_CHUNK = 500
-SEQUENCE_CHUNKS_PER_RUN = 40
+SEQUENCE_CHUNK = 200
+SEQUENCE_CHUNKS_PER_RUN = 100
 SERVICES = (
     exchange_service_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     operations_service_pb2.DESCRIPTOR.services_by_name["OperationsService"].full_name,
@@ -72,6 +73,17 @@ SERVICES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
 )
+
+
+def freeze_startup_objects() -> None:
+    """Keep what start-up built (modules, the ORM's metadata, protobuf descriptors, compiled statements)
+    out of the garbage collector's full collections: it lives as long as the process, and walking it made
+    each full collection a 45-60 ms pause of every thread, the slowest deliveries of a run at 200
+    records/s (bench/exchange.py). Start-up's own garbage is collected first. For a process that runs
+    one hub (`ackhub serve`), not for tests, which start many hubs in one process and would keep each
+    stopped hub's reference cycles."""
+    gc.collect()
+    gc.freeze()
 
 
 class HubServer:
@@ -166,7 +178,7 @@ class HubServer:
             self._every(every, self._sweep, "sweep")
             if self.db.is_sqlite:
                 self._every(every, self.db.run_wal_checkpoint, "wal-checkpoint")
-            self._every(every, self._sequence_audit, "audit-sequence")
+            self._every(settings.audit.sequence_interval, self._sequence_audit, "audit-sequence")
             self._every(settings.audit.checkpoint_interval, self.checkpoint, "audit-checkpoint")
             self._scheduler.start()
         if settings.console is not None:
@@ -242,9 +254,10 @@ class HubServer:
             log.exception("sweep.failed")
 
     async def _sequence_audit(self) -> None:
-        """The scheduled job: make new audit events leaves of the tree, in small transactions each sweep
-        interval, so that sequencing never holds the database thread for long. (In one transaction of a
-        second's events, it held it for 60 to 80 ms at 200 records/s: the slowest 1 % of deliveries.)"""
+        """The scheduled job: make new audit events leaves of the tree, in small transactions every
+        `audit.sequence_interval`, so that sequencing never holds the database thread for long. (In one
+        transaction of a second's events, it held it for 60 to 80 ms at 200 records/s; in chunks of 500
+        once a second, for 25-30 ms, which still made the slowest 1 % of deliveries: bench/exchange.py.)"""
         async with self._sweeping:  # a stop waits for it, as for a sweep
             try:
                 for _ in range(SEQUENCE_CHUNKS_PER_RUN):

@@ -45,6 +45,9 @@ BAD = """
 [server]
 stream_window = 0
 
+[audit]
+sequence_interval = "0s"
+
 [[agencies]]
 id = "Tax Bureau"
 name = "x"
@@ -82,6 +85,7 @@ def test_good_file_loads_with_durations_in_ms(tmp_path: Path) -> None:
     )
     assert [step.after for step in recipient.escalation] == [0, 1_800_000]
     assert settings.server.stream_window == 64
+    assert settings.audit.sequence_interval == 100
 
 
 def test_environment_overrides_server_settings(tmp_path: Path) -> None:
@@ -105,6 +109,7 @@ def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
         load_settings(path, environ={})
     where = dict(error.value.problems)
     assert "server.stream_window" in where
+    assert "more than 0" in where["audit.sequence_interval"]
     assert "pattern" in where["agencies[0].id"]
     assert "Ed25519" in where["agencies[0].keys[0].public_key"]
     assert "agencies[1].kind" in where
