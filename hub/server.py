@@ -62,8 +62,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ackhub.server")
 # Audit events made leaves per transaction of the sequencing job (~6 ms on SQLite, with the tree's hashes),
-# and transactions per run (20,000 events): group commits queued meanwhile run between two chunks, so sequencing delays
-# none of them by more than one chunk.
+# and transactions per run (20,000 events): group commits queued meanwhile run between two chunks, so
+# sequencing delays none of them by more than one chunk.
 SEQUENCE_CHUNK = 200
 SEQUENCE_CHUNKS_PER_RUN = 100
 SERVICES = (

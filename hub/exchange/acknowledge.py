@@ -210,7 +210,7 @@ def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOu
     deliveries: dict[str, tuple[DeliveryView, str]] = {}
     stored: set[tuple[str, str]] = set()
     if wanted:
-        ids = sorted(wanted)  # the same list, so the same compiled statement, for both reads
+        ids = sorted(wanted)  # one list, in a stable order, for both reads
         for *columns, digest in select_rows(session, _TO_ACKNOWLEDGE, {"ids": ids}):
             view = DeliveryView(*columns)  # changed in Python, written back in one UPDATE
             deliveries[view.id] = (view, digest)
