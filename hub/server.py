@@ -4,7 +4,6 @@ dispatcher and the periodic sweep. `HubServer` is what `ackhub serve` runs and w
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -73,17 +72,6 @@ SERVICES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
 )
-
-
-def freeze_startup_objects() -> None:
-    """Keep what start-up built (modules, the ORM's metadata, protobuf descriptors, compiled statements)
-    out of the garbage collector's full collections: it lives as long as the process, and walking it made
-    each full collection a 45-60 ms pause of every thread, the slowest deliveries of a run at 200
-    records/s (bench/exchange.py). Start-up's own garbage is collected first. For a process that runs
-    one hub (`ackhub serve`), not for tests, which start many hubs in one process and would keep each
-    stopped hub's reference cycles."""
-    gc.collect()
-    gc.freeze()
 
 
 class HubServer:
