@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, text, update
 from sqlalchemy import select as core_select
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from audit.merkle import leaf_hash
 from hub.store.bulk import execute_many, insert_rows, select_rows, table_of
@@ -164,8 +164,8 @@ def leaf_bytes(
 
 
 def tree_size(session: Session) -> int:
-    last = session.exec(select(func.max(AuditEventRow.leaf_index))).one()
-    return 0 if last is None else int(last) + 1
+    (row,) = select_rows(session, _LAST_LEAF, {})
+    return 0 if row.last is None else int(row.last) + 1
 
 
 class EventFields(Protocol):
@@ -198,6 +198,7 @@ _UNSEQUENCED = (
     .order_by(_EVENTS.c.seq)
     .limit(bindparam("limit"))
 )
+_LAST_LEAF = core_select(func.max(_EVENTS.c.leaf_index).label("last"))
 _SET_LEAF = (
     update(_EVENTS)
     .where(_EVENTS.c.seq == bindparam("key_seq"))
@@ -206,11 +207,18 @@ _SET_LEAF = (
 
 
 def sequence(session: Session, limit: int = 10_000) -> int:
-    """Make up to `limit` committed, unsequenced events the next leaves; returns the new tree size.
-    One read and one executemany UPDATE: about 25 µs of CPU an event on SQLite."""
+    """Make up to `limit` committed, unsequenced events the next leaves; returns the new tree size."""
+    first, hashes = sequence_leaves(session, limit)
+    return first + len(hashes)
+
+
+def sequence_leaves(session: Session, limit: int) -> tuple[int, list[bytes]]:
+    """`sequence`, returning the index of the first new leaf and the new leaves' hashes, in order (for
+    the tree to grow by without reading them back). One read and one executemany UPDATE: about 25 µs of
+    CPU an event on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
-    size = tree_size(session)
+    first = size = tree_size(session)
     leaves: list[dict[str, Any]] = []
     for event in select_rows(session, _UNSEQUENCED, {"limit": limit}):
         # Spliced, not parsed: an event edited before it was sequenced stays in the tree (rather than
@@ -220,4 +228,4 @@ def sequence(session: Session, limit: int = 10_000) -> int:
         )
         size += 1
     execute_many(session, _SET_LEAF, leaves)
-    return size
+    return first, [leaf["leaf_hash"] for leaf in leaves]

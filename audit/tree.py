@@ -18,15 +18,19 @@ Proofs are those of audit/merkle.py, byte for byte: the same ranges (`merkle.inc
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert
+from sqlalchemy import bindparam, func, insert
+from sqlalchemy import select as core_select
+from sqlalchemy.sql.dml import UpdateBase
 from sqlmodel import Session, col, select
 
 from audit.merkle import Frontier, consistency_ranges, fold, inclusion_ranges, node_hash, pieces
+from hub.store.bulk import execute_many, select_rows
 from hub.store.models import AuditEventRow, AuditTreeNodeRow
 
 STRIDE = 4  # interior hashes are stored at levels 4, 8, 12 …
@@ -38,6 +42,28 @@ _NODES = AuditTreeNodeRow.__table__  # type: ignore[attr-defined]
 _log = structlog.get_logger("ackhub.audit")
 
 Node = tuple[int, int]  # (level, position): leaves [position * 2^level, (position + 1) * 2^level)
+_EVENTS = AuditEventRow.__table__  # type: ignore[attr-defined]
+# Built once: the hub syncs the tree a few times a second (see hub/store/bulk.py for why).
+_LEAVES = (
+    core_select(_EVENTS.c.leaf_index, _EVENTS.c.leaf_hash)
+    .where(_EVENTS.c.leaf_index >= bindparam("first"), _EVENTS.c.leaf_index < bindparam("end"))
+    .order_by(_EVENTS.c.leaf_index)
+    .limit(bindparam("limit"))
+)
+
+
+@functools.cache
+def _insert_nodes(dialect: str) -> UpdateBase:
+    """INSERT of stored-level hashes that leaves a row already there alone (another hub stored it)."""
+    if dialect == "postgresql":  # imported here: a SQLite hub need not load PostgreSQL's dialect
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(_NODES).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(_NODES).on_conflict_do_nothing()
+    return insert(_NODES)  # pragma: no cover - the hub runs on SQLite and PostgreSQL
 
 
 def is_stored_level(level: int) -> bool:
@@ -81,9 +107,10 @@ class StoredTree:
         self._recent.clear()
 
     # -- growing --------------------------------------------------------------------------------------
-    def sync(self, session: Session, size: int) -> None:
+    def sync(self, session: Session, size: int, fresh: Sequence[bytes] = (), fresh_from: int = 0) -> None:
         """Make the tree cover at least the first `size` sequenced leaves, storing the hashes of the
-        stored-level subtrees they complete."""
+        stored-level subtrees they complete. `fresh`: the hashes of leaves `fresh_from`, `fresh_from + 1`
+        … that the caller has just sequenced, used instead of reading them back."""
         if self._frontier is None:
             self._frontier = self._load(session, size)
         frontier = self._frontier
@@ -93,17 +120,11 @@ class StoredTree:
         pending: list[dict[str, Any]] = []
         start = grown.size
         while grown.size < size:
-            rows = session.exec(
-                select(AuditEventRow.leaf_index, AuditEventRow.leaf_hash)
-                .where(col(AuditEventRow.leaf_index) >= grown.size, col(AuditEventRow.leaf_index) < size)
-                .order_by(col(AuditEventRow.leaf_index))
-                .limit(_READ_BATCH)
-            ).all()
-            if not rows:
-                raise MissingLeaf(f"audit leaf {grown.size} is missing: run `ackhub audit verify`")
-            for index, value in rows:
-                if index != grown.size or value is None:
-                    raise MissingLeaf(f"audit leaf {grown.size} is missing: run `ackhub audit verify`")
+            if fresh_from <= grown.size < fresh_from + len(fresh):
+                values = fresh[grown.size - fresh_from : size - fresh_from]
+            else:
+                values = self._stored_leaves(session, grown.size, size)
+            for value in values:
                 for level, position, node in grown.append(value):
                     if is_stored_level(level):
                         pending.append({"level": level, "position": position, "hash": node})
@@ -116,22 +137,22 @@ class StoredTree:
         self._frontier = grown
 
     @staticmethod
+    def _stored_leaves(session: Session, first: int, end: int) -> list[bytes]:
+        """Up to `_READ_BATCH` stored leaf hashes from `first` on (below `end`), in order; raises
+        `MissingLeaf` at the first one that is not there."""
+        rows = select_rows(session, _LEAVES, {"first": first, "end": end, "limit": _READ_BATCH})
+        for expected, (index, value) in enumerate(rows, start=first):
+            if index != expected or value is None:
+                raise MissingLeaf(f"audit leaf {expected} is missing: run `ackhub audit verify`")
+        if not rows:
+            raise MissingLeaf(f"audit leaf {first} is missing: run `ackhub audit verify`")
+        return [value for _, value in rows]
+
+    @staticmethod
     def _store(session: Session, nodes: list[dict[str, Any]]) -> None:
         """Insert stored-level hashes; ones already there (another hub synced them) are left alone."""
-        if not nodes:
-            return
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":  # imported here: a SQLite hub need not load PostgreSQL's dialect
-            from sqlalchemy.dialects import postgresql
-
-            statement: Any = postgresql.insert(_NODES).on_conflict_do_nothing()
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects import sqlite
-
-            statement = sqlite.insert(_NODES).on_conflict_do_nothing()
-        else:  # pragma: no cover - the hub runs on SQLite and PostgreSQL
-            statement = insert(_NODES)
-        session.connection().execute(statement, nodes)
+        if nodes:
+            execute_many(session, _insert_nodes(session.get_bind().dialect.name), nodes)
 
     def _load(self, session: Session, size: int) -> Frontier:
         """The frontier at the size up to which the store holds every stored-level hash (at most `size`)."""

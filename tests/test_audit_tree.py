@@ -223,3 +223,47 @@ def test_the_ledger_forgets_a_sync_its_transaction_lost(
     leaf = merkle.leaf_hash(inclusion.leaf_data)
     assert merkle.verify_inclusion(42, 100, leaf, inclusion.audit_path, first.root_hash)
     assert len(_stored(db)) == 100 // 16
+
+
+def test_the_hubs_chunks_grow_the_tree_from_the_hashes_just_computed(db: Database) -> None:
+    """`AuditLedger.sequence_some`, the hub's job: each chunk is sequenced and added to the tree in one
+    transaction, from the leaf hashes it just computed, and the result is the tree the store holds:
+    the same interior hashes and roots as one synced by reading every leaf back. Leaves sequenced
+    elsewhere first (a checkpoint, `audit verify`) are read from the store."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sqlalchemy import event
+
+    from audit.ledger import AuditLedger
+    from hub.clock import ManualClock
+
+    _append(db, LEAVES)
+    _sequence(db, 40)  # sequenced by someone else: not in this ledger's tree yet
+    ledger = AuditLedger(
+        db, Ed25519PrivateKey.from_private_bytes(bytes(range(32))), "ackhub", ManualClock(1_800_000_000_000)
+    )
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _connection: commits.append(1))
+    rng = random.Random(3)
+    chunks = sequenced = 0
+    while sequenced < LEAVES - 40:
+        made = ledger.sequence_some(rng.choice([1, 7, 16, 200]))
+        assert made > 0
+        sequenced += made
+        chunks += 1
+    assert ledger.sequence_some(200) == 0
+    assert len(commits) == chunks + 1  # one transaction a chunk
+    reference = merkle.Tree(_leaf_hashes(db))
+    assert len(reference.levels[0]) == LEAVES
+    assert _stored(db) == {
+        (level, position): value
+        for level, values in enumerate(reference.levels)
+        if is_stored_level(level)
+        for position, value in enumerate(values)
+    }
+    checkpoint = ledger.checkpoint()
+    assert checkpoint.tree_size == LEAVES and checkpoint.root_hash == reference.root()
+    read_back = StoredTree()
+    with db.transaction() as session:
+        read_back.sync(session, LEAVES)
+        assert read_back.root(session, LEAVES) == reference.root()
+        assert read_back.inclusion(session, 333, LEAVES) == reference.inclusion(333, LEAVES)
