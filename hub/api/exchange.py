@@ -219,9 +219,11 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     async def _read(
         self, requests: AsyncIterator[pb.SubscribeRequest], caller: Principal, outbox: asyncio.Queue[object]
     ) -> None:
-        """Acknowledgements and retry-after requests arriving on the stream. Acknowledgements are handled
-        concurrently (bounded), so one stream's acknowledgements share group commits; they enter the
-        batcher in arrival order, and each is answered on the stream once stored or refused."""
+        """Acknowledgements and retry-after requests arriving on the stream. Each message's
+        acknowledgements (one, or a batch) are handled together, and messages concurrently (up to
+        `MAX_ACKS_IN_PROGRESS` acknowledgements), so one stream's acknowledgements share group commits;
+        they enter the batcher in arrival order, and each is answered on the stream once stored or
+        refused."""
         pending: set[asyncio.Task[None]] = set()
         room = asyncio.Semaphore(MAX_ACKS_IN_PROGRESS)
         try:
@@ -233,9 +235,11 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                         if kind == "acknowledgement"
                         else list(request.acknowledgements.acknowledgements)
                     )
-                    for ack in acks:
-                        await room.acquire()
-                        task = asyncio.create_task(self._answer(caller, ack, outbox, room))
+                    for start in range(0, len(acks), MAX_ACKS_IN_PROGRESS):
+                        some = acks[start : start + MAX_ACKS_IN_PROGRESS]
+                        for _ in some:
+                            await room.acquire()
+                        task = asyncio.create_task(self._answer(caller, some, outbox, room))
                         pending.add(task)
                         task.add_done_callback(pending.discard)
                 elif kind == "retry_after":
@@ -253,25 +257,40 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     async def _answer(
         self,
         caller: Principal,
-        message: types_pb2.Acknowledgement,
+        messages: list[types_pb2.Acknowledgement],
         outbox: asyncio.Queue[object],
         room: asyncio.Semaphore,
     ) -> None:
+        """Handle acknowledgements that arrived together and answer each, in order. One whose transaction
+        failed gets no answer (logged): the agency has no result for it, so the delivery is sent again."""
         try:
-            outbox.put_nowait(pb.SubscribeResponse(ack_result=await self._ack(caller, message)))
-        finally:
-            room.release()
-
-    async def _ack(self, caller: Principal, message: types_pb2.Acknowledgement) -> pb.AckResult:
-        try:
-            outcome = await self.exchange.acknowledge(caller, ack_input(message), via="stream")
-        except AckhubError as error:
-            return pb.AckResult(
-                delivery_id=message.delivery_id,
-                status=message.status,
-                ok=False,
-                error=convert.error_detail(error),
+            answers = await self.exchange.acknowledge_many(
+                caller, [ack_input(message) for message in messages], via="stream"
             )
-        return pb.AckResult(
-            delivery_id=message.delivery_id, status=message.status, ok=True, duplicate=outcome.duplicate
-        )
+            for message, answer in zip(messages, answers, strict=True):
+                if isinstance(answer, AckhubError):
+                    result = pb.AckResult(
+                        delivery_id=message.delivery_id,
+                        status=message.status,
+                        ok=False,
+                        error=convert.error_detail(answer),
+                    )
+                elif isinstance(answer, BaseException):
+                    log.error(
+                        "stream.ack_failed",
+                        agency=caller.id,
+                        delivery_id=message.delivery_id,
+                        exc_info=answer,
+                    )
+                    continue
+                else:
+                    result = pb.AckResult(
+                        delivery_id=message.delivery_id,
+                        status=message.status,
+                        ok=True,
+                        duplicate=answer.duplicate,
+                    )
+                outbox.put_nowait(pb.SubscribeResponse(ack_result=result))
+        finally:
+            for _ in messages:
+                room.release()

@@ -96,26 +96,50 @@ class Exchange:
     async def acknowledge(
         self, caller: Principal, ack: ack_module.AckInput, via: str
     ) -> ack_module.AckOutcome:
-        signature = None
-        if ack.time_ms is not None and len(ack.signature) == 64:  # else the acknowledgement is malformed
-            signature = await self.signatures.check(ack.recipient, ack.key_id, ack.fields(), ack.signature)
-        outcome = await self._acks.submit(
-            ack_module.AckRequest(caller, ack, self.clock.now_ms(), via, signature)
+        (answer,) = await self.acknowledge_many(caller, [ack], via)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def acknowledge_many(
+        self, caller: Principal, acks: list[ack_module.AckInput], via: str
+    ) -> list[ack_module.AckOutcome | BaseException]:
+        """Acknowledgements that arrived together (a stream's batch), handled together: one wait for
+        their signature checks, then all queued for the same group commit. Each is answered in order with
+        its outcome, its refusal (an `AckhubError`) or, if its transaction failed, that exception."""
+        checked = [i for i, ack in enumerate(acks) if ack.time_ms is not None and len(ack.signature) == 64]
+        signatures: list[AckhubError | None] = [None] * len(acks)  # a malformed one is refused as such
+        if checked:
+            verdicts = await self.signatures.check_many(
+                [(acks[i].recipient, acks[i].key_id, acks[i].fields(), acks[i].signature) for i in checked]
+            )
+            for i, verdict in zip(checked, verdicts, strict=True):
+                signatures[i] = verdict
+        now = self.clock.now_ms()
+        answers: list[ack_module.AckOutcome | BaseException] = await asyncio.gather(
+            *(
+                self._acks.enqueue(ack_module.AckRequest(caller, ack, now, via, signature))
+                for ack, signature in zip(acks, signatures, strict=True)
+            ),
+            return_exceptions=True,
         )
-        log.debug(
-            "delivery.acknowledged",
-            delivery_id=ack.delivery_id,
-            record_id=ack.record_id,
-            agency=caller.id,
-            status=ack.status,
-            duplicate=outcome.duplicate,
-            state=outcome.delivery.state,
-        )
-        self.dispatcher.acknowledged(outcome.delivery.recipient, outcome.delivery.id)
-        for observe in self.ack_observers:
-            observe(outcome)
-        await self.notifications.dispatch(outcome.notices)
-        return outcome
+        for ack, answer in zip(acks, answers, strict=True):
+            if isinstance(answer, ack_module.AckOutcome):
+                log.debug(
+                    "delivery.acknowledged",
+                    delivery_id=ack.delivery_id,
+                    record_id=ack.record_id,
+                    agency=caller.id,
+                    status=ack.status,
+                    duplicate=answer.duplicate,
+                    state=answer.delivery.state,
+                )
+                self.dispatcher.acknowledged(answer.delivery.recipient, answer.delivery.id)
+                for observe in self.ack_observers:
+                    observe(answer)
+                if answer.notices:
+                    await self.notifications.dispatch(answer.notices)
+        return answers
 
     async def retry_after(self, agency: str, delivery_id: str, wait_ms: int) -> None:
         now = self.clock.now_ms()

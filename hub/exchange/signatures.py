@@ -19,20 +19,31 @@ from hub.signing import AckFields, verify_ack
 FIELD = "acknowledgement"
 
 
+SignedAck = tuple[str, str, AckFields, bytes]  # recipient, key id, the signed fields, the signature
+Verdicts = list[AckhubError | None]
+
+
 class SignatureChecks:
     def __init__(self, keys: KeyRing, max_batch: int = 512) -> None:
         self.keys = keys
-        self.max_batch = max_batch
+        self.max_batch = (
+            max_batch  # acknowledgements per call on the worker thread (a caller's are not split)
+        )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackhub-verify")
-        self._pending: list[tuple[str, str, AckFields, bytes, asyncio.Future[AckhubError | None]]] = []
+        self._pending: list[tuple[list[SignedAck], asyncio.Future[Verdicts]]] = []
         self._draining: asyncio.Task[None] | None = None
 
     async def check(
         self, recipient: str, key_id: str, fields: AckFields, signature: bytes
     ) -> AckhubError | None:
         """None when `signature` verifies with the recipient's registered key `key_id`, else the refusal."""
-        future: asyncio.Future[AckhubError | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((recipient, key_id, fields, signature, future))
+        (verdict,) = await self.check_many([(recipient, key_id, fields, signature)])
+        return verdict
+
+    async def check_many(self, acks: list[SignedAck]) -> Verdicts:
+        """`check` for each of `acks`, in order, with one wait for all of them (a stream's batch)."""
+        future: asyncio.Future[Verdicts] = asyncio.get_running_loop().create_future()
+        self._pending.append((acks, future))
         if self._draining is None or self._draining.done():
             self._draining = asyncio.create_task(self._drain())
         return await future
@@ -40,22 +51,30 @@ class SignatureChecks:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            taken, size = 0, 0
+            while taken < len(self._pending) and (
+                not taken or size + len(self._pending[taken][0]) <= self.max_batch
+            ):
+                size += len(self._pending[taken][0])
+                taken += 1
+            calls, self._pending = self._pending[:taken], self._pending[taken:]
             try:
-                outcomes = await loop.run_in_executor(self._pool, self._check_all, batch)
+                verdicts = await loop.run_in_executor(
+                    self._pool, self._check_all, [a for acks, _ in calls for a in acks]
+                )
             except Exception as exc:  # a bug, not a bad signature: every waiting caller hears it
-                for *_, future in batch:
+                for _, future in calls:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (*_, future), outcome in zip(batch, outcomes, strict=True):
+            start = 0
+            for acks, future in calls:
                 if not future.done():
-                    future.set_result(outcome)
+                    future.set_result(verdicts[start : start + len(acks)])
+                start += len(acks)
 
-    def _check_all(
-        self, batch: list[tuple[str, str, AckFields, bytes, asyncio.Future[AckhubError | None]]]
-    ) -> list[AckhubError | None]:
-        return [self.refusal(recipient, key_id, fields, sig) for recipient, key_id, fields, sig, _ in batch]
+    def _check_all(self, acks: list[SignedAck]) -> Verdicts:
+        return [self.refusal(recipient, key_id, fields, sig) for recipient, key_id, fields, sig in acks]
 
     def refusal(self, recipient: str, key_id: str, fields: AckFields, signature: bytes) -> AckhubError | None:
         public_key = self.keys.get(recipient, key_id)
