@@ -14,7 +14,7 @@ from audit.log import _UNSEQUENCED
 from hub.exchange.acknowledge import _STORED_ACKS, _TO_ACKNOWLEDGE
 from hub.exchange.claims import _DUE, _NEXT_DUE
 from hub.exchange.publish import _STORED, _STORED_DELIVERIES
-from hub.store.bulk import select_rows
+from hub.store.bulk import _padded, select_rows
 from tests.harness import RunningHub
 
 TYPE = "customs.export_declaration.released"
@@ -64,3 +64,22 @@ def test_select_rows_matches_sqlalchemy(hub: RunningHub) -> None:
     assert _both(hub, _DUE, {"recipient": recipient, "now_ms": 0, "limit": 5}) == []
     assert [row.next_attempt_ms for row in _both(hub, _NEXT_DUE, {"recipient": recipient, "now_ms": 0})]
     _both(hub, _UNSEQUENCED, {"limit": 10})
+
+
+def test_in_lists_of_every_length_share_a_few_compiled_forms(hub: RunningHub) -> None:
+    """A list is padded to the next power of two with its last value: the same rows, and lengths 1 to 300
+    make ten compiled forms of a statement (lengths 1, 2, 4 … 512), not 300."""
+    receipts = [
+        hub.agency("customs").publish(TYPE, b'{"fob": 2}', subject_uscc="91110000600037341L")
+        for _ in range(5)
+    ]
+    delivery_ids = sorted(d.delivery_id for receipt in receipts for d in receipt.deliveries)
+    lengths = set()
+    for count in range(1, 301):
+        ids = (delivery_ids * 30)[:count]  # repeats, as a padded list has
+        rows = _both(hub, _TO_ACKNOWLEDGE, {"ids": ids})
+        assert [row.id for row in rows] == sorted(set(ids))
+        padded = _padded(ids)
+        assert set(padded) == set(ids) and padded[: len(ids)] == ids
+        lengths.add(len(padded))
+    assert sorted(lengths) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
