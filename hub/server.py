@@ -113,7 +113,7 @@ class HubServer:
         notifications = Notifications(settings.notifiers)
         key, key_source = signing_key(settings.audit.signing_key_file, settings.server.database_url)
         self.push = push_connectors(settings, key, audit_key_id(key.public_key()), self.clock)
-        writes = GroupCommit(self.db, pipeline=2 if self.db.is_sqlite else 1)
+        writes = GroupCommit(self.db)
         dispatcher = Dispatcher(
             self.db,
             writes,

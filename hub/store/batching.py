@@ -74,16 +74,16 @@ _Work = tuple[BatchStep[Any, Any], list[Any]]
 
 
 class GroupCommit:
-    def __init__(self, db: Database, max_batch: int = 256, pipeline: int = 1) -> None:
-        """`pipeline`: transactions handed to the database at once. With SQLite's single database thread,
-        2 keeps that thread busy: the next transaction is queued while one runs, instead of waiting for
-        the event loop to settle the previous one before it is formed. Keep 1 where transactions would
-        run side by side (PostgreSQL's pool), so that two batches never lock the same rows in turn."""
+    def __init__(self, db: Database, max_batch: int = 256) -> None:
+        """One transaction at a time: what arrives while it runs shares the next. (Two at once kept
+        SQLite's database thread from waiting for the event loop between them, but the second one formed
+        at once, with whatever was waiting, so transactions were smaller and more: 12 % more hub CPU
+        one record at a time in bench/exchange.py, see docs/performance.md. On PostgreSQL, two side by
+        side could lock the same rows in turn.)"""
         self.db = db
         self.max_batch = max_batch  # items per lane per transaction
-        self.pipeline = pipeline
         self._lanes: list[Lane[Any, Any]] = []
-        self._in_flight = 0
+        self._in_flight = False
         self._scheduled = False
         self._committing: set[asyncio.Task[None]] = set()  # referenced until done
 
@@ -96,14 +96,14 @@ class GroupCommit:
 
     def kick(self) -> None:
         """Form a transaction at the end of this turn of the event loop (so that everything queued in
-        the same turn shares it), if the pipeline has room."""
-        if not self._scheduled and self._in_flight < self.pipeline:
+        the same turn shares it), unless one is running (then its end forms the next)."""
+        if not self._scheduled and not self._in_flight:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._form)
 
     def _form(self) -> None:
         self._scheduled = False
-        if self._in_flight >= self.pipeline or not any(lane.pending for lane in self._lanes):
+        if self._in_flight or not any(lane.pending for lane in self._lanes):
             return
         taken: list[list[tuple[Any, asyncio.Future[Any]]]] = []
         work: list[_Work] = []
@@ -112,7 +112,7 @@ class GroupCommit:
                 batch, lane.pending = lane.pending[: self.max_batch], lane.pending[self.max_batch :]
                 taken.append(batch)
                 work.append((lane.step, [item for item, _ in batch]))
-        self._in_flight += 1
+        self._in_flight = True
         task = asyncio.create_task(self._commit(taken, work))
         self._committing.add(task)
         task.add_done_callback(self._committing.discard)
@@ -128,7 +128,7 @@ class GroupCommit:
                         future.set_exception(exc)
             return
         finally:
-            self._in_flight -= 1
+            self._in_flight = False
             self.kick()
         log.debug(
             "store.group_commit",
