@@ -115,3 +115,39 @@ def test_a_change_makes_the_next_pass_look_again(hub: RunningHub, clock: ManualC
     assert _pass(hub, dispatcher) == 0  # the deferral voided the hint: this pass asked the store
     assert dispatcher.drained["fx"].next_due_ms == clock.now_ms() + 10_000
     _second_attempt_after(hub, clock, dispatcher, fx, delivery_id, 10_000)
+
+
+def test_claims_in_one_transaction_write_together_and_never_take_a_delivery_twice(
+    hub: RunningHub, clock: ManualClock
+) -> None:
+    """The claim lane's claims share their writes (one UPDATE, one INSERT of attempts, one of audit
+    events for claims of different agencies); a second claim for the same agency in the same transaction
+    sees the first one's and takes the next deliveries, not the same ones."""
+    import random
+
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from hub.exchange.claims import ClaimRequest, claim_many
+    from hub.store.models import AttemptRow, DeliveryRow
+
+    dispatcher = _own_passes(hub)  # no agency is connected either: the deliveries wait, PENDING
+    receipts = [_publish(hub) for _ in range(5)]
+    assert dispatcher is not None
+    now = clock.now_ms() + 1
+    tax = [d.delivery_id for r in receipts for d in r.deliveries if d.recipient == "tax"]
+    db = hub.server.db
+    requests = [
+        ClaimRequest("tax", 2, now, "stream", "s1"),
+        ClaimRequest("fx", 5, now, "stream", "s2"),
+        ClaimRequest("tax", 2, now, "stream", "s3"),
+    ]
+    with db.transaction() as session:
+        first, fx, second = claim_many(session, requests, random.Random(1))
+    assert [o.delivery_id for o in first.outbound] == tax[:2]  # oldest first
+    assert [o.delivery_id for o in second.outbound] == tax[2:4]  # not the first claim's again
+    assert len(fx.outbound) == 5
+    with db.transaction() as session:
+        assert session.exec(select(func.count()).select_from(AttemptRow)).one() == 9
+        states = list(session.exec(select(DeliveryRow.recipient, DeliveryRow.state, DeliveryRow.attempts)))
+    assert states.count(("tax", "SENT", 1)) == 4 and states.count(("fx", "SENT", 1)) == 5

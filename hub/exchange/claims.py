@@ -4,7 +4,7 @@ when the next one is due. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets several h
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, update
 from sqlalchemy import select as core_select
@@ -124,14 +124,47 @@ def claim_due(
         return claim(session, ClaimRequest(recipient, limit, now_ms, connector, session_id), rng)
 
 
+@dataclass
+class _ClaimWrites:
+    """What the claims of one transaction write, in one statement per table for all of them."""
+
+    changes: list[dict[str, object]] = field(default_factory=list)
+    attempts: list[dict[str, object]] = field(default_factory=list)
+    events: list[dict[str, object]] = field(default_factory=list)
+
+    def write(self, session: Session) -> None:
+        update_rows(session, DeliveryRow, self.changes)
+        insert_rows(session, AttemptRow, self.attempts)
+        audit_log.append_rows(session, self.events)
+
+
 def claim_many(session: Session, requests: list[ClaimRequest], rng: random.Random) -> list[Claim]:
-    """Several claims inside the caller's transaction (the group commit's claim lane)."""
-    return [claim(session, request, rng) for request in requests]
+    """Several claims inside the caller's transaction (the group commit's claim lane): each reads its
+    recipient's due deliveries, and the changes of claims for different recipients are written together
+    (on PostgreSQL each statement is a round trip; with a claim for each of two recipients, six writes
+    became three). A claim for a recipient already claimed for writes what came before first, so that
+    it does not take the same deliveries again."""
+    writes = _ClaimWrites()
+    claimed: set[str] = set()
+    claims = []
+    for request in requests:
+        if request.recipient in claimed:  # a second slot of the same agency must see the first's claims
+            writes.write(session)
+            writes, claimed = _ClaimWrites(), set()
+        claimed.add(request.recipient)
+        claims.append(_claim(session, request, rng, writes))
+    writes.write(session)
+    return claims
 
 
 def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
     """Mark the recipient's oldest due deliveries SENT (oldest first, so a backlog goes out in order when
     the recipient comes back), record the attempts and when the next one is due."""
+    (one,) = claim_many(session, [request], rng)
+    return one
+
+
+def _claim(session: Session, request: ClaimRequest, rng: random.Random, writes: _ClaimWrites) -> Claim:
     if request.limit <= 0:
         return Claim([], [], [])
     now_ms = request.now_ms
@@ -147,9 +180,7 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
     outbound: list[Outbound] = []
     notices: list[Notice] = []
     unanswered: list[int] = []
-    changes: list[dict[str, object]] = []
-    attempts: list[dict[str, object]] = []
-    events: list[dict[str, object]] = []
+    changes, attempts, events = writes.changes, writes.attempts, writes.events
     for delivery in due:
         policy = policy_of(delivery.policy)
         escalated, escalation_id = delivery.escalated, delivery.escalation_id
@@ -204,9 +235,6 @@ def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
                 next_attempt_ms,
             )
         )
-    update_rows(session, DeliveryRow, changes)
-    insert_rows(session, AttemptRow, attempts)
-    audit_log.append_rows(session, events)
     if len(due) < request.limit:  # the attempts just made are due again too
         next_due_ms = min(t for t in (next_due_ms, *(o.expires_ms for o in outbound)) if t is not None)
     return Claim(outbound, notices, unanswered, next_due_ms)
