@@ -375,19 +375,21 @@ def test_a_stream_opened_with_batches_groups_deliveries_and_results(hub: Running
         assert grouped >= 1  # six deliveries claimed together went out in fewer messages
         assert {d.record.record_id for d in deliveries} == {r.record_id for r in receipts}
 
-        acks = [fx.sign(d.record, d.delivery_id, "RECEIVED") for d in deliveries]
+        forged = fx.sign(deliveries[1].record, deliveries[1].delivery_id, "ACCEPTED")
+        forged.signature = bytes(b ^ 1 for b in forged.signature)  # its verdict is the batch's first
+        acks = [forged, *(fx.sign(d.record, d.delivery_id, "RECEIVED") for d in deliveries)]
         acks.append(fx.sign(deliveries[0].record, deliveries[0].delivery_id, "REJECTED", ""))  # no reason
         outgoing.put(pb.SubscribeRequest(acknowledgements=pb.AcknowledgementBatch(acknowledgements=acks)))
         results: list[pb.AckResult] = []
-        while len(results) < 7:
+        while len(results) < 8:
             message = next(stream)
             if message.WhichOneof("kind") == "ack_results":
                 results += message.ack_results.results
             else:
                 results.append(message.ack_result)
-        assert sum(r.ok for r in results) == 6
-        (refused,) = [r for r in results if not r.ok]
-        assert refused.error.reason == "INVALID_ARGUMENT" and "reason" in refused.error.message
+        assert [r.delivery_id for r in results] == [a.delivery_id for a in acks]  # in the batch's order
+        assert [r.ok for r in results] == [False, True, True, True, True, True, True, False]
+        assert "signature" in results[0].error.message and "reason" in results[-1].error.message
     finally:
         outgoing.put(None)
         stream.cancel()
