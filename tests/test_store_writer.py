@@ -60,3 +60,41 @@ def test_postgres_keeps_no_connection_per_thread(postgres_url: str) -> None:
         assert asyncio.run(db.run(db._writer)) is None
     finally:
         db.close()
+
+
+def test_a_long_read_does_not_hold_up_the_writes(tmp_path: Path) -> None:
+    """`Database.read` (console pages, `/metrics`, trace queries) runs beside the database thread: a
+    write finishes while a read is still under way, and a read started after it sees it (SQLite's WAL)."""
+    import threading
+
+    db = Database(f"sqlite:///{tmp_path / 'hub.db'}")
+    db.migrate()
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_read() -> list[str]:
+        with db.transaction() as session:
+            before = [a.id for a in session.exec(select(AgencyRow))]
+            reading.set()
+            assert release.wait(10)  # a long read: the write below must not wait for it
+            return before
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        read = asyncio.ensure_future(db.read(slow_read))
+        await asyncio.get_running_loop().run_in_executor(None, reading.wait, 10)
+        await asyncio.wait_for(db.run(_add, db, "tax"), 5)  # done while the read still holds on
+        assert not read.done()
+        release.set()
+        after = await db.read(lambda: [a.id for a in _agencies(db)])
+        return await read, after
+
+    try:
+        before, after = asyncio.run(scenario())
+    finally:
+        release.set()
+        db.close()
+    assert before == [] and after == ["tax"]
+
+
+def _agencies(db: Database) -> list[AgencyRow]:
+    with db.transaction() as session:
+        return list(session.exec(select(AgencyRow)))

@@ -147,7 +147,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
 
     async def GetRecord(self, request: pb.GetRecordRequest, context: Context) -> pb.GetRecordResponse:
         caller = policy.caller()
-        record, deliveries = await self.exchange.db.run(
+        record, deliveries = await self.exchange.db.read(
             queries.get_record, self.exchange.db, caller, request.record_id
         )
         return pb.GetRecordResponse(
@@ -160,7 +160,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         caller = policy.caller()
         queries.check_agency_filter("recipient", request.recipient, self.exchange.agency_ids)
         state = convert.STATE_NAMES.get(request.state, "") if request.state else ""
-        page = await self.exchange.db.run(
+        page = await self.exchange.db.read(
             queries.list_deliveries,
             self.exchange.db,
             caller,

@@ -21,7 +21,7 @@ class OperationsServicer(pb_grpc.OperationsServiceServicer):
 
     async def _case(self, caller: Principal, escalation_id: str) -> pb.Escalation:
         """The case if `caller` may see it (NOT_FOUND otherwise, as for a case that does not exist)."""
-        case, notes = await self.exchange.db.run(
+        case, notes = await self.exchange.db.read(
             queries.get_escalation, self.exchange.db, escalation_id, caller
         )
         return convert.escalation(case, notes)
@@ -32,7 +32,7 @@ class OperationsServicer(pb_grpc.OperationsServiceServicer):
         caller = policy.caller()
         queries.check_agency_filter("recipient", request.recipient, self.exchange.agency_ids)
         state = convert.CASE_STATE_NAMES.get(request.state, "") if request.state else ""
-        page = await self.exchange.db.run(
+        page = await self.exchange.db.read(
             queries.list_escalations,
             self.exchange.db,
             caller,

@@ -25,7 +25,7 @@ class TraceServicer(pb_grpc.TraceServiceServicer):
 
     async def ListRecords(self, request: pb.ListRecordsRequest, context: Context) -> pb.ListRecordsResponse:
         caller = policy.caller()
-        page = await self.db.run(
+        page = await self.db.read(
             trace.list_records,
             self.db,
             caller,
@@ -54,7 +54,7 @@ class TraceServicer(pb_grpc.TraceServiceServicer):
 
     async def TraceRecord(self, request: pb.TraceRecordRequest, context: Context) -> pb.TraceRecordResponse:
         caller = policy.caller()
-        traced = await self.db.run(trace.trace_record, self.db, caller, request.record_id)
+        traced = await self.db.read(trace.trace_record, self.db, caller, request.record_id)
         return pb.TraceRecordResponse(
             record=convert.record(traced.record, with_payload=False),
             recipients=[

@@ -212,7 +212,7 @@ class Console:
 
     # -- pages -------------------------------------------------------------------------------------
     async def overview(self, request: Request, who: Principal, _: str) -> Response:
-        found = await self.db.run(data.overview, self.db, who, self.now())
+        found = await self.db.read(data.overview, self.db, who, self.now())
         t = translator(self.lang(request))
         return self.render(
             request,
@@ -247,7 +247,7 @@ class Console:
         agency = request.query_params.get("agency", "")
         record_type = request.query_params.get("type", "")
         last = request.headers.get("last-event-id", "")
-        start = int(last) if last.isdigit() else await self.db.run(data.latest_seq, self.db)
+        start = int(last) if last.isdigit() else await self.db.read(data.latest_seq, self.db)
         token = request.cookies.get(SESSION_COOKIE, "")
         return StreamingResponse(
             self._events(who, token, start, agency, record_type),
@@ -267,7 +267,7 @@ class Console:
             except Unauthenticated:
                 yield "event: signout\ndata: {}\n\n"
                 return
-            events = await self.db.run(
+            events = await self.db.read(
                 data.feed_events, self.db, who, max(start, cursor - FEED_LOOKBACK), agency, record_type
             )
             for event in events:
@@ -285,7 +285,7 @@ class Console:
     async def record(self, request: Request, who: Principal, _: str) -> Response:
         record_id = request.path_params["record_id"]
         try:
-            view = await self.db.run(data.record_view, self.db, who, record_id)
+            view = await self.db.read(data.record_view, self.db, who, record_id)
         except NotFound:
             t = translator(self.lang(request))
             return self.render(request, "message.html", who, 404, message=t("refused.jurisdiction"))
@@ -299,7 +299,7 @@ class Console:
         state = params.get("state", "OPEN")
         if agency and agency not in {a.id for a in self.hub.settings.agencies}:
             agency = ""
-        page = await self.db.run(
+        page = await self.db.read(
             queries.list_escalations,
             self.db,
             who,
@@ -372,7 +372,7 @@ class Console:
 
     async def agencies(self, request: Request, who: Principal, _: str) -> Response:
         configured = [(a.id, a.name, a.kind, a.connector) for a in self.hub.settings.agencies]
-        views = await self.db.run(data.agencies, self.db, who, configured)
+        views = await self.db.read(data.agencies, self.db, who, configured)
         exchange = self.hub.exchange
         breakers = exchange.dispatcher.breakers.states() if exchange else {}
         return self.render(
@@ -386,26 +386,26 @@ class Console:
 
     async def permits(self, request: Request, who: Principal, _: str) -> Response:
         number = request.query_params.get("number", "").strip()[:64]
-        results = await self.db.run(data.permits, self.db, who, number) if number else []
+        results = await self.db.read(data.permits, self.db, who, number) if number else []
         return self.render(request, "permits.html", who, number=number, results=results)
 
     async def audit(self, request: Request, who: Principal, _: str) -> Response:
         return await self._audit_page(request, who, verdict=None)
 
     async def _audit_page(self, request: Request, who: Principal, verdict: Any) -> Response:
-        found = await self.db.run(data.checkpoints, self.db)
-        events = await self.db.run(data.audit_events, self.db, who)
+        found = await self.db.read(data.checkpoints, self.db)
+        events = await self.db.read(data.audit_events, self.db, who)
         return self.render(request, "audit.html", who, checkpoints=found, events=events, verdict=verdict)
 
     async def audit_verify(self, request: Request, who: Principal, _: str) -> Response:
         ledger = self.hub.ledger
         assert ledger is not None
-        verdict = await self.db.run(verify_log, self.db, ledger.public_key)
+        verdict = await self.db.read(verify_log, self.db, ledger.public_key)
         log.info("console.audit_verified", actor=who.actor, ok=verdict.ok)
         return await self._audit_page(request, who, verdict)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        body = await self.db.run(self.metrics.render)
+        body = await self.db.read(self.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     def app(self) -> Starlette:
