@@ -114,10 +114,12 @@ class AttemptRow(SQLModel, table=True):
 
 class AcknowledgementRow(SQLModel, table=True):
     __tablename__ = "acknowledgements"
+    # Lookups by delivery use the unique index (it starts with delivery_id; a one-column index beside it
+    # was one more page written per stored acknowledgement: migration 0005).
     __table_args__ = (UniqueConstraint("delivery_id", "status", name="uq_acknowledgements_delivery_status"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    delivery_id: str = Field(max_length=36, index=True)
+    delivery_id: str = Field(max_length=36)
     record_id: str = Field(max_length=36)
     recipient: str = Field(max_length=64)
     status: str = Field(max_length=16)
