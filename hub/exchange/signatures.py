@@ -26,9 +26,8 @@ Verdicts = list[AckhubError | None]
 class SignatureChecks:
     def __init__(self, keys: KeyRing, max_batch: int = 512) -> None:
         self.keys = keys
-        self.max_batch = (
-            max_batch  # acknowledgements per call on the worker thread (a caller's are not split)
-        )
+        # Acknowledgements per call on the worker thread (one caller's are never split).
+        self.max_batch = max_batch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackhub-verify")
         self._pending: list[tuple[list[SignedAck], asyncio.Future[Verdicts]]] = []
         self._draining: asyncio.Task[None] | None = None
@@ -51,13 +50,7 @@ class SignatureChecks:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
-            taken, size = 0, 0
-            while taken < len(self._pending) and (
-                not taken or size + len(self._pending[taken][0]) <= self.max_batch
-            ):
-                size += len(self._pending[taken][0])
-                taken += 1
-            calls, self._pending = self._pending[:taken], self._pending[taken:]
+            calls = self._next_calls()
             try:
                 verdicts = await loop.run_in_executor(
                     self._pool, self._check_all, [a for acks, _ in calls for a in acks]
@@ -72,6 +65,17 @@ class SignatureChecks:
                 if not future.done():
                     future.set_result(verdicts[start : start + len(acks)])
                 start += len(acks)
+
+    def _next_calls(self) -> list[tuple[list[SignedAck], asyncio.Future[Verdicts]]]:
+        """The waiting calls, oldest first, up to `max_batch` acknowledgements (at least one call)."""
+        taken, size = 0, 0
+        for acks, _ in self._pending:
+            if taken and size + len(acks) > self.max_batch:
+                break
+            size += len(acks)
+            taken += 1
+        calls, self._pending = self._pending[:taken], self._pending[taken:]
+        return calls
 
     def _check_all(self, acks: list[SignedAck]) -> Verdicts:
         return [self.refusal(recipient, key_id, fields, sig) for recipient, key_id, fields, sig in acks]
