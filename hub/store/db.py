@@ -1,5 +1,6 @@
-"""The database: engine creation, migrations on start, and the thread pool that keeps blocking database
-work off the gRPC event loop (one thread for SQLite, which has one writer; a pool for PostgreSQL)."""
+"""The database: engine creation, migrations on start, and the thread pools that keep blocking database
+work off the gRPC event loop (for SQLite, which has one writer, one thread for everything that writes and
+two for long reads beside it; a pool for PostgreSQL)."""
 
 from __future__ import annotations
 
