@@ -30,7 +30,7 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlmodel import Session, col, select
 
 from audit.merkle import Frontier, consistency_ranges, fold, inclusion_ranges, node_hash, pieces
-from hub.store.bulk import execute_many, select_rows
+from hub.store.bulk import execute_many, select_rows, table_of
 from hub.store.models import AuditEventRow, AuditTreeNodeRow
 
 STRIDE = 4  # interior hashes are stored at levels 4, 8, 12 …
@@ -42,7 +42,7 @@ _NODES = AuditTreeNodeRow.__table__  # type: ignore[attr-defined]
 _log = structlog.get_logger("ackhub.audit")
 
 Node = tuple[int, int]  # (level, position): leaves [position * 2^level, (position + 1) * 2^level)
-_EVENTS = AuditEventRow.__table__  # type: ignore[attr-defined]
+_EVENTS = table_of(AuditEventRow)
 # Built once: the hub syncs the tree a few times a second (see hub/store/bulk.py for why).
 _LEAVES = (
     core_select(_EVENTS.c.leaf_index, _EVENTS.c.leaf_hash)

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from hub.console.app import ConsoleServer
 
 log = structlog.get_logger("ackhub.server")
-# Audit events made leaves per transaction of the sequencing job (~6 ms on SQLite, with the tree's hashes),
+# Audit events made leaves per transaction of the sequencing job (~2 ms on SQLite, with the tree's hashes),
 # and transactions per run (20,000 events): group commits queued meanwhile run between two chunks, so
 # sequencing delays none of them by more than one chunk.
 SEQUENCE_CHUNK = 200
