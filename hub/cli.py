@@ -9,11 +9,17 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.errors import ConfigError
 
+if TYPE_CHECKING:
+    from hub.config import Settings
+
 EPILOG = """examples:
   ackhub serve --config examples/demo.toml
+  ackhub serve --config deploy.toml --workers 2      # PostgreSQL: N processes, one address
+  ackhub db upgrade --config deploy.toml
   ackhub config check examples/demo.toml
   ackhub keys generate tax --key-id tax-2026-01 --out keys/
   ackhub demo
@@ -42,6 +48,7 @@ def _freeze_startup_objects() -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from hub.config import load_settings
+    from hub.errors import StartupError
     from hub.logging import configure
     from hub.server import HubServer
 
@@ -55,12 +62,29 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    if args.workers > 1:
+        from hub.workers import run_workers
+
+        command = [sys.executable, "-m", "hub.cli", "serve", "--config", args.config]
+        command += ["--database-url", args.database_url] if args.database_url else []
+        command += ["--listen", args.listen] if args.listen else []
+        try:
+            return run_workers(settings, command, args.workers)
+        except StartupError as error:
+            print(f"ackhub serve: {error}", file=sys.stderr)
+            return 2
     configure(settings.server.log_level)
 
     async def run() -> None:
         hub = HubServer(settings)
-        await hub.start()
+        try:
+            await hub.start()
+        except BaseException:
+            await hub.stop()
+            raise
         _freeze_startup_objects()
+        if args.ready_file:
+            Path(args.ready_file).touch()  # noqa: ASYNC240 (one empty file, once, before serving)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,8 +92,62 @@ def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
         await hub.stop()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except StartupError as error:
+        print(f"ackhub serve: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    from hub.store.db import HEAD_REVISION, Database, shown, stored_revision
+
+    settings = _settings_or_exit(args)
+    db = Database(settings.server.database_url, threads=1)
+    try:
+        stored = stored_revision(db.engine)
+    except Exception as error:
+        print(f"cannot reach {shown(settings.server.database_url)}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    state = "up to date" if stored == HEAD_REVISION else "needs `ackhub db upgrade`"
+    print(
+        f"{shown(settings.server.database_url)}: schema {stored or 'none'}; this hub: {HEAD_REVISION} ({state})"
+    )
+    return 0 if stored == HEAD_REVISION else 1
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from hub.store.db import HEAD_REVISION, Database, shown, stored_revision
+
+    settings = _settings_or_exit(args)
+    db = Database(settings.server.database_url, threads=1)
+    try:
+        before = stored_revision(db.engine)
+        db.migrate()
+    finally:
+        db.close()
+    where = shown(settings.server.database_url)
+    if before == HEAD_REVISION:
+        print(f"{where}: already at schema {HEAD_REVISION}")
+    else:
+        print(f"{where}: schema {before or 'none'} → {HEAD_REVISION}")
+    return 0
+
+
+def _settings_or_exit(args: argparse.Namespace) -> Settings:
+    from hub.config import load_settings
+
+    environ = dict(os.environ)
+    if args.database_url:
+        environ["ACKHUB_DATABASE_URL"] = args.database_url
+    try:
+        return load_settings(args.config, environ)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -139,7 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="TOML configuration file")
     serve.add_argument("--database-url", help="overrides [server].database_url and ACKHUB_DATABASE_URL")
     serve.add_argument("--listen", help="host:port to listen on (overrides [server].listen)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N hub processes behind the same address, sharing the PostgreSQL database (default 1; "
+        "SIGHUP restarts them one at a time; docs/deploy.md)",
+    )
+    serve.add_argument("--ready-file", help=argparse.SUPPRESS)  # touched once serving (for --workers)
     serve.set_defaults(run=_serve)
+
+    db = commands.add_parser(
+        "db",
+        help="the hub's database schema",
+        description="Every hub process checks the schema at start and refuses a database at an older "
+        "revision: upgrade it once, on purpose, with `ackhub db upgrade` (a new, empty database is "
+        "migrated by the first hub that starts on it).",
+    )
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    for name, run, text in (
+        ("status", _db_status, "show the database's schema revision and this hub's (exit 1 if they differ)"),
+        ("upgrade", _db_upgrade, "migrate the database to this hub's schema revision"),
+    ):
+        action = db_commands.add_parser(name, help=text, description=text)
+        action.add_argument("--config", required=True, help="TOML configuration file")
+        action.add_argument("--database-url", help="overrides [server].database_url")
+        action.set_defaults(run=run)
 
     config = commands.add_parser("config", help="work with configuration files")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -93,3 +93,9 @@ class ConfigError(Exception):
         self.problems = problems
         lines = "\n".join(f"  {source}: {where}: {why}" for where, why in problems)
         super().__init__(f"{len(problems)} problem(s) in the configuration:\n{lines}")
+
+
+class StartupError(Exception):
+    """The hub cannot start as configured (database unreachable, schema too old, a configuration that
+    differs from the running processes'); the message says why and what to do. `ackhub serve` prints it
+    and exits 2, without a traceback."""

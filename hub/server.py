@@ -4,7 +4,9 @@ dispatcher and the periodic sweep. `HubServer` is what `ackhub serve` runs and w
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -54,6 +56,7 @@ from hub.permits.registry import Registries
 from hub.permits.service import Permits
 from hub.signing import load_public_key
 from hub.store.batching import GroupCommit
+from hub.store.cluster import Registry, Wakeups, shared_secret
 from hub.store.db import Database
 
 if TYPE_CHECKING:
@@ -96,20 +99,27 @@ class HubServer:
         self.ledger: AuditLedger | None = None
         self.streams = StreamConnector()
         self.push: list[PushConnector] = []  # grpc_push, webhook, filedrop: as configured
-        self.db = Database(settings.server.database_url)
+        self.process_id = str(uuid.uuid4())
+        # How this process's database connections are named (pg_stat_activity, wake-up notifications).
+        self.db = Database(
+            settings.server.database_url, application_name=f"ackhub-{os.getpid()}-{self.process_id[:8]}"
+        )
+        self.registry = Registry(self.db, settings, self.process_id)
+        self.wakeups: Wakeups | None = None  # PostgreSQL: other processes' new deliveries
         self._sweeping = asyncio.Lock()
         self.console: ConsoleServer | None = None  # the operators' web console, when [console] is set
 
     async def start(self) -> int:
         """Migrate, register agencies and keys, and listen; returns the bound port."""
         settings = self.settings
-        await self.db.run(self.db.migrate)
+        await self.db.run(self.db.prepare)  # StartupError: unreachable, or at another schema revision
 
         def _sync() -> KeyRing:
             with self.db.transaction() as session:
                 return sync_agencies(session, settings, self.clock.now_ms())
 
         keys = await self.db.run(_sync)
+        await self.db.run(self.registry.register, self.clock.now_ms())  # StartupError: differs from peers
         notifications = Notifications(settings.notifiers)
         key, key_source = signing_key(settings.audit.signing_key_file, settings.server.database_url)
         self.push = push_connectors(settings, key, audit_key_id(key.public_key()), self.clock)
@@ -126,6 +136,9 @@ class HubServer:
         self.exchange = Exchange(
             settings, self.db, self.clock, Router(settings), keys, dispatcher, notifications, writes
         )
+        if not self.db.is_sqlite:
+            self.wakeups = Wakeups(self.db.conninfo, self.db.application_name, dispatcher.wake_for)
+            self.wakeups.start()
         for connector in self.push:
             await connector.start(self.exchange)
         server = grpc.aio.server(
@@ -164,6 +177,7 @@ class HubServer:
             self._scheduler = AsyncIOScheduler()
             every = settings.server.sweep_interval
             self._every(every, self._sweep, "sweep")
+            self._every(every, self._heartbeat, "heartbeat")
             if self.db.is_sqlite:
                 self._every(every, self.db.run_wal_checkpoint, "wal-checkpoint")
             self._every(settings.audit.sequence_interval, self._sequence_audit, "audit-sequence")
@@ -172,7 +186,8 @@ class HubServer:
         if settings.console is not None:
             from hub.console.app import ConsoleServer
 
-            self.console = ConsoleServer(self)
+            secret = await self.db.run(shared_secret, self.db, "console-session", self.clock.now_ms())
+            self.console = ConsoleServer(self, secret)
             await self.console.start()
         log.info(
             "hub.started",
@@ -241,6 +256,12 @@ class HubServer:
         except Exception:
             log.exception("sweep.failed")
 
+    async def _heartbeat(self) -> None:
+        try:
+            await self.db.run(self.registry.heartbeat, self.clock.now_ms())
+        except Exception as error:  # the database is away; the next beat tries again
+            log.warning("cluster.heartbeat_failed", why=str(error).splitlines()[0] if str(error) else "")
+
     async def _sequence_audit(self) -> None:
         """The scheduled job: make new audit events leaves of the tree, in small transactions every
         `audit.sequence_interval`, so that sequencing never holds the database thread for long. (In one
@@ -288,6 +309,12 @@ class HubServer:
             await self.checkpoint()  # a clean stop leaves every event in a signed tree
         if self.exchange is not None:
             self.exchange.signatures.close()
+        if self.wakeups is not None:
+            await self.wakeups.stop()
+        try:
+            await self.db.run(self.registry.leave)
+        except Exception:
+            log.warning("cluster.leave_failed")  # its heartbeat goes stale instead
         self.db.close()
         log.info("hub.stopped")
 

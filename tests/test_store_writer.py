@@ -1,6 +1,6 @@
-"""SQLite's database thread keeps one connection for all its transactions (`Database._writer`): a failed
-transaction leaves nothing behind and the connection usable, other threads take their own, and `close()`
-closes it."""
+"""A database thread keeps one connection for all its transactions (`Database._writer`): a failed
+transaction leaves nothing behind and the connection usable, a lost one is replaced, other threads take
+their own, and `close()` closes it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlmodel import select
 
@@ -53,11 +54,32 @@ def test_sqlite_database_thread_keeps_one_connection(tmp_path: Path) -> None:
         writer.execute("SELECT 1")
 
 
-def test_postgres_keeps_no_connection_per_thread(postgres_url: str) -> None:
-    db = Database(postgres_url)
+@pytest.mark.postgres
+def test_postgres_threads_keep_their_connection_and_replace_a_lost_one(postgres_url: str) -> None:
+    """On PostgreSQL a database thread keeps its connection between transactions; when the server ends
+    it (a restart, an administrator), the transaction that meets it fails and the next one reconnects."""
+    db = Database(postgres_url, threads=1)  # so each call meets the same connection
     db.migrate()
+
+    def backend_pid(db: Database) -> int:
+        with db.transaction() as session:
+            return int(session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    async def on_one_database_thread() -> tuple[int, int, int]:
+        first = await db.run(backend_pid, db)
+        again = await db.run(backend_pid, db)
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        with pytest.raises(Exception, match=r"terminat|closed|server"):
+            await db.run(_add, db, "tax")
+        await db.run(_add, db, "fx")  # a new connection
+        return first, again, await db.run(backend_pid, db)
+
     try:
-        assert asyncio.run(db.run(db._writer)) is None
+        first, again, after = asyncio.run(on_one_database_thread())
+        assert first == again and after != first
+        with db.transaction() as session:
+            assert [row.id for row in session.exec(select(AgencyRow))] == ["fx"]
     finally:
         db.close()
 

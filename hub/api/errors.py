@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+import psycopg
 import structlog
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import DBAPIError
 
 from hub.errors import AckhubError, ResourceExhausted
+from hub.store.db import driver_error
 
 DOMAIN = "ackhub"
 log = structlog.get_logger("ackhub.api")
@@ -55,8 +58,36 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
     if isinstance(exc, AckhubError):
         log.info("rpc.refused", method=method, code=exc.code, reason=exc.reason)
         await context.abort_with_status(to_status(exc))
+    if is_store_unavailable(exc):
+        log.warning("rpc.store_unavailable", method=method, why=type(exc).__name__)
+        await context.abort_with_status(_unavailable())
     log.error("rpc.crashed", method=method, exc_info=exc)
     await context.abort_with_status(_internal())
+
+
+def is_store_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (a restart, a failover): the same
+    call may succeed in a moment. (A commit whose answer was lost may have stored it: the retry, with
+    the same request id, is answered as the first call would have been.)"""
+    error = driver_error(exc)
+    return (isinstance(exc, DBAPIError) and exc.connection_invalidated) or (
+        isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+        and not isinstance(error, psycopg.errors.QueryCanceled | psycopg.errors.DeadlockDetected)
+    )
+
+
+def _unavailable() -> grpc.Status:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="STORE_UNAVAILABLE", domain=DOMAIN))
+    retry = any_pb2.Any()
+    retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
+    return rpc_status.to_status(
+        status_pb2.Status(
+            code=code_pb2.UNAVAILABLE,
+            message=("the hub's database is unavailable; try again in a moment, with the same request_id"),
+            details=[info, retry],
+        )
+    )
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -443,7 +442,9 @@ class _Server(uvicorn.Server):
 class ConsoleServer:
     """Serves the console on `[console] listen` inside the running hub's event loop."""
 
-    def __init__(self, hub: HubServer) -> None:
+    def __init__(self, hub: HubServer, session_secret: bytes) -> None:
+        """`session_secret`: the deployment's, shared by every hub process (hub/store/cluster.py), so a
+        session cookie made by one process is good on the others behind the same address."""
         settings = hub.settings
         assert settings.console is not None and hub.exchange is not None
         self.listen = settings.console.listen
@@ -455,7 +456,7 @@ class ConsoleServer:
         )
         hub.exchange.ack_observers.append(metrics.observe_ack)
         self.console = Console(
-            hub, Sessions(tokens_from_settings(settings, hub.clock), os.urandom(32)), metrics
+            hub, Sessions(tokens_from_settings(settings, hub.clock), session_secret), metrics
         )
         self.port = 0
         self._server: _Server | None = None
@@ -467,6 +468,7 @@ class ConsoleServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several hub processes, one address
         sock.bind((host, int(port)))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(

@@ -40,10 +40,10 @@ class Drained:
     """An agency's claim took everything due; nothing is, until `next_due_ms` (None: until something
     changes), unless the dispatcher's generation moved on since the claim was queued."""
 
-    generation: int
+    generation: tuple[int, int]  # the dispatcher's, and the agency's own (`wake_for`)
     next_due_ms: int | None
 
-    def holds(self, generation: int, now_ms: int) -> bool:
+    def holds(self, generation: tuple[int, int], now_ms: int) -> bool:
         return generation == self.generation and (self.next_due_ms is None or now_ms < self.next_due_ms)
 
 
@@ -71,6 +71,7 @@ class Dispatcher:
         self._pass = asyncio.Lock()  # one pass at a time: a breaker's single probe must stay single
         self._stopped = False
         self._generation = 0  # moves on whenever something may have become due (`wake`)
+        self._agency_generation: dict[str, int] = {}  # moves on when it may have, for one agency
         self.drained: dict[str, Drained] = {}
         self.full_pass_ms = 1000  # the longest a pass goes by what it knows (`run` sets the sweep interval)
         self._last_full_ms: int | None = None
@@ -84,9 +85,23 @@ class Dispatcher:
         """Moves on with every `wake` and publish: knowledge from before is void."""
         return self._generation
 
+    def generation_of(self, agency: str) -> tuple[int, int]:
+        """What a claim for `agency` queued now has seen: the dispatcher's generation and the agency's."""
+        return self._generation, self._agency_generation.get(agency, 0)
+
     def wake(self) -> None:
         """Something may have become due: forget which agencies were drained, and pass."""
         self._generation += 1
+        self._wake.set()
+
+    def wake_for(self, agencies: set[str]) -> None:
+        """Deliveries for these agencies may have become due (another hub process published them; the
+        empty set: anything may have): pass, forgetting what was known of these agencies only."""
+        if not agencies:
+            self.wake()
+            return
+        for agency in agencies:
+            self._agency_generation[agency] = self._agency_generation.get(agency, 0) + 1
         self._wake.set()
 
     def nudge(self) -> None:
@@ -145,14 +160,15 @@ class Dispatcher:
         if full or self._last_full_ms is None or now - self._last_full_ms >= self.full_pass_ms:
             full, self._last_full_ms = True, now
         generation = self._generation  # what the claims queued below will have seen
-        wanted: list[tuple[Connector, Slot, int]] = []
+        wanted: list[tuple[Connector, Slot, int, tuple[int, int]]] = []
         probing: set[str] = set()  # a breaker that is not closed allows one probe: one slot per pass
         for connector in self.connectors:
             for slot in connector.open_slots(now):
                 if self.paused_until.get(slot.agency, 0) > now or slot.agency in probing:
                     continue
                 drained = self.drained.get(slot.agency)
-                if not full and drained is not None and drained.holds(generation, now):
+                seen = (generation, self._agency_generation.get(slot.agency, 0))  # as generation_of
+                if not full and drained is not None and drained.holds(seen, now):
                     self.claims_skipped += 1
                     continue
                 breaker = self.breakers[slot.agency]
@@ -160,19 +176,19 @@ class Dispatcher:
                 if breaker.state != CLOSED:
                     probing.add(slot.agency)
                 if allowed > 0:
-                    wanted.append((connector, slot, allowed))
+                    wanted.append((connector, slot, allowed, seen))
         # Queued in this turn of the event loop (no task in between), so they join the transaction being
         # gathered now: see `pass_now`.
         claims = await asyncio.gather(
             *(
                 self._claims.enqueue(ClaimRequest(slot.agency, allowed, now, connector.name, slot.channel_id))
-                for connector, slot, allowed in wanted
+                for connector, slot, allowed, _ in wanted
             )
         )
         more = False
-        for (connector, slot, allowed), claim in zip(wanted, claims, strict=True):
+        for (connector, slot, allowed, seen), claim in zip(wanted, claims, strict=True):
             if len(claim.outbound) < allowed:
-                self.drained[slot.agency] = Drained(generation, claim.next_due_ms)
+                self.drained[slot.agency] = Drained(seen, claim.next_due_ms)
             else:
                 self.drained.pop(slot.agency, None)
             await self._hand_over(connector, slot, claim, now)

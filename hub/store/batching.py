@@ -19,13 +19,14 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from hub.errors import AckhubError
-from hub.store.db import Database
+from hub.store.db import Database, is_transient, is_unique_race
 
 log = structlog.get_logger("ackhub.store")
+DEADLOCK_TRIES = 3  # tries of a transaction that PostgreSQL chose as a deadlock's victim
+PG_IN_FLIGHT = 3  # group commits at once on PostgreSQL (measured: docs/performance.md)
 I = TypeVar("I")  # noqa: E741 (item)
 O = TypeVar("O")  # noqa: E741 (outcome)
 
@@ -74,16 +75,23 @@ _Work = tuple[BatchStep[Any, Any], list[Any]]
 
 
 class GroupCommit:
-    def __init__(self, db: Database, max_batch: int = 256) -> None:
-        """One transaction at a time: what arrives while it runs shares the next. (Two at once kept
-        SQLite's database thread from waiting for the event loop between them, but the second one formed
-        at once, with whatever was waiting, so transactions were smaller and more: 12 % more hub CPU
-        one record at a time in bench/exchange.py, see docs/performance.md. On PostgreSQL, two side by
-        side could lock the same rows in turn.)"""
+    def __init__(self, db: Database, max_batch: int = 256, in_flight: int | None = None) -> None:
+        """On SQLite one transaction at a time: what arrives while it runs shares the next. (Two at once
+        kept SQLite's database thread from waiting for the event loop between them, but the second one
+        formed at once, with whatever was waiting, so transactions were smaller and more: 12 % more hub
+        CPU one record at a time in bench/exchange.py, see docs/performance.md.)
+
+        On PostgreSQL up to `in_flight` (default `PG_IN_FLIGHT`) at once, each on a database thread and
+        connection of its own: a transaction there is mostly waiting for the server's answers (a round
+        trip per statement, then the commit's WAL flush), so one at a time left the hub idle and the
+        publishers waiting (docs/performance.md). Their rows cannot collide unnoticed: acknowledgements
+        lock their deliveries in one order, claims skip locked rows, and a deadlock or a unique-key race
+        with another transaction is retried (`_run`)."""
         self.db = db
         self.max_batch = max_batch  # items per lane per transaction
+        self.max_in_flight = in_flight or (1 if db.is_sqlite else PG_IN_FLIGHT)
         self._lanes: list[Lane[Any, Any]] = []
-        self._in_flight = False
+        self._in_flight = 0
         self._scheduled = False
         self._committing: set[asyncio.Task[None]] = set()  # referenced until done
 
@@ -96,14 +104,15 @@ class GroupCommit:
 
     def kick(self) -> None:
         """Form a transaction at the end of this turn of the event loop (so that everything queued in
-        the same turn shares it), unless one is running (then its end forms the next)."""
-        if not self._scheduled and not self._in_flight:
+        the same turn shares it), unless as many as may be are running (then the end of one forms the
+        next)."""
+        if not self._scheduled and self._in_flight < self.max_in_flight:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._form)
 
     def _form(self) -> None:
         self._scheduled = False
-        if self._in_flight or not any(lane.pending for lane in self._lanes):
+        if self._in_flight >= self.max_in_flight or not any(lane.pending for lane in self._lanes):
             return
         taken: list[list[tuple[Any, asyncio.Future[Any]]]] = []
         work: list[_Work] = []
@@ -112,7 +121,7 @@ class GroupCommit:
                 batch, lane.pending = lane.pending[: self.max_batch], lane.pending[self.max_batch :]
                 taken.append(batch)
                 work.append((lane.step, [item for item, _ in batch]))
-        self._in_flight = True
+        self._in_flight += 1
         task = asyncio.create_task(self._commit(taken, work))
         self._committing.add(task)
         task.add_done_callback(self._committing.discard)
@@ -128,7 +137,7 @@ class GroupCommit:
                         future.set_exception(exc)
             return
         finally:
-            self._in_flight = False
+            self._in_flight -= 1
             self.kick()
         log.debug(
             "store.group_commit",
@@ -144,10 +153,15 @@ class GroupCommit:
                 else:
                     future.set_result(outcome)
 
-    def _run(self, work: list[_Work]) -> list[list[Any]]:
+    def _run(self, work: list[_Work], tries: int = DEADLOCK_TRIES) -> list[list[Any]]:
         try:
             return self._in_one_transaction(work)
-        except IntegrityError:
+        except Exception as failure:
+            if is_transient(failure) and tries > 1:  # rolled back whole: nothing of it happened
+                log.info("store.retry", why=type(failure).__name__)
+                return self._run(work, tries - 1)
+            if not is_unique_race(failure):
+                raise
             if sum(len(items) for _, items in work) == 1:
                 return self._in_one_transaction(work)  # the race is over: the step now sees the winner
             return [[self._run([(step, [item])])[0][0] for item in items] for step, items in work]

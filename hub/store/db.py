@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,9 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, create_engine
+
+from hub.errors import StartupError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -25,8 +30,33 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (tests/test_server.py checks it against Alembic's head): a store already
 # there starts without loading Alembic and its scripts, a fifth of a second of every start.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0007"
+PG_THREADS = 6  # database threads (each with its connection) of one hub process on PostgreSQL
 WAL_AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a commit would checkpoint by itself
+MIGRATION_LOCK = 0x6163_6B68_7576  # advisory lock: one migration at a time on one database
+
+
+def driver_error(failure: BaseException) -> BaseException:
+    """The driver's own exception under SQLAlchemy's wrapper (the hot paths run on the DBAPI cursor, so
+    theirs arrive unwrapped)."""
+    original = getattr(failure, "orig", None)
+    return original if isinstance(original, BaseException) else failure
+
+
+def is_unique_race(failure: BaseException) -> bool:
+    """A unique constraint broken: another transaction stored the same key first."""
+    error = driver_error(failure)
+    return isinstance(error, sqlite3.IntegrityError | psycopg.errors.UniqueViolation) or (
+        isinstance(failure, IntegrityError) and not isinstance(error, psycopg.Error)
+    )
+
+
+def is_transient(failure: BaseException) -> bool:
+    """PostgreSQL rolled the transaction back for a reason that trying again cures (a deadlock's victim,
+    a serialization failure)."""
+    return isinstance(
+        driver_error(failure), psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
+    )
 
 
 def normalize_url(url: str) -> str:
@@ -36,7 +66,9 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, application_name: str = "ackhub") -> Engine:
+    """`application_name`: how PostgreSQL's `pg_stat_activity` (and the wake-up notifications, which
+    carry it: hub/store/cluster.py) name this process's connections."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -53,7 +85,15 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=5, pool_pre_ping=True)
+    # No pre-ping: each database thread keeps its connection (`Database._writer`), and a connection that
+    # failed is invalidated by SQLAlchemy and replaced at the next transaction. A ping per checkout was a
+    # round trip before every group commit (a tenth of the database threads' time, py-spy).
+    return create_engine(
+        url,
+        pool_size=PG_THREADS + 2,
+        max_overflow=8,
+        connect_args={"application_name": application_name, "connect_timeout": 10},
+    )
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -74,27 +114,89 @@ def stored_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (a no-op when it is there already)."""
+    """Bring the schema to the newest revision (a no-op when it is there already). On PostgreSQL under an
+    advisory lock, so that hub processes starting together on a new database migrate it once."""
     if stored_revision(engine) == HEAD_REVISION:
         return
     from alembic import command
 
-    command.upgrade(alembic_config(engine), "head")
+    if engine.dialect.name != "postgresql":
+        command.upgrade(alembic_config(engine), "head")
+        return
+    with engine.connect() as lock:
+        lock.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        try:
+            if stored_revision(engine) != HEAD_REVISION:  # not done meanwhile by the lock's last holder
+                command.upgrade(alembic_config(engine), "head")
+        finally:
+            lock.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            lock.commit()
+
+
+def shown(url: str) -> str:
+    """The URL as logs and messages show it: without its password."""
+    return make_url(normalize_url(url)).render_as_string(hide_password=True).replace("+psycopg", "")
+
+
+def prepare(engine: Engine, url: str) -> None:
+    """What a hub does to its store at start: reach it, migrate a new one, and refuse one at another
+    schema revision (`StartupError` saying what to do), since other processes of the deployment may be
+    running on it: it is upgraded once, on purpose, with `ackhub db upgrade` (docs/deploy.md)."""
+    try:
+        stored = stored_revision(engine)
+    except OperationalError as error:
+        reason = str(error.orig or error).strip().splitlines()[0] if (error.orig or error) else ""
+        raise StartupError(
+            f"cannot reach the database at {shown(url)}: {reason}. Check that the server is running and "
+            f"accepts connections at that host and port, that the database exists, and that the user may "
+            f"connect (pg_hba.conf, password in the URL or PGPASSWORD)."
+        ) from None
+    if stored == HEAD_REVISION:
+        return
+    if stored is None:
+        migrate(engine)
+        return
+    if stored in _older_revisions():
+        raise StartupError(
+            f"the database at {shown(url)} is at schema revision {stored}; this hub needs {HEAD_REVISION}. "
+            f"Upgrade it once (back it up first): ackhub db upgrade --config FILE (docs/deploy.md)"
+        )
+    raise StartupError(
+        f"the database at {shown(url)} is at schema revision {stored}, newer than this hub knows "
+        f"({HEAD_REVISION}): a newer ackhub upgraded it; run that version."
+    )
+
+
+def _older_revisions() -> set[str]:
+    return {path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py")} - {
+        HEAD_REVISION
+    }
+
+
+def _broken(connection: Connection) -> bool:
+    """The driver's connection was lost under SQLAlchemy (a hot path's statement on the DBAPI cursor
+    failed with it: SQLAlchemy did not see that and did not invalidate the connection)."""
+    dbapi = connection.connection.dbapi_connection
+    return bool(getattr(dbapi, "broken", False) or getattr(dbapi, "closed", False) is True)
 
 
 class Database:
     """Owns the engine; `transaction()` is a unit of work; `run()` executes one off the event loop."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, threads: int = PG_THREADS, application_name: str = "ackhub") -> None:
+        """`threads`: database threads on PostgreSQL (SQLite has one)."""
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url)
+        self.application_name = application_name
+        self.engine = make_engine(self.url, application_name)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        # SQLite's one database thread keeps one connection open for all its transactions (`_writer`).
+        # Each database thread keeps one connection open for all its transactions (`_writer`): SQLite's
+        # one, and on PostgreSQL each of `PG_THREADS`.
         self._local = threading.local()
+        self._writers: list[Connection] = []  # every database thread's connection, closed by `close`
         self._executor = ThreadPoolExecutor(
-            max_workers=1 if self.is_sqlite else 8,
+            max_workers=1 if self.is_sqlite else threads,
             thread_name_prefix="ackhub-db",
-            initializer=self._mark_writer if self.is_sqlite else None,
+            initializer=self._mark_writer,
         )
         self._wal_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackhub-wal")
         # Reads that may take long (a console page, a metrics scrape, a trace query) on SQLite run on
@@ -109,6 +211,14 @@ class Database:
     def migrate(self) -> None:
         migrate(self.engine)
 
+    def prepare(self) -> None:
+        prepare(self.engine, self.url)
+
+    @property
+    def conninfo(self) -> str:
+        """The URL as psycopg takes it (PostgreSQL)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         writer = self._writer()
@@ -120,21 +230,20 @@ class Database:
         self._local.writer = True
 
     def _writer(self) -> Connection | None:
-        """On SQLite's database thread, its connection, kept open between transactions: taking one from
-        the pool and giving it back (with the pool's reset) was a third of what a small transaction
-        cost the thread in Python. Elsewhere None: a connection from the pool per transaction."""
+        """On a database thread, its connection, kept open between transactions: taking one from the pool
+        and giving it back (with the pool's reset, and on PostgreSQL a ping) was a third of what a small
+        transaction cost the thread in Python. A connection that failed (the server restarted) is
+        invalidated by SQLAlchemy and replaced here. Elsewhere None: one from the pool per transaction."""
         if not getattr(self._local, "writer", False):
             return None
         connection: Connection | None = getattr(self._local, "connection", None)
-        if connection is None or connection.closed or connection.invalidated:
+        if connection is None or connection.closed or connection.invalidated or _broken(connection):
+            if connection is not None:  # failed: give back what is left of it
+                self._writers.remove(connection)
+                connection.close()
             connection = self._local.connection = self.engine.connect()
+            self._writers.append(connection)  # list.append/remove are atomic under the GIL
         return connection
-
-    def _close_writer(self) -> None:
-        connection: Connection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -166,7 +275,8 @@ class Database:
         self._wal_executor.shutdown(wait=True)
         if self._read_executor is not self._executor:
             self._read_executor.shutdown(wait=True)
-        if self.is_sqlite:
-            self._executor.submit(self._close_writer).result()
         self._executor.shutdown(wait=True)
+        for connection in self._writers:  # no thread uses them any more
+            connection.close()
+        self._writers.clear()
         self.engine.dispose()

@@ -323,3 +323,31 @@ class PermitCheckRow(SQLModel, table=True):
     check_date: str = Field(max_length=10)
     verdict: str = Field(max_length=16)  # VALID INVALID
     reasons: str = Field(sa_column=Column(Text, nullable=False))  # comma-separated reason names
+
+
+class HubProcessRow(SQLModel, table=True):
+    """A running hub process sharing this database (hub/store/cluster.py): registered at start, its
+    heartbeat renewed every sweep interval, removed at a clean stop. Processes whose heartbeat is recent
+    are the deployment: they must run the same routes and agencies."""
+
+    __tablename__ = "hub_processes"
+
+    id: str = Field(primary_key=True, max_length=36)
+    host: str = Field(max_length=255)
+    pid: int
+    listen: str = Field(max_length=255)
+    started_ms: int = Field(sa_column=_ms())
+    heartbeat_ms: int = Field(sa_column=_ms())
+    config_digest: str = Field(max_length=64)  # SHA-256 of `config` (hex)
+    config: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON of what must agree
+
+
+class HubSecretRow(SQLModel, table=True):
+    """Secrets every process of one deployment shares (the console's session key): made by whichever
+    process needs one first."""
+
+    __tablename__ = "hub_secrets"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_ms: int = Field(sa_column=_ms())
