@@ -55,11 +55,12 @@ def _canonical(data: dict[str, Any]) -> str:
 
 
 def differences(ours: Any, theirs: Any, path: str = "") -> Iterator[str]:
-    """Where two configurations differ, as `path: ours ≠ theirs`. Lists of tables with an `id` or a
-    `record_type` are compared by that key, so an agency added in the middle is named as such."""
+    """Where two configurations differ, as `path: ours ≠ theirs`. Lists of tables with an `id`, a
+    `record_type`, an `agency` or a `name` are compared by it, so an agency added in the middle is named
+    as such (`routes[customs.export_declaration.released].recipients[fx].ack_level`)."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
         for key in sorted(set(ours) | set(theirs)):
-            where = f"{path}.{key}" if path else str(key)
+            where = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else str(key)
             if key not in theirs:
                 yield f"{where}: only in this process's configuration"
             elif key not in ours:
@@ -83,7 +84,7 @@ def differences(ours: Any, theirs: Any, path: str = "") -> Iterator[str]:
 
 
 def _keyed(items: list[Any]) -> dict[str, Any] | None:
-    for key in ("id", "record_type", "name"):
+    for key in ("id", "record_type", "agency", "name"):
         if items and all(isinstance(i, dict) and key in i for i in items):
             names = [str(i[key]) for i in items]
             if len(set(names)) == len(names):
@@ -134,11 +135,9 @@ class Registry:
                         f"origin; differences: " + "; ".join(found) + ". Give every process the same "
                         "configuration file (docs/deploy.md)."
                     )
-            # Rows of processes long gone (killed: no clean stop) are cleared by whoever starts next.
+            # Rows of processes gone without a clean stop (killed) are cleared by whoever starts next.
             session.exec(
-                delete(HubProcessRow).where(
-                    col(HubProcessRow.heartbeat_ms) < self.stale_before(now_ms) - 3600_000
-                )
+                delete(HubProcessRow).where(col(HubProcessRow.heartbeat_ms) < self.stale_before(now_ms))
             )
             session.add(
                 HubProcessRow(

@@ -1,0 +1,206 @@
+"""Several hub processes on one database (hub/store/cluster.py, hub/workers.py, docs/deploy.md): a publish
+on one process reaches an agency streaming from another at once; processes that disagree, a database at an
+older schema or out of reach are refused at start with what to do; and the database going away under a
+running hub is UNAVAILABLE to callers, then healed without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from alembic import command
+
+from hub.config import parse_settings
+from hub.errors import StartupError
+from hub.sdk.agency import Verdict, start_subscription
+from hub.server import HubServer
+from hub.store.db import HEAD_REVISION, Database, alembic_config, stored_revision
+from tests.harness import base_config, start_hub
+from tests.process_hub import REPO, to_toml
+
+TYPE = "customs.export_declaration.released"
+USCC = "91110000600037341L"
+BEFORE, DURING = "3f2a1c4e-0000-4000-8000-000000000001", "3f2a1c4e-0000-4000-8000-000000000002"
+
+
+def _quiet(config: dict[str, Any]) -> None:
+    """No pass of the dispatcher but those that something wakes: its idle pass comes once in 10 minutes."""
+    config["server"]["sweep_interval"] = "10m"
+
+
+def _start_refused(config: dict[str, Any]) -> StartupError:
+    """Start a hub with `config`, expecting StartupError; the hub is stopped again either way."""
+
+    async def attempt() -> StartupError | None:
+        hub = HubServer(parse_settings(config, "test"), scheduled_sweeps=False)
+        try:
+            await hub.start()
+        except StartupError as error:
+            return error
+        finally:
+            await hub.stop(0)
+        return None
+
+    refusal = asyncio.run(attempt())
+    assert refusal is not None, "the hub started"
+    return refusal
+
+
+@pytest.mark.postgres
+def test_a_publish_on_one_process_reaches_an_agency_streaming_from_another(postgres_url: str) -> None:
+    """fx streams from hub B; customs publishes on hub A. Neither dispatcher looks by itself for 10
+    minutes: B hears of the new delivery from the database (LISTEN/NOTIFY) and sends it at once."""
+    hub_a = start_hub(postgres_url, edit=_quiet)
+    hub_b = start_hub(postgres_url, edit=_quiet)
+    try:
+        fx = hub_b.agency("fx")
+        start_subscription(fx, lambda delivery: Verdict.received())
+        customs = hub_a.agency("customs")
+        receipt = customs.publish(TYPE, b'{"n": 1}', subject_uscc=USCC)
+        fx_delivery = next(d.delivery_id for d in receipt.deliveries if d.recipient == "fx")
+        got = fx.results.get(timeout=10)  # the hub's answer to fx's signed RECEIVED
+        assert (got.delivery_id, got.ok) == (fx_delivery, True)
+        assert hub_b.server.wakeups is not None and hub_b.server.wakeups.received >= 1
+        # Hub A's own notifications do not wake hub A: it claims in its own transaction already.
+        assert hub_a.server.wakeups is not None and hub_a.server.wakeups.received == 0
+        live = hub_a.run(asyncio.to_thread(hub_a.server.registry.live, hub_a.server.clock.now_ms()))
+        assert {p.id for p in live} == {hub_a.server.process_id, hub_b.server.process_id}
+    finally:
+        hub_b.stop()
+        hub_a.stop()
+
+
+@pytest.mark.postgres
+def test_a_process_with_other_routes_is_refused_naming_the_difference(postgres_url: str) -> None:
+    """A second process whose fx route asks for the business level, beside one running RECEIVED: refused
+    at start, the differing setting named; after the first one stops, it may start (a new deployment)."""
+    first = start_hub(postgres_url)
+    other = base_config(postgres_url)
+    other["routes"][0]["recipients"][1]["ack_level"] = "BUSINESS"
+    try:
+        refusal = str(_start_refused(other))
+        assert "routes[customs.export_declaration.released].recipients[fx].ack_level" in refusal
+        assert "'BUSINESS' ≠ 'RECEIVED'" in refusal
+        assert "docs/deploy.md" in refusal
+    finally:
+        first.stop()
+    second = start_hub(postgres_url, edit=lambda c: c.update(routes=other["routes"]))
+    second.stop()
+
+
+def test_a_store_at_an_older_schema_is_refused_until_upgraded(database_url: str, tmp_path: Path) -> None:
+    """A hub refuses a store one migration behind, naming the command; `ackhub db upgrade` brings it to
+    this hub's revision, after which the hub starts."""
+    db = Database(database_url)
+    try:
+        db.migrate()
+        command.downgrade(alembic_config(db.engine), "-1")
+        older = stored_revision(db.engine)
+    finally:
+        db.close()
+    assert older is not None and older != HEAD_REVISION
+    refusal = str(_start_refused(base_config(database_url)))
+    assert f"schema revision {older}" in refusal and "ackhub db upgrade --config" in refusal
+
+    config_file = tmp_path / "hub.toml"
+    config_file.write_text(to_toml(base_config(database_url)), encoding="utf-8")
+    status = _ackhub("db", "status", "--config", str(config_file))
+    assert status.returncode == 1 and f"schema {older}" in status.stdout
+    upgrade = _ackhub("db", "upgrade", "--config", str(config_file))
+    assert upgrade.returncode == 0 and f"schema {older} → {HEAD_REVISION}" in upgrade.stdout
+    start_hub(database_url).stop()
+
+
+def _ackhub(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_an_unreachable_database_is_one_clear_line_without_the_password(tmp_path: Path) -> None:
+    """`ackhub serve` against a PostgreSQL that does not answer: exit 2, the URL without its password and
+    what to check; no traceback."""
+    config_file = tmp_path / "hub.toml"
+    config_file.write_text(to_toml(base_config("sqlite:///unused.db")), encoding="utf-8")
+    url = "postgresql://bob:s3cret@127.0.0.1:1/ackhub"
+    run = _ackhub("serve", "--config", str(config_file), "--database-url", url)
+    assert run.returncode == 2
+    assert "cannot reach the database at postgresql://bob:***@127.0.0.1:1/ackhub" in run.stderr
+    assert "Check that the server is running" in run.stderr
+    assert "s3cret" not in run.stderr + run.stdout and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: None, "--workers 2 needs PostgreSQL"),
+        (
+            lambda c: c["server"].update(database_url="postgresql://postgres@127.0.0.1:5432/test"),
+            "--workers 2 needs a fixed port in [server].listen",
+        ),
+    ],
+    ids=["sqlite", "port-0"],
+)
+def test_workers_refuse_what_processes_cannot_share(tmp_path: Path, edit: Any, expected: str) -> None:
+    """Several workers need one database they can share and a fixed address; said before anything starts."""
+    config = base_config(f"sqlite:///{tmp_path / 'hub.db'}")
+    edit(config)
+    config_file = tmp_path / "hub.toml"
+    config_file.write_text(to_toml(config), encoding="utf-8")
+    run = _ackhub("serve", "--config", str(config_file), "--workers", "2")
+    assert run.returncode == 2 and expected in run.stderr, run.stderr
+    assert not (tmp_path / "hub.db").exists()
+
+
+def _block_connections(url: str, allow: bool) -> None:
+    """Close the database to new connections and end the open ones (as a restart or failover does to a
+    hub), or open it again."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/test", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+        if not allow:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+
+
+@pytest.mark.postgres
+def test_the_database_going_away_is_unavailable_then_healed(postgres_url: str) -> None:
+    """While the database refuses connections a publish is UNAVAILABLE (STORE_UNAVAILABLE, retry info)
+    and the hub keeps running; once it is back, the hub reconnects by itself, the same request id is
+    accepted, and an agency's stream carries on."""
+    hub = start_hub(postgres_url)
+    try:
+        customs = hub.agency("customs")
+        first = customs.publish(TYPE, b'{"n": 1}', subject_uscc=USCC, request_id=BEFORE)
+        _block_connections(postgres_url, allow=False)
+        try:
+            with pytest.raises(grpc.RpcError) as refused:
+                customs.publish(TYPE, b'{"n": 2}', subject_uscc=USCC, request_id=DURING, timeout=20)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "database is unavailable" in (refused.value.details() or "")
+        finally:
+            _block_connections(postgres_url, allow=True)
+        deadline = time.monotonic() + 20
+        again = None
+        while again is None:  # the first calls after may still meet a connection ended while blocked
+            try:
+                again = customs.publish(TYPE, b'{"n": 2}', subject_uscc=USCC, request_id=DURING, timeout=5)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert again.record_id != first.record_id and not again.replayed
+        fx = hub.agency("fx")
+        start_subscription(fx, lambda delivery: Verdict.received())
+        closed = {fx.results.get(timeout=10).delivery_id for _ in range(2)}
+        assert closed == {d.delivery_id for r in (first, again) for d in r.deliveries if d.recipient == "fx"}
+    finally:
+        hub.stop()
