@@ -111,7 +111,9 @@ def test_a_change_makes_the_next_pass_look_again(hub: RunningHub, clock: ManualC
     delivery_id = _first_attempt_to_fx(hub, clock, fx)
     hint = dispatcher.drained["fx"]
     assert hint.next_due_ms == clock.now_ms() + 1_000  # as the claim saw it
-    wait_for(lambda: not hint.holds(dispatcher.generation_of("fx"), clock.now_ms()), what="the deferral's wake")
+    wait_for(
+        lambda: not hint.holds(dispatcher.generation_of("fx"), clock.now_ms()), what="the deferral's wake"
+    )
     assert _pass(hub, dispatcher) == 0  # the deferral voided the hint: this pass asked the store
     assert dispatcher.drained["fx"].next_due_ms == clock.now_ms() + 10_000
     _second_attempt_after(hub, clock, dispatcher, fx, delivery_id, 10_000)
