@@ -39,6 +39,7 @@ import math
 import os
 import platform
 import random
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -111,6 +112,7 @@ class Options:
     # Publisher threads of the offered-load phase: enough that one slow answer does not hold the next
     # records back (with 4 at 200/s, each call must return within 20 ms or the schedule slips).
     offered_publishers: int = 16
+    workers: tuple[int, ...] = (1,)  # hub processes per PostgreSQL run (`ackhub serve --workers N`)
 
     def publishers_for(self, rate: float) -> int:
         return self.offered_publishers if rate > 0 else self.publishers
@@ -197,13 +199,15 @@ def _toml(value: str | int) -> str:
     return json.dumps(value, ensure_ascii=True)  # a JSON string or integer is a valid TOML one
 
 
-def hub_config(database_url: str, keys: dict[str, Ed25519PrivateKey], opts: Options) -> str:
+def hub_config(
+    database_url: str, keys: dict[str, Ed25519PrivateKey], opts: Options, listen: str = "127.0.0.1:0"
+) -> str:
     """The hub's TOML: the three agencies with the bench's keys, one route, loopback on a free port, no
     per-caller rate limit. Attempts wait 30 s for an answer and the deadline is 10 min, so nothing is
     retried or escalated unless the hub really loses an answer."""
     lines = [
         "[server]",
-        f"listen = {_toml('127.0.0.1:0')}",
+        f"listen = {_toml(listen)}",
         f"database_url = {_toml(database_url)}",
         f"stream_window = {_toml(opts.window)}",
         f"sweep_interval = {_toml('1s')}",
@@ -240,26 +244,37 @@ def hub_config(database_url: str, keys: dict[str, Ed25519PrivateKey], opts: Opti
 
 
 class HubProcess(hubproc.ServeProcess):
-    """The hub under test; learns its port from the log."""
+    """The hub under test; learns its port from the log. With `workers` > 1 it is `ackhub serve --workers
+    N` (a supervisor and N hub processes on one port): ready once all N started, and its CPU and memory
+    are the N processes' together."""
+
+    def __init__(self, config: Path, log: Path, workers: int = 1) -> None:
+        super().__init__(config, log, ["--workers", str(workers)] if workers > 1 else [])
+        self.workers = workers
 
     def start(self, timeout: float) -> str:
         self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_running()
-            for line in self.log.read_text(errors="replace").splitlines():
-                if '"hub.started"' in line:
-                    return f"127.0.0.1:{json.loads(line)['port']}"
+            started = [
+                json.loads(line)
+                for line in self.log.read_text(errors="replace").splitlines()
+                if '"hub.started"' in line
+            ]
+            if len(started) >= self.workers:
+                return f"127.0.0.1:{started[0]['port']}"
             time.sleep(0.05)
         raise TimeoutError(f"the hub did not start within {timeout:.0f} s:\n{self.tail()}")
 
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of all the hub's threads so far."""
-        return process_cpu_seconds(self.pid)
-
-    def memory_mib(self, field: str) -> float:
-        """`VmHWM` (peak resident set) or `VmRSS` (now) of the hub, in MiB."""
-        return process_memory_mib(self.pid, field)
+    def pids(self) -> list[int]:
+        """The hub processes: the one process, or the supervisor's children."""
+        if self.workers == 1:
+            return [self.pid]
+        with suppress(OSError):
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            return [int(child) for child in children]
+        return []
 
     def stop(self, timeout: float = 15) -> None:
         self.terminate(timeout)
@@ -318,18 +333,23 @@ class Meter:
     process (publishers and agencies) and of the whole machine, and the server's resident memory, sampled
     when the phase starts, at every progress tick (0.5 s) and when it ends."""
 
-    def __init__(self, server_pid: int | None) -> None:
-        self.pid = server_pid
+    def __init__(self, server_pid: int | list[int] | None) -> None:
+        """`server_pid`: the server's process, or several (a hub of N processes: their sum)."""
+        self.pids = server_pid if isinstance(server_pid, list) else [server_pid]
+        self.pid = self.pids[0]
         self.began = time.perf_counter()
-        self.server_cpu = process_cpu_seconds(server_pid)
+        self.server_cpu = self.cpu()
         self.client_cpu = time.process_time()
         self.machine = machine_busy_jiffies()
         self.peak_rss = math.nan
         self.sample()
 
+    def cpu(self) -> float:
+        return sum(process_cpu_seconds(pid) for pid in self.pids)
+
     def sample(self) -> float:
         """The server's resident memory now, in MiB, kept as the peak when it is the highest so far."""
-        rss = process_memory_mib(self.pid, "VmRSS")
+        rss = sum(process_memory_mib(pid, "VmRSS") for pid in self.pids)
         if not math.isnan(rss) and (math.isnan(self.peak_rss) or rss > self.peak_rss):
             self.peak_rss = rss
         return rss
@@ -342,7 +362,7 @@ class Meter:
                 "pid": self.pid,
                 "peak_rss_mib": round(self.peak_rss, 1),
                 "rss_mib_at_end": round(rss, 1),
-                "cpu_s": round(process_cpu_seconds(self.pid) - self.server_cpu, 2),
+                "cpu_s": round(self.cpu() - self.server_cpu, 2),
             },
             "client_cpu_s": round(time.process_time() - self.client_cpu, 2),
             "machine_cpu_busy_pct": round(100 * busy[0] / max(busy[1], 1), 1),
@@ -376,7 +396,7 @@ class Tracker:
 
     # - the phase's measurements
 
-    def begin(self, server_pid: int | None) -> None:
+    def begin(self, server_pid: int | list[int] | None) -> None:
         """The phase starts now: take the CPU and memory readings `figures()` reports the cost against.
         What this process holds so far is kept out of its garbage collector's full collections (as
         `ackhub serve` does after start-up): walking it paused every thread here, publishers and agencies
@@ -626,7 +646,7 @@ def run_phase(
 ) -> float:
     """Publish `tracker.records` records and wait until every delivery is closed; returns when it started."""
     count = len(publishers)
-    tracker.begin(hub.pid)
+    tracker.begin(hub.pids())
     start = time.perf_counter()
     threads = [
         threading.Thread(
@@ -790,20 +810,35 @@ def drive(
             return
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_name(backend: str, workers: int) -> str:
+    """The key of a run in the results: `postgres` for one process, `postgres-2proc` for two."""
+    return backend if workers == 1 else f"{backend}-{workers}proc"
+
+
 def run_backend(
-    backend: str, opts: Options, work: Path, report: Callable[[str, bool], None]
+    backend: str, opts: Options, work: Path, report: Callable[[str, bool], None], workers: int = 1
 ) -> dict[str, Any]:
     """One complete run on a fresh store: its figures, what the store holds afterwards, and any errors."""
     store = sqlite_store(work) if backend == "sqlite" else postgres_store(opts.pg_admin, opts.keep)
     busy_before = machine_busy_before()
+    name = run_name(backend, workers)
     with store as (database_url, database):
         keys = {agency: Ed25519PrivateKey.generate() for agency in (PUBLISHER, *RECIPIENTS)}
-        config = work / f"hub-{backend}.toml"
-        config.write_text(hub_config(database_url, keys, opts), encoding="utf-8")
+        config = work / f"hub-{name}.toml"
+        listen = "127.0.0.1:0" if workers == 1 else f"127.0.0.1:{free_port()}"
+        config.write_text(hub_config(database_url, keys, opts, listen), encoding="utf-8")
         load_settings(config, environ={})  # a bad configuration fails here, with every problem named
-        hub = HubProcess(config, work / f"hub-{backend}.log")
+        hub = HubProcess(config, work / f"hub-{name}.log", workers)
+        if workers > 1:
+            database += f", {workers} hub processes"
         result: dict[str, Any] = {
-            "backend": backend,
+            "backend": name,
             "database": database,
             "machine_busy_before_pct": busy_before,
             "errors": [],
@@ -893,8 +928,8 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     if not baseline or not baseline.get("ok"):
         return {}
     found: dict[str, dict[str, float | None]] = {}
-    for name in HUB_BACKENDS:
-        if name not in results:
+    for name in results:
+        if name == BASELINE:
             continue
         found[f"{name}/{BASELINE}"] = {}
         for phase in ("full_speed", "offered_load"):
@@ -1016,12 +1051,41 @@ def unavailable_banner(summary: dict[str, Any]) -> str:
     )
 
 
+def scaling(results: dict[str, Any], workers: tuple[int, ...]) -> dict[str, dict[str, float | None]]:
+    """PostgreSQL with N hub processes ÷ with the fewest, acknowledged deliveries per second, per phase."""
+    base = results.get(run_name("postgres", min(workers)))
+    found: dict[str, dict[str, float | None]] = {}
+    if not base or not base.get("ok") or len(workers) < 2:
+        return found
+    for count in sorted(workers)[1:]:
+        run = results.get(run_name("postgres", count), {})
+        found[f"{run_name('postgres', count)}/{run_name('postgres', min(workers))}"] = {
+            phase: (
+                round(run[phase]["deliveries_closed_per_s"] / base[phase]["deliveries_closed_per_s"], 3)
+                if run.get("ok") and phase in run and phase in base
+                else None
+            )
+            for phase in ("full_speed", "offered_load")
+            if phase in base
+        }
+    return found
+
+
+def render_scaling(summary: dict[str, Any]) -> list[str]:
+    if not summary.get("scaling"):
+        return []
+    lines = ["PostgreSQL, N hub processes ÷ fewer, acknowledged deliveries per second:"]
+    for name, values in summary["scaling"].items():
+        lines.append(f"  {name}".ljust(22) + "".join(f"{p}: {cell(v)}".rjust(24) for p, v in values.items()))
+    return lines
+
+
 def render_ratios(summary: dict[str, Any]) -> list[str]:
     """The last lines of the table: ackhub ÷ baseline acknowledged deliveries per second."""
     found, results = summary["ratios"], summary["backends"]
     if BASELINE not in results:
         return [f"ackhub ÷ baseline: no ratio, {BASELINE} is not in --backends"]
-    if not any(name in results for name in HUB_BACKENDS):
+    if not any(name != BASELINE for name in results):
         return ["ackhub ÷ baseline: no ratio, neither sqlite nor postgres is in --backends"]
     if not found:
         why = "was UNAVAILABLE" if results[BASELINE].get("available") is False else "FAILED"
@@ -1107,6 +1171,8 @@ def render_table(summary: dict[str, Any]) -> str:
     if banner:
         lines += ["", banner]
     lines += ["", *render_ratios(summary)]
+    if summary.get("scaling"):
+        lines += ["", *render_scaling(summary)]
     return "\n".join(lines)
 
 
@@ -1195,6 +1261,12 @@ def parse_args(argv: list[str] | None) -> Options:
         help="comma-separated, run in this order: sqlite, postgres (ackhub's stores), rabbitmq (the baseline)",
     )
     parser.add_argument(
+        "--workers",
+        default="1",
+        help="hub processes of each PostgreSQL run, comma-separated (`ackhub serve --workers N` on one "
+        "port); e.g. 1,2 runs PostgreSQL twice and prints the scaling ratio (default 1)",
+    )
+    parser.add_argument(
         "--pg-admin", default=DEFAULT_PG_ADMIN, help="PostgreSQL URL that may create databases (loopback)"
     )
     parser.add_argument(
@@ -1231,7 +1303,14 @@ def parse_args(argv: list[str] | None) -> Options:
         parser.error("--payload-bytes and --timeout must be positive")
     if BASELINE in backends and urlsplit(args.amqp_url).hostname not in LOOPBACK:
         parser.error(f"--amqp-url must point at a loopback address, not {urlsplit(args.amqp_url).hostname!r}")
+    try:
+        workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
+    except ValueError:
+        workers = ()
+    if not workers or min(workers) < 1 or len(set(workers)) != len(workers):
+        parser.error("--workers takes distinct whole numbers of 1 or more, e.g. 1,2")
     return Options(
+        workers=workers,
         records=args.records,
         warmup=args.warmup,
         publishers=args.publishers,
@@ -1261,15 +1340,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ackhub-bench-") as scratch:
         work = Path(tempfile.mkdtemp(prefix="ackhub-bench-")) if opts.keep else Path(scratch)
-        for backend in opts.backends:
+        runs = [
+            (backend, workers)
+            for backend in opts.backends
+            for workers in (opts.workers if backend == "postgres" else (1,))
+        ]
+        for backend, workers in runs:
+            name = run_name(backend, workers)
             try:
                 if backend == BASELINE:
-                    results[backend] = run_baseline(opts, report)
+                    results[name] = run_baseline(opts, report)
                 else:
-                    results[backend] = run_backend(backend, opts, work, report)
+                    results[name] = run_backend(backend, opts, work, report, workers)
             except Exception as error:  # the store could not be set up: report it, go on with the next
-                results[backend] = {"backend": backend, "database": f"{backend} (not set up)", "ok": False}
-                results[backend]["errors"] = [f"{type(error).__name__}: {error}"]
+                results[name] = {"backend": name, "database": f"{name} (not set up)", "ok": False}
+                results[name]["errors"] = [f"{type(error).__name__}: {error}"]
     baseline = results.get(BASELINE, {})
     summary = {
         "bench": "exchange",
@@ -1285,6 +1370,7 @@ def main(argv: list[str] | None = None) -> int:
             "payload_bytes": opts.payload_bytes,
             "timeout_per_phase_s": opts.timeout,
             "backends": list(opts.backends),
+            "postgres_workers": list(opts.workers),
             "hub": "subprocess",
             "hub_log_level": opts.hub_log_level,
             "analyze_after_warmup": opts.analyze,
@@ -1297,6 +1383,7 @@ def main(argv: list[str] | None = None) -> int:
         else None,
         "ratio_of": "acknowledged deliveries per second, ackhub ÷ RabbitMQ baseline, per phase",
         "ratios": ratios(results),
+        "scaling": scaling(results, opts.workers),
         "ok": all(r["ok"] or r.get("available") is False for r in results.values()),
     }
     if summary["baseline_unavailable"]:

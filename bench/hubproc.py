@@ -16,9 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class ServeProcess:
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, args: list[str] | None = None) -> None:
+        """`args`: more arguments of `serve` (such as `--workers 2`)."""
         self.config = config
         self.log = log
+        self.args = args or []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -32,7 +34,7 @@ class ServeProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
         with self.log.open("ab" if append else "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config), *self.args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
