@@ -14,8 +14,10 @@ from __future__ import annotations
 import functools
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, suppress
 from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Dialect, Select, Table, bindparam, insert, update
 from sqlalchemy.sql.dml import UpdateBase
@@ -74,11 +76,49 @@ def execute_many(session: Session, statement: UpdateBase, rows: Sequence[dict[st
     if fixed:
         rows = [{**fixed, **row} for row in rows]
     params: Sequence[Any] = [values_of(row) for row in rows] if values_of else rows
-    cursor = _dbapi(connection).cursor()
+    dbapi = _dbapi(connection)
+    if connection.dialect.name == "postgresql":
+        _pipelined(dbapi).executemany(sql, params)  # sent, not waited for: see `_pipelined`
+        return
+    cursor = dbapi.cursor()
     try:
         cursor.executemany(sql, params)
     finally:
         cursor.close()
+
+
+# PostgreSQL connections in pipeline mode now, each with the context that ends it (`leave_pipeline`).
+_PIPELINES: WeakKeyDictionary[Any, AbstractContextManager[Any]] = WeakKeyDictionary()
+
+
+def _pipelined(dbapi: Any) -> Any:
+    """A cursor on `dbapi` in psycopg's pipeline mode, entered if it is not yet. The hot paths' writes
+    then go to the server without waiting for their answers; the next read (`select_rows`) waits for
+    them and itself; the commit is one more round trip in the pipeline, which raises the first error of
+    the transaction; anything SQLAlchemy executes and a rollback first end the pipeline
+    (`leave_pipeline`, from engine events set in hub/store/db.py). A group commit's dozen statements
+    cost as many round trips as it has reads plus one, not one per statement, and each of those is a
+    wait after which the database thread must take the GIL back: with the event loop busy, up to the
+    interpreter's switch interval each. (A statement that fails in a pipeline surfaces at that next wait,
+    as the same driver error: a unique-key race is still recognised by hub/store/batching.py.)"""
+    if dbapi not in _PIPELINES:
+        pipeline = dbapi.pipeline()
+        pipeline.__enter__()
+        _PIPELINES[dbapi] = pipeline
+    return dbapi.cursor()
+
+
+def leave_pipeline(dbapi: Any, failed: bool = False) -> None:
+    """End `dbapi`'s pipeline if one is open: wait for every answer (raising the first error), unless
+    `failed` (a rollback follows: what the pipeline answers no longer matters)."""
+    pipeline = _PIPELINES.pop(dbapi, None)
+    if pipeline is None:
+        return
+    if not failed:
+        pipeline.__exit__(None, None, None)
+        return
+    with suppress(Exception):
+        pipeline.__exit__(RuntimeError, RuntimeError("rolled back"), None)
 
 
 def insert_rows(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:

@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -88,12 +88,31 @@ def make_engine(url: str, application_name: str = "ackhub") -> Engine:
     # No pre-ping: each database thread keeps its connection (`Database._writer`), and a connection that
     # failed is invalidated by SQLAlchemy and replaced at the next transaction. A ping per checkout was a
     # round trip before every group commit (a tenth of the database threads' time, py-spy).
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=PG_THREADS + 2,
         max_overflow=8,
         connect_args={"application_name": application_name, "connect_timeout": 10},
     )
+    from hub.store.bulk import leave_pipeline
+
+    # The hot paths' writes ride a pipeline (hub/store/bulk.py): it ends before SQLAlchemy sends anything
+    # itself, and before a rollback. A commit goes through it (psycopg sends COMMIT and a Sync: one round
+    # trip, which raises the first error of the transaction's statements), and it stays open for the
+    # next transaction of the thread's connection.
+    def _leave(connection: Connection, failed: bool = False) -> None:
+        if not connection.invalidated:  # a lost connection has no pipeline to end
+            leave_pipeline(connection.connection.dbapi_connection, failed)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_execute(connection: Connection, *_args: Any) -> None:
+        _leave(connection)
+
+    @event.listens_for(engine, "rollback")
+    def _before_rollback(connection: Connection) -> None:
+        _leave(connection, failed=True)
+
+    return engine
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -173,6 +192,15 @@ def _older_revisions() -> set[str]:
     }
 
 
+def _end_pipeline(connection: Connection) -> None:
+    """Before a database thread's connection is closed: end the pipeline its last commit left open."""
+    from hub.store.bulk import leave_pipeline
+
+    with suppress(Exception):
+        if not connection.closed and not connection.invalidated:
+            leave_pipeline(connection.connection.dbapi_connection, failed=_broken(connection))
+
+
 def _broken(connection: Connection) -> bool:
     """The driver's connection was lost under SQLAlchemy (a hot path's statement on the DBAPI cursor
     failed with it: SQLAlchemy did not see that and did not invalidate the connection)."""
@@ -240,6 +268,7 @@ class Database:
         if connection is None or connection.closed or connection.invalidated or _broken(connection):
             if connection is not None:  # failed: give back what is left of it
                 self._writers.remove(connection)
+                _end_pipeline(connection)
                 connection.close()
             connection = self._local.connection = self.engine.connect()
             self._writers.append(connection)  # list.append/remove are atomic under the GIL
@@ -277,6 +306,7 @@ class Database:
             self._read_executor.shutdown(wait=True)
         self._executor.shutdown(wait=True)
         for connection in self._writers:  # no thread uses them any more
+            _end_pipeline(connection)
             connection.close()
         self._writers.clear()
         self.engine.dispose()
