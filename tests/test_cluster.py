@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import psycopg
 import pytest
 from alembic import command
@@ -204,3 +205,38 @@ def test_the_database_going_away_is_unavailable_then_healed(postgres_url: str) -
         assert closed == {d.delivery_id for r in (first, again) for d in r.deliveries if d.recipient == "fx"}
     finally:
         hub.stop()
+
+
+@pytest.mark.postgres
+def test_the_console_of_any_process_shows_the_deployment(postgres_url: str, tmp_path: Path) -> None:
+    """Two processes with consoles: a session made by one is good on the other (their session key is the
+    deployment's), and either one's /metrics counts both processes and the deliveries of both."""
+    from hub.clock import ManualClock, SystemClock
+    from tests.console_kit import console_url, operator_token
+    from tests.security_data import with_jwks
+
+    clock = ManualClock(SystemClock().now_ms())
+    jwks = with_jwks(tmp_path / "jwks.json")
+
+    def edit(config: dict[str, Any]) -> None:
+        jwks(config)
+        config["console"] = {"listen": "127.0.0.1:0"}
+
+    hub_a = start_hub(postgres_url, clock=clock, edit=edit)
+    hub_b = start_hub(postgres_url, clock=clock, edit=edit)
+    try:
+        hub_a.agency("customs").publish(TYPE, b'{"n": 1}', subject_uscc=USCC)
+        with httpx.Client(base_url=console_url(hub_a), follow_redirects=False, timeout=10) as a:
+            signed_in = a.post("/signin", data={"token": operator_token(clock), "next": "/"})
+            assert signed_in.status_code == 303
+            cookies = dict(a.cookies)
+        with httpx.Client(base_url=console_url(hub_b), cookies=cookies, timeout=10) as b:
+            assert b.get("/").status_code == 200  # not sent back to sign in
+            text = b.get("/metrics").text
+        assert "ackhub_hub_processes 2.0" in text
+        for hub in (hub_a, hub_b):
+            assert f'process="{hub.server.process_id}"' in text
+        assert 'ackhub_deliveries{state="PENDING"} 2.0' in text or 'ackhub_deliveries{state="SENT"}' in text
+    finally:
+        hub_b.stop()
+        hub_a.stop()

@@ -453,6 +453,7 @@ class ConsoleServer:
             hub.clock,
             hub.exchange.dispatcher.breakers.states,
             [a.id for a in settings.agencies],
+            hub.registry,
         )
         hub.exchange.ack_observers.append(metrics.observe_ack)
         self.console = Console(

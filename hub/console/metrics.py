@@ -15,6 +15,7 @@ from hub.clock import Clock
 from hub.exchange.acknowledge import AckOutcome
 from hub.exchange.breaker import CLOSED, HALF_OPEN, OPEN
 from hub.exchange.states import DELIVERY_STATES
+from hub.store.cluster import Registry
 from hub.store.db import Database
 from hub.store.models import AttemptRow, DeliveryRow, EscalationRow
 
@@ -66,11 +67,46 @@ class StoreCollector(Collector):
         yield breaker
 
 
+class ProcessesCollector(Collector):
+    """The hub processes sharing the database (hub/store/cluster.py), the same whichever one is scraped,
+    and which one answered this scrape. The store's gauges above are the whole deployment's too; the
+    circuit breakers and the latency histogram are the answering process's own (docs/deploy.md)."""
+
+    def __init__(self, registry: Registry, clock: Clock) -> None:
+        self.registry = registry
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock.now_ms()
+        live = self.registry.live(now)
+        yield GaugeMetricFamily(
+            "ackhub_hub_processes", "Hub processes sharing the database (recent heartbeat)", value=len(live)
+        )
+        age = GaugeMetricFamily(
+            "ackhub_hub_process_heartbeat_age_seconds",
+            "Seconds since each live hub process's last heartbeat",
+            labels=["process", "host", "pid", "listen"],
+        )
+        for peer in live:
+            age.add_metric([peer.id, peer.host, str(peer.pid), peer.listen], (now - peer.heartbeat_ms) / 1000)
+        yield age
+        me = GaugeMetricFamily(
+            "ackhub_scraped_process", "1 for the hub process that answered this scrape", labels=["process"]
+        )
+        me.add_metric([self.registry.process_id], 1.0)
+        yield me
+
+
 class Metrics:
     """The console's own registry (never the global one, so several hubs can run in one process)."""
 
     def __init__(
-        self, db: Database, clock: Clock, breakers: Callable[[], dict[str, str]], agencies: list[str]
+        self,
+        db: Database,
+        clock: Clock,
+        breakers: Callable[[], dict[str, str]],
+        agencies: list[str],
+        processes: Registry | None = None,
     ) -> None:
         self.clock = clock
         self.registry = CollectorRegistry()
@@ -82,6 +118,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(StoreCollector(db, breakers, agencies))
+        if processes is not None:
+            self.registry.register(ProcessesCollector(processes, clock))
 
     def observe_ack(self, outcome: AckOutcome) -> None:
         if outcome.duplicate:
