@@ -65,8 +65,22 @@ IN_RARE_DELIVERY_STATE = "state IN ('PENDING', 'SENT', 'REJECTED')"
 class DeliveryRow(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
-        Index("ix_deliveries_due", "recipient", "next_attempt_ms", "seq"),
-        Index("ix_deliveries_deadline_check", "deadline_check_ms"),
+        # Partial: a closed delivery (no next attempt, no deadline to watch) leaves these indexes, so they
+        # hold the open deliveries only, however many are stored (migration 0007).
+        Index(
+            "ix_deliveries_due",
+            "recipient",
+            "next_attempt_ms",
+            "seq",
+            sqlite_where=text("next_attempt_ms IS NOT NULL"),
+            postgresql_where=text("next_attempt_ms IS NOT NULL"),
+        ),
+        Index(
+            "ix_deliveries_deadline_check",
+            "deadline_check_ms",
+            sqlite_where=text("deadline_check_ms IS NOT NULL"),
+            postgresql_where=text("deadline_check_ms IS NOT NULL"),
+        ),
         Index(
             "ix_deliveries_rare_state",
             "state",
@@ -133,7 +147,14 @@ class AcknowledgementRow(SQLModel, table=True):
 
 class EscalationRow(SQLModel, table=True):
     __tablename__ = "escalations"
-    __table_args__ = (Index("ix_escalations_next_step", "next_step_ms"),)
+    __table_args__ = (
+        Index(
+            "ix_escalations_next_step",
+            "next_step_ms",
+            sqlite_where=text("next_step_ms IS NOT NULL"),
+            postgresql_where=text("next_step_ms IS NOT NULL"),
+        ),
+    )
 
     seq: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, max_length=36)

@@ -1,4 +1,4 @@
-"""hub_processes, hub_secrets, and PostgreSQL's wake-up of other hub processes
+"""hub_processes, hub_secrets, PostgreSQL's wake-up of other hub processes, partial queue indexes
 
 Revision ID: 0007
 Revises: 0005
@@ -13,6 +13,12 @@ new deliveries (`NOTIFY ackhub_due`, payload "<sender's application_name> <agenc
 and only if the transaction commits: the process that holds the agency's stream claims them at once
 instead of at its next sweep. One notification per agency per statement, from the transition table, so a
 batch of records costs one per recipient; no extra round trip for the publisher.
+
+The indexes the dispatcher and the sweeps walk (`ix_deliveries_due`, `ix_deliveries_deadline_check`,
+`ix_escalations_next_step`) become partial, over the rows whose timestamp is set: a closed delivery or case
+leaves them instead of piling up at their NULL end. They stay the size of the open work however many
+records are stored, and a run of 20,000 records on PostgreSQL without autovacuum no longer slows as it goes
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -43,7 +49,18 @@ REFERENCING NEW TABLE AS new_deliveries FOR EACH STATEMENT EXECUTE FUNCTION ackh
 """
 
 
+_PARTIAL = (
+    ("ix_deliveries_due", "deliveries", ["recipient", "next_attempt_ms", "seq"], "next_attempt_ms"),
+    ("ix_deliveries_deadline_check", "deliveries", ["deadline_check_ms"], "deadline_check_ms"),
+    ("ix_escalations_next_step", "escalations", ["next_step_ms"], "next_step_ms"),
+)
+
+
 def upgrade() -> None:
+    for name, table, columns, column in _PARTIAL:
+        op.drop_index(name, table_name=table)
+        where = sa.text(f"{column} IS NOT NULL")
+        op.create_index(name, table, columns, sqlite_where=where, postgresql_where=where)
     op.create_table(
         "hub_processes",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -69,6 +86,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for name, table, columns, _column in _PARTIAL:
+        op.drop_index(name, table_name=table)
+        op.create_index(name, table, columns)
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS ackhub_deliveries_due ON deliveries")
         op.execute("DROP FUNCTION IF EXISTS ackhub_notify_due()")
