@@ -26,7 +26,7 @@ from hub.store.db import Database, is_transient, is_unique_race
 
 log = structlog.get_logger("ackhub.store")
 DEADLOCK_TRIES = 3  # tries of a transaction that PostgreSQL chose as a deadlock's victim
-PG_IN_FLIGHT = 3  # group commits at once on PostgreSQL (measured: docs/performance.md)
+PG_IN_FLIGHT = 2  # group commits at once on PostgreSQL (measured: docs/performance.md)
 I = TypeVar("I")  # noqa: E741 (item)
 O = TypeVar("O")  # noqa: E741 (outcome)
 
