@@ -174,11 +174,15 @@ def test_timeline_and_offline_proof(
     kinds = {
         r.agency_id: [pb.TimelineEventKind.Name(e.kind)[20:] for e in r.events] for r in timeline.recipients
     }
-    assert kinds["tax"] == ["PUBLISHED", "ATTEMPT", "RECEIVED", "ACCEPTED"]
-    assert kinds["fx"] == ["PUBLISHED", "ATTEMPT", "REJECTED", "ESCALATED", "ESCALATION_RESOLVED"]
+    assert kinds["tax"] == ["PUBLISHED", "ATTEMPT", "RECEIVED", "ACCEPTED", "CLOSED"]
+    assert kinds["fx"] == ["PUBLISHED", "ATTEMPT", "REJECTED", "CLOSED", "ESCALATED", "ESCALATION_RESOLVED"]
     fx = next(r for r in timeline.recipients if r.agency_id == "fx")
     assert fx.events[2].reason == "value mismatch" and fx.events[2].actor == "agency:fx"
-    assert fx.events[4].reason == "phoned SAFE" and fx.events[4].actor == "operator:alice"
+    assert fx.events[3].detail == "closed: REJECTED, a business answer closes any route"
+    assert fx.events[3].audit_seq == fx.events[2].audit_seq
+    assert fx.events[5].reason == "phoned SAFE" and fx.events[5].actor == "operator:alice"
+    assert fx.delivery.closed and fx.delivery.closed_by == types_pb2.ACK_STATUS_REJECTED
+    assert fx.delivery.close_time == fx.events[2].event_time
 
     document = json.loads(
         stub.GetDeliveryProof(pb.GetDeliveryProofRequest(record_id=record_id), metadata=alpha).document

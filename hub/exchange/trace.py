@@ -16,7 +16,7 @@ from hub.auth import policy
 from hub.auth.identity import Principal
 from hub.errors import FieldViolation, InvalidArgument, NotFound
 from hub.exchange.queries import Page
-from hub.exchange.states import DELIVERY_STATES
+from hub.exchange.states import DELIVERY_STATES, LEVEL_RECEIVED, RECEIVED
 from hub.exchange.validation import Violations
 from hub.pagination import decode_token, encode_token, page_size
 from hub.store.db import Database
@@ -44,6 +44,7 @@ TIMELINE_KINDS = {
     "delivery.deferred": "DEFERRED",
     "delivery.aborted": "ABORTED",
 }
+CLOSED_KIND = "CLOSED"  # not an audit event: shown after the acknowledgement that closed the delivery
 
 
 @dataclass(frozen=True)
@@ -205,5 +206,38 @@ def trace_record(db: Database, caller: Principal, record_id: str) -> Traced:
         key=lambda e: (e.time_ms, ranks[e.kind], e.seq or 0),
     )
     published = [_entry(e) for e in shown if e.kind == "record.published"]
-    timelines = {d.id: published + [_entry(e) for e in shown if e.delivery_id == d.id] for d in deliveries}
+    timelines = {
+        d.id: published + _with_closure(d, [e for e in shown if e.delivery_id == d.id]) for d in deliveries
+    }
     return Traced(record, deliveries, timelines)
+
+
+def closure_detail(required_level: str, closed_by: str) -> str:
+    """Why the delivery counts as done, in one line."""
+    if closed_by == RECEIVED:
+        return "closed: RECEIVED is enough on this route"
+    if required_level == LEVEL_RECEIVED:
+        return f"closed: {closed_by}, a business answer closes any route"
+    return f"closed: {closed_by}, the business answer this route requires"
+
+
+def _with_closure(delivery: DeliveryRow, events: list[AuditEventRow]) -> list[TimelineEntry]:
+    """The delivery's entries, with a CLOSED entry right after the acknowledgement that closed it."""
+    entries = [_entry(e) for e in events]
+    if delivery.closed_ms is None or not delivery.closed_by:
+        return entries
+    closing = f"delivery.{delivery.closed_by.lower()}"
+    at = next((i for i, e in enumerate(events) if e.kind == closing), None)
+    seq = (events[at].seq or 0) if at is not None else 0
+    closed = TimelineEntry(
+        delivery.closed_ms,
+        CLOSED_KIND,
+        "system:hub",
+        closure_detail(delivery.required_level, delivery.closed_by),
+        "",
+        seq,
+    )
+    if at is None:  # the closing event was not found (it should be): by time
+        at = max((i for i, e in enumerate(entries) if e.time_ms <= delivery.closed_ms), default=-1)
+    entries.insert(at + 1, closed)
+    return entries

@@ -41,6 +41,10 @@ class _TimelineEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tim
     TIMELINE_EVENT_KIND_DEFERRED: _TimelineEventKind.ValueType  # 11
     TIMELINE_EVENT_KIND_ABORTED: _TimelineEventKind.ValueType  # 12
     """The recipient's system answered that it will never take the delivery."""
+    TIMELINE_EVENT_KIND_CLOSED: _TimelineEventKind.ValueType  # 13
+    """The delivery closed: the acknowledgement its route requires arrived (just before this entry, same
+    time and audit_seq). The detail says which, e.g. "closed: RECEIVED is enough on this route".
+    """
 
 class TimelineEventKind(_TimelineEventKind, metaclass=_TimelineEventKindEnumTypeWrapper):
     """What happened on a delivery."""
@@ -59,6 +63,10 @@ TIMELINE_EVENT_KIND_REDELIVERY_REQUESTED: TimelineEventKind.ValueType  # 10
 TIMELINE_EVENT_KIND_DEFERRED: TimelineEventKind.ValueType  # 11
 TIMELINE_EVENT_KIND_ABORTED: TimelineEventKind.ValueType  # 12
 """The recipient's system answered that it will never take the delivery."""
+TIMELINE_EVENT_KIND_CLOSED: TimelineEventKind.ValueType  # 13
+"""The delivery closed: the acknowledgement its route requires arrived (just before this entry, same
+time and audit_seq). The detail says which, e.g. "closed: RECEIVED is enough on this route".
+"""
 Global___TimelineEventKind: _TypeAlias = TimelineEventKind  # noqa: Y015
 
 @_typing.final
