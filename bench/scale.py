@@ -367,7 +367,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "deliveries": _columns(
         "seq id record_id record_type publisher recipient state required_level policy attempts created_ms "
         "next_attempt_ms deadline_ms deadline_check_ms last_attempt_ms received_ms final_ms reason "
-        "escalation_id escalated"
+        "escalation_id escalated closed_ms closed_by"
     ),
     "attempts": _columns("id delivery_id number connector session_id sent_ms outcome outcome_ms"),
     "acknowledgements": _columns(
@@ -516,6 +516,9 @@ class Generator:
         escalated: bool = False,
     ) -> None:
         level = "BUSINESS" if recipient == "tax" else "RECEIVED"
+        # closed as the hub closes it (hub/exchange/states.py): fx by its RECEIVED, tax by its business answer
+        closed_by = "RECEIVED" if level == "RECEIVED" and received is not None else (state if final else None)
+        closed_ms = received if closed_by == "RECEIVED" else final
         self.out.add(
             "deliveries",
             (
@@ -539,6 +542,8 @@ class Generator:
                 reason,
                 escalation_id,
                 escalated,
+                closed_ms,
+                closed_by,
             ),
         )
         self.at.delivery += 1

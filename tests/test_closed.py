@@ -14,6 +14,7 @@ from sqlalchemy import text
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
 from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
+from hub.demo import snapshot, status_panel
 from hub.store.db import Database, alembic_config
 from tests.harness import RunningHub, error_details, table_counts
 
@@ -109,7 +110,8 @@ def test_contradictory_or_unknown_filters_are_refused(
 
 
 def test_received_state_can_be_either(hub: RunningHub, clock: ManualClock) -> None:
-    """RECEIVED with OPEN finds tax's (waiting for the business answer), with CLOSED fx's."""
+    """RECEIVED with OPEN finds tax's (waiting for the business answer), with CLOSED fx's; the demo's panel
+    counts tax's as open and fx's as done."""
     record, ids = _published(hub)
     for agency in ("tax", "fx"):
         _ack(hub, clock, record, ids[agency], agency, "RECEIVED")
@@ -117,6 +119,12 @@ def test_received_state_can_be_either(hub: RunningHub, clock: ManualClock) -> No
     assert _listed(hub, state=received, closure=OPEN) == ["tax"]
     assert _listed(hub, state=received, closure=CLOSED) == ["fx"]
     assert sorted(_listed(hub, state=received)) == ["fx", "tax"]
+    snap = snapshot(hub.server.db)
+    assert snap.open_by_recipient == {"tax": 1}
+    panel = status_panel(1, snap, hub.target, {"tax": "BUSINESS", "fx": "RECEIVED"}, [])
+    rows = {line.split()[0]: line.split() for line in panel[2:4]}
+    assert rows["tax"][1:] == ["0", "0", "1", "0", "0", "1", "ACCEPTED/REJECTED"]
+    assert rows["fx"][1:] == ["0", "0", "1", "0", "0", "0", "RECEIVED"]
 
 
 # -- migration 0006 ----------------------------------------------------------------------------------------

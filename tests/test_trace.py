@@ -250,7 +250,9 @@ def test_trace_command_prints_the_timeline(
     assert main(["trace", DECLARATION, "--target", traced.target, "--token", token]) == 0
     out = capsys.readouterr().out
     assert f"declaration {DECLARATION}" in out
-    assert "→ State Taxation Administration (tax): ACCEPTED" in out and "→ Fx (fx): REJECTED" in out
+    assert "→ State Taxation Administration (tax): ACCEPTED, closed by ACCEPTED" in out
+    assert "→ Fx (fx): REJECTED, closed by REJECTED" in out
+    assert "closed: REJECTED, a business answer closes any route  [system:hub]" in out
     assert "the recipient accepted it: 登记成功 registered  [agency:tax]" in out
     assert "escalation resolved: phoned SAFE  [operator:alice]" in out
     assert main(["trace", "020220260525649999", "--target", traced.target, "--token", token]) == 1
