@@ -210,6 +210,7 @@ def test_metrics_report_what_operators_alert_on(hub: RunningHub, clock: ManualCl
             for agency, expected in value.items():
                 assert found[(name, (("agency", agency),))] == expected, (name, agency)
         assert found[("ackhub_open_escalations", (("agency", "tax"), ("level", "1")))] == 1
+        assert found[("ackhub_open_escalations_at_top_level", (("agency", "tax"),))] == 0, "tax's has 2 rungs"
         assert found[("ackhub_circuit_breaker_state", (("agency", "tax"), ("state", "CLOSED")))] == 1
         assert ("ackhub_audit_checkpoint_age_seconds", ()) not in found, "no checkpoint signed yet"
         assert found[("ackhub_audit_unsigned_age_seconds", ())] == 31.0, "the record's publication waits"
@@ -220,3 +221,8 @@ def test_metrics_report_what_operators_alert_on(hub: RunningHub, clock: ManualCl
         assert found[("ackhub_audit_checkpoint_age_seconds", ())] == 5.0
         assert found[("ackhub_audit_unsigned_age_seconds", ())] == 0.0, "a quiet hub is not stale"
         assert found[("ackhub_oldest_open_delivery_age_seconds", (("agency", "tax"),))] == 36.0
+        clock.advance(60_000)
+        hub.sweep()  # the case climbs to level 2, the top of tax's ladder
+        found = _samples(client.get("/metrics").text)
+        assert found[("ackhub_open_escalations", (("agency", "tax"), ("level", "2")))] == 1
+        assert found[("ackhub_open_escalations_at_top_level", (("agency", "tax"),))] == 1

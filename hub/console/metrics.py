@@ -19,9 +19,10 @@ from hub.clock import Clock
 from hub.console.data import OpenDeliveries, open_deliveries
 from hub.exchange.acknowledge import AckOutcome
 from hub.exchange.breaker import CLOSED, HALF_OPEN, OPEN
+from hub.exchange.routing import policy_of
 from hub.exchange.states import CASE_OPEN
 from hub.store.db import Database
-from hub.store.models import AuditCheckpointRow, AuditEventRow, EscalationRow
+from hub.store.models import AuditCheckpointRow, AuditEventRow, DeliveryRow, EscalationRow
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -34,6 +35,7 @@ class StoreGauges:
 
     open: dict[str, OpenDeliveries]  # agency → its open deliveries
     cases: dict[tuple[str, int], int]  # (agency, level) → open escalation cases
+    at_top: dict[str, int]  # agency → open cases at the top rung of their delivery's escalation ladder
     checkpoint_ms: int | None  # when the newest signed checkpoint was made
     unsigned_ms: int | None  # when the oldest event no signed checkpoint covers yet was appended
 
@@ -42,9 +44,9 @@ def read_gauges(db: Database, now_ms: int) -> StoreGauges:
     with db.transaction() as session:
         found = open_deliveries(session, SYSTEM, now_ms)
         cases = session.exec(
-            select(EscalationRow.recipient, EscalationRow.level, func.count())
+            select(EscalationRow.recipient, EscalationRow.level, DeliveryRow.policy)
+            .join(DeliveryRow, col(DeliveryRow.id) == col(EscalationRow.delivery_id))
             .where(EscalationRow.state == CASE_OPEN)
-            .group_by(col(EscalationRow.recipient), col(EscalationRow.level))
         ).all()
         latest = session.exec(
             select(AuditCheckpointRow.tree_size, AuditCheckpointRow.time_ms)
@@ -65,12 +67,13 @@ def read_gauges(db: Database, now_ms: int) -> StoreGauges:
                 unsigned_ms = session.exec(
                     select(AuditEventRow.time_ms).where(AuditEventRow.seq == pending)
                 ).first()
-    return StoreGauges(
-        found,
-        {(agency, level): int(count) for agency, level, count in cases},
-        checkpoint_ms,
-        unsigned_ms,
-    )
+    by_level: dict[tuple[str, int], int] = {}
+    at_top: dict[str, int] = {}
+    for agency, level, policy in cases:  # open cases are few: each is read, its ladder parsed once per route
+        by_level[(agency, level)] = by_level.get((agency, level), 0) + 1
+        if level >= len(policy_of(policy).escalation):
+            at_top[agency] = at_top.get(agency, 0) + 1
+    return StoreGauges(found, by_level, at_top, checkpoint_ms, unsigned_ms)
 
 
 class StoreCollector(Collector):
@@ -117,6 +120,14 @@ class StoreCollector(Collector):
         for (agency, level), count in sorted(gauges.cases.items()):
             cases.add_metric([agency, str(level)], float(count))
         yield cases
+        top = GaugeMetricFamily(
+            "ackhub_open_escalations_at_top_level",
+            "Open escalation cases that reached the last rung of their route's escalation ladder",
+            labels=["agency"],
+        )
+        for agency in agencies:
+            top.add_metric([agency], float(gauges.at_top.get(agency, 0)))
+        yield top
         breaker = GaugeMetricFamily(
             "ackhub_circuit_breaker_state",
             "1 for the state each agency's circuit is in",
