@@ -88,7 +88,7 @@ from hub._proto.ackhub.v1 import trace_service_pb2_grpc as trace_grpc
 from hub._proto.ackhub.v1 import types_pb2
 from hub.auth.identity import Principal
 from hub.auth.jwt import issue
-from hub.clock import SystemClock
+from hub.clock import ManualClock, SystemClock
 from hub.config import RouteRecipient, Settings, parse_settings
 from hub.exchange import sweep as sweeps
 from hub.exchange import trace
@@ -1116,6 +1116,10 @@ def in_process(database_url: str, loaded: Loaded, opts: Options) -> dict[str, An
                 lambda: claim_due(db, "tax", CLAIM_LIMIT, now, "stream", "bench", random.Random(1)),
             )
         )
+        from hub.console.metrics import Metrics
+
+        scrape = Metrics(db, ManualClock(now), dict, [a.id for a in loaded.settings.agencies]).render
+        results["metrics_scrape_ms"] = percentiles(timed(opts.repeats, scrape))
         ledger = AuditLedger(db, key, loaded.settings.audit.origin, SystemClock())
         from audit import proof  # imported late: it imports the exchange's trace module
         from audit.verify import verify_delivery_proof
@@ -1174,6 +1178,7 @@ def in_process(database_url: str, loaded: Loaded, opts: Options) -> dict[str, An
             ),
             "GetDeliveryProof": build_proof,
             "audit checkpoint": ledger.checkpoint,
+            "/metrics scrape": scrape,
         }
         if legacy:
             del operations["GetDeliveryProof"], operations["audit checkpoint"]
@@ -1463,6 +1468,7 @@ FIGURES: list[tuple[str, str, str]] = [  # label, path in a result, how to show 
     ("sweep, nothing due, ms", "in_process.sweep_idle_ms", "p"),
     ("sweep, 20 + 20 due (rolled back), ms", "in_process.sweep_due_ms", "p"),
     (f"claim_due {CLAIM_LIMIT} (rolled back), ms", "in_process.claim_due_ms", "p"),
+    ("/metrics scrape (in process), ms", "in_process.metrics_scrape_ms", "p"),
     ("first delivery proof, cold ledger (in process), ms", "in_process.first_proof_ms", "value"),
     ("  bench RSS growth for it, MiB", "in_process.first_proof_rss_growth_mib", "value"),
     ("TraceRecord, ms", "grpc.TraceRecord_ms", "p"),
