@@ -226,3 +226,33 @@ def test_metrics_report_what_operators_alert_on(hub: RunningHub, clock: ManualCl
         found = _samples(client.get("/metrics").text)
         assert found[("ackhub_open_escalations", (("agency", "tax"), ("level", "2")))] == 1
         assert found[("ackhub_open_escalations_at_top_level", (("agency", "tax"),))] == 1
+
+
+def test_record_page_says_what_is_closed_and_what_waits(hub: RunningHub, clock: ManualClock) -> None:
+    """fx's RECEIVED closes its delivery (grey, "closed by RECEIVED"); tax's waits for the business answer
+    (amber); the timeline says why fx's is closed; the words change with the language, the meanings not."""
+    import re
+
+    from hub.sdk.agency import Verdict, start_subscription
+    from tests.harness import Inbox, wait_for
+
+    record_id = publish(hub)
+    start_subscription(hub.agency("fx", clock=clock), Inbox(lambda d: Verdict.received()))
+    start_subscription(hub.agency("tax", clock=clock), Inbox(lambda d: Verdict.received()))
+    with _signed_in(hub, operator_token(clock)) as client:
+        page = wait_for(
+            lambda: (text := client.get(f"/records/{record_id}").text).count('">RECEIVED · ') == 2 and text,
+            what="both deliveries RECEIVED",
+        )
+        sections = dict(
+            re.findall(r'<section class="card delivery" id="delivery-(\w+)">(.*?)</section>', page, re.S)
+        )
+        assert 'data-meaning="closed">RECEIVED · closed' in sections["fx"]
+        assert "closed by RECEIVED at" in sections["fx"]
+        assert "closed: RECEIVED is enough on this route" in sections["fx"]
+        assert 'data-meaning="waiting">RECEIVED · waiting' in sections["tax"]
+        assert "waiting for ACCEPTED or REJECTED" in sections["tax"] and "closed:" not in sections["tax"]
+        client.get("/lang/zh")
+        chinese = client.get(f"/records/{record_id}").text
+        assert 'data-meaning="closed">RECEIVED · 已办结' in chinese
+        assert 'data-meaning="waiting">RECEIVED · 等待中' in chinese

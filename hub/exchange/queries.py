@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -100,7 +101,13 @@ def list_deliveries(
     if state:
         query = query.where(DeliveryRow.state == state)
     if closure == OPEN:
-        query = query.where(col(DeliveryRow.closed_ms).is_(None))
+        # Through the partial index of open deliveries, by seq: SQLite would otherwise walk every
+        # delivery newest first (or every one of the recipient's) to find the few still open.
+        still_open = aliased(DeliveryRow)
+        open_seqs = select(still_open.seq).where(col(still_open.closed_ms).is_(None))
+        if recipient:
+            open_seqs = open_seqs.where(still_open.recipient == recipient)
+        query = query.where(col(DeliveryRow.seq).in_(open_seqs))
     elif closure == CLOSED:
         query = query.where(col(DeliveryRow.closed_ms).is_not(None))
     return _newest_first(db, query, col(DeliveryRow.seq), size, token, filters)
