@@ -589,7 +589,8 @@ def run_demo(
         final = snapshot(hub.server.db)
         print(
             f"stopped after {_clock(time.monotonic() - started)}: {final.records} records published, "
-            f"{sum(final.open_by_recipient.values())} deliveries still open, {final.retries} retries, {final.open_cases} escalation cases open, "
+            f"{sum(final.open_by_recipient.values())} deliveries still open, {final.retries} retries, "
+            f"{final.open_cases} escalation cases open, "
             f"{final.closed_by_ack} closed by a late acknowledgement. Logs: {log_path}",
             flush=True,
         )
