@@ -1,6 +1,6 @@
 """When a delivery is closed: by the acknowledgement its route requires, stored with it, the same in every
-answer of the contract (GetRecord, ListDeliveries and its open/closed filter, AcknowledgeDelivery), and
-filled in by migration 0006 for deliveries stored before it."""
+answer of the contract (GetRecord, ListDeliveries and its open/closed filter, AcknowledgeDelivery, the
+trace's ListRecords filter), and filled in by migration 0006 for deliveries stored before it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from alembic import command
 from sqlalchemy import text
 
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import types_pb2
+from hub._proto.ackhub.v1 import trace_service_pb2 as trace_pb2
+from hub._proto.ackhub.v1 import trace_service_pb2_grpc, types_pb2
 from hub.clock import ManualClock
 from hub.demo import snapshot, status_panel
 from hub.store.db import Database, alembic_config
@@ -201,3 +202,35 @@ def test_migration_fills_in_stored_deliveries(database_url: str) -> None:
         assert closed == {delivery_id: expected for delivery_id, (_, expected) in STORED.items()}
     finally:
         db.close()
+
+
+def test_an_enterprise_lists_its_records_still_waiting(hub: RunningHub, clock: ManualClock) -> None:
+    """ListRecords with OPEN finds the records with a delivery still waiting, with CLOSED those all done;
+    CLOSED with SENT, or an unknown closure, is INVALID_ARGUMENT naming `closure`."""
+    trace = trace_service_pb2_grpc.TraceServiceStub(hub.channel)
+    done, _ = _published(hub)
+    waiting, _ = _published(hub)
+    for record, ids in ((done, _ids(hub, done)), (waiting, _ids(hub, waiting))):
+        _ack(hub, clock, record, ids["fx"], "fx", "RECEIVED")
+    _ack(hub, clock, done, _ids(hub, done)["tax"], "tax", "ACCEPTED")
+
+    def listed(**filters: object) -> list[str]:
+        request = trace_pb2.ListRecordsRequest(**filters)  # type: ignore[arg-type]
+        return [r.record.record_id for r in trace.ListRecords(request, metadata=hub.as_operator()).records]
+
+    assert listed(closure=OPEN) == [waiting.record_id]
+    assert listed(closure=CLOSED) == [done.record_id]
+    assert listed(closure=OPEN, state=types_pb2.DELIVERY_STATE_RECEIVED) == [waiting.record_id]
+    assert listed(closure=OPEN, state=types_pb2.DELIVERY_STATE_ACCEPTED) == [], (
+        "waiting's tax is not ACCEPTED"
+    )
+    assert listed() == [waiting.record_id, done.record_id]
+    for state, closure in ((types_pb2.DELIVERY_STATE_SENT, CLOSED), (0, 5)):
+        with pytest.raises(grpc.RpcError) as refused:
+            listed(state=state, closure=closure)
+        code, _, _, fields = error_details(refused.value)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and list(fields) == ["closure"]
+
+
+def _ids(hub: RunningHub, record: types_pb2.Record) -> dict[str, str]:
+    return {d.recipient: d.delivery_id for d in _deliveries(hub, record.record_id).values()}

@@ -41,6 +41,7 @@ class TraceServicer(pb_grpc.TraceServiceServicer):
             if request.HasField("end_time")
             else None,
             state=convert.enum_name(convert.STATE_NAMES, request.state),
+            closure=convert.enum_name(convert.CLOSURE_NAMES, request.closure),
             size=request.page_size,
             token=request.page_token,
         )

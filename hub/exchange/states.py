@@ -43,11 +43,15 @@ def closes(required_level: str, status: str) -> bool:
     return status in FINAL or (status == RECEIVED and required_level == LEVEL_RECEIVED)
 
 
-def check_closure_filter(state: str, closure: str) -> str | None:
-    """Why a filter on `state` and on `closure` (OPEN, CLOSED or "") cannot match, or None when it can."""
+def check_closure_filter(state: str, closure: str, *, same_delivery: bool = True) -> str | None:
+    """Why a filter on `state` and on `closure` (OPEN, CLOSED or "") cannot match, or None when it can.
+    `same_delivery`: both filter one delivery (ListDeliveries); otherwise a record, where an OPEN record may
+    hold an ACCEPTED delivery beside its open one, but a CLOSED one no PENDING or SENT delivery."""
     if closure not in ("", OPEN, CLOSED):
         return f"unknown closure {closure!r}: OPEN or CLOSED"
-    if (closure == OPEN and state in NEVER_OPEN) or (closure == CLOSED and state in NEVER_CLOSED):
+    if (closure == OPEN and same_delivery and state in NEVER_OPEN) or (
+        closure == CLOSED and state in NEVER_CLOSED
+    ):
         return f"a {state} delivery is never {closure.lower()}: the filter contradicts `state`"
     return None
 
