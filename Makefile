@@ -7,7 +7,7 @@ BUF := node_modules/.bin/buf
 CONFIG ?= examples/demo.toml
 BREAKING_AGAINST ?= .git\#branch=main
 
-.PHONY: help demo serve test chromium lint fmt proto proto-check buf-lint breaking bench clean node-agency
+.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking bench clean node-agency
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
@@ -57,7 +57,12 @@ chromium:
 	@test -x /usr/bin/chromium -a -d /usr/share/fonts/truetype/wqy || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei; }
 
-test: $(VENV)/.installed proto-check buf-lint chromium ## run the tests (SQLite and the local PostgreSQL)
+# The alert rules under deploy/prometheus are checked with promtool, from Debian's prometheus package.
+prometheus:
+	@test -x /usr/bin/promtool || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+test: $(VENV)/.installed proto-check buf-lint chromium prometheus ## run the tests (SQLite and the local PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed ## ackhub's throughput and latency beside a RabbitMQ baseline (BENCH_ARGS="--records 2000")

@@ -88,7 +88,7 @@ from hub._proto.ackhub.v1 import trace_service_pb2_grpc as trace_grpc
 from hub._proto.ackhub.v1 import types_pb2
 from hub.auth.identity import Principal
 from hub.auth.jwt import issue
-from hub.clock import SystemClock
+from hub.clock import ManualClock, SystemClock
 from hub.config import RouteRecipient, Settings, parse_settings
 from hub.exchange import sweep as sweeps
 from hub.exchange import trace
@@ -367,7 +367,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "deliveries": _columns(
         "seq id record_id record_type publisher recipient state required_level policy attempts created_ms "
         "next_attempt_ms deadline_ms deadline_check_ms last_attempt_ms received_ms final_ms reason "
-        "escalation_id escalated"
+        "escalation_id escalated closed_ms closed_by"
     ),
     "attempts": _columns("id delivery_id number connector session_id sent_ms outcome outcome_ms"),
     "acknowledgements": _columns(
@@ -516,6 +516,9 @@ class Generator:
         escalated: bool = False,
     ) -> None:
         level = "BUSINESS" if recipient == "tax" else "RECEIVED"
+        # closed as the hub closes it (hub/exchange/states.py): fx by its RECEIVED, tax by its business answer
+        closed_by = "RECEIVED" if level == "RECEIVED" and received is not None else (state if final else None)
+        closed_ms = received if closed_by == "RECEIVED" else final
         self.out.add(
             "deliveries",
             (
@@ -539,6 +542,8 @@ class Generator:
                 reason,
                 escalation_id,
                 escalated,
+                closed_ms,
+                closed_by,
             ),
         )
         self.at.delivery += 1
@@ -1111,6 +1116,10 @@ def in_process(database_url: str, loaded: Loaded, opts: Options) -> dict[str, An
                 lambda: claim_due(db, "tax", CLAIM_LIMIT, now, "stream", "bench", random.Random(1)),
             )
         )
+        from hub.console.metrics import Metrics
+
+        scrape = Metrics(db, ManualClock(now), dict, [a.id for a in loaded.settings.agencies]).render
+        results["metrics_scrape_ms"] = percentiles(timed(opts.repeats, scrape))
         ledger = AuditLedger(db, key, loaded.settings.audit.origin, SystemClock())
         from audit import proof  # imported late: it imports the exchange's trace module
         from audit.verify import verify_delivery_proof
@@ -1169,6 +1178,7 @@ def in_process(database_url: str, loaded: Loaded, opts: Options) -> dict[str, An
             ),
             "GetDeliveryProof": build_proof,
             "audit checkpoint": ledger.checkpoint,
+            "/metrics scrape": scrape,
         }
         if legacy:
             del operations["GetDeliveryProof"], operations["audit checkpoint"]
@@ -1458,6 +1468,7 @@ FIGURES: list[tuple[str, str, str]] = [  # label, path in a result, how to show 
     ("sweep, nothing due, ms", "in_process.sweep_idle_ms", "p"),
     ("sweep, 20 + 20 due (rolled back), ms", "in_process.sweep_due_ms", "p"),
     (f"claim_due {CLAIM_LIMIT} (rolled back), ms", "in_process.claim_due_ms", "p"),
+    ("/metrics scrape (in process), ms", "in_process.metrics_scrape_ms", "p"),
     ("first delivery proof, cold ledger (in process), ms", "in_process.first_proof_ms", "value"),
     ("  bench RSS growth for it, MiB", "in_process.first_proof_rss_growth_mib", "value"),
     ("TraceRecord, ms", "grpc.TraceRecord_ms", "p"),

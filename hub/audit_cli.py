@@ -86,7 +86,8 @@ def _proof_get(args: argparse.Namespace) -> int:
 
 def format_timeline(traced: Any) -> list[str]:
     """A `TraceRecordResponse` as lines for a person to read."""
-    from hub.api.convert import STATE_NAMES
+    from hub._proto.ackhub.v1.types_pb2 import ACK_LEVEL_RECEIVED
+    from hub.api.convert import ACK_STATUS_NAMES, STATE_NAMES
     from hub.clock import to_rfc3339_ms
 
     record = traced.record
@@ -95,8 +96,15 @@ def format_timeline(traced: Any) -> list[str]:
         f"  declaration {record.declaration_number or '-'}  digest {record.digest}",
     ]
     for recipient in traced.recipients:
-        state = STATE_NAMES.get(recipient.delivery.state, "?")
-        lines.append(f"  → {recipient.agency_name} ({recipient.agency_id}): {state}")
+        delivery = recipient.delivery
+        state = STATE_NAMES.get(delivery.state, "?")
+        if delivery.closed:
+            done = f"closed by {ACK_STATUS_NAMES.get(delivery.closed_by, '?')}"
+        else:
+            done = "open: waiting for " + (
+                "RECEIVED" if delivery.required_level == ACK_LEVEL_RECEIVED else "ACCEPTED or REJECTED"
+            )
+        lines.append(f"  → {recipient.agency_name} ({recipient.agency_id}): {state}, {done}")
         for event in recipient.events:
             when = to_rfc3339_ms(event.event_time.ToMilliseconds())
             lines.append(f"      {when}  {event.detail}  [{event.actor}]")

@@ -346,6 +346,7 @@ class Snapshot:
     records: int
     by_state: dict[str, int]
     by_recipient: dict[str, dict[str, int]]
+    open_by_recipient: dict[str, int]  # deliveries still waiting for the acknowledgement their route requires
     retries: int
     open_cases: int
     open_by_reason: dict[str, int]
@@ -363,6 +364,14 @@ def snapshot(db: Database) -> Snapshot:
             )
         ).all():
             by_recipient.setdefault(recipient, {})[state] = count
+        open_by_recipient = {
+            recipient: count
+            for recipient, count in session.exec(
+                select(DeliveryRow.recipient, func.count())
+                .where(col(DeliveryRow.closed_ms).is_(None))
+                .group_by(col(DeliveryRow.recipient))
+            ).all()
+        }
         retries = int(
             session.exec(select(func.count()).select_from(AttemptRow).where(col(AttemptRow.number) > 1)).one()
         )
@@ -385,6 +394,7 @@ def snapshot(db: Database) -> Snapshot:
         records=records,
         by_state=queries.counts_by_state(db),
         by_recipient=by_recipient,
+        open_by_recipient=open_by_recipient,
         retries=retries,
         open_cases=queries.open_case_count(db),
         open_by_reason=open_by_reason,
@@ -403,6 +413,7 @@ def status_line(elapsed_s: float, snap: Snapshot, address: str, notes: list[str]
     parts = [
         f"[{int(elapsed_s):4d}s] published {snap.records}",
         f"deliveries {states}",
+        f"open {sum(snap.open_by_recipient.values())}",
         f"retries {snap.retries}",
         f"open cases {snap.open_cases}",
         f"closed by late ack {snap.closed_by_ack}",
@@ -415,16 +426,19 @@ def status_line(elapsed_s: float, snap: Snapshot, address: str, notes: list[str]
 def status_panel(
     elapsed_s: float, snap: Snapshot, address: str, levels: dict[str, str], notes: list[str]
 ) -> list[str]:
-    """A few lines redrawn in place on a terminal: deliveries by recipient and state, then the cases."""
+    """A few lines redrawn in place on a terminal: deliveries by recipient and state, how many of them are
+    still open (waiting for the acknowledgement the route requires), then the cases."""
     head = "".join(f"{state:>10}" for state in DELIVERY_STATES)
     lines = [
         f"ackhub demo  {_clock(elapsed_s)}   gRPC {address}   records published {snap.records}",
-        f"  {'deliveries':<10}{head}   closed when",
+        f"  {'deliveries':<10}{head}{'open':>8}   closed by",
     ]
     for recipient, level in levels.items():
         counts = snap.by_recipient.get(recipient, {})
         row = "".join(f"{counts.get(state, 0):>10}" for state in DELIVERY_STATES)
-        lines.append(f"  {recipient:<10}{row}   {'ACCEPTED' if level == 'BUSINESS' else 'RECEIVED'}")
+        waiting = snap.open_by_recipient.get(recipient, 0)
+        closer = "ACCEPTED/REJECTED" if level == "BUSINESS" else "RECEIVED"
+        lines.append(f"  {recipient:<10}{row}{waiting:>8}   {closer}")
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(snap.open_by_reason.items()))
     lines.append(
         f"  retries {snap.retries}   open escalation cases {snap.open_cases}"
@@ -575,7 +589,8 @@ def run_demo(
         final = snapshot(hub.server.db)
         print(
             f"stopped after {_clock(time.monotonic() - started)}: {final.records} records published, "
-            f"{final.retries} retries, {final.open_cases} escalation cases open, "
+            f"{sum(final.open_by_recipient.values())} deliveries still open, {final.retries} retries, "
+            f"{final.open_cases} escalation cases open, "
             f"{final.closed_by_ack} closed by a late acknowledgement. Logs: {log_path}",
             flush=True,
         )

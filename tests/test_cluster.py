@@ -236,7 +236,8 @@ def test_the_console_of_any_process_shows_the_deployment(postgres_url: str, tmp_
         assert "ackhub_hub_processes 2.0" in text
         for hub in (hub_a, hub_b):
             assert f'process="{hub.server.process_id}"' in text
-        assert 'ackhub_deliveries{state="PENDING"} 2.0' in text or 'ackhub_deliveries{state="SENT"}' in text
+        assert 'ackhub_open_deliveries{agency="tax"} 1.0' in text  # published through hub A
+        assert 'ackhub_open_deliveries{agency="fx"} 1.0' in text
     finally:
         hub_b.stop()
         hub_a.stop()

@@ -174,14 +174,25 @@ def test_language_switch_keeps_the_page(hub: RunningHub, clock: ManualClock) -> 
         assert client.get("/lang/en", params={"next": "//evil.example"}).headers["location"] == "/"
 
 
-def test_metrics_report_states_latency_escalations_and_breakers(hub: RunningHub, clock: ManualClock) -> None:
-    """/metrics has deliveries by state, ack latency observed on acknowledgement, cases and breakers."""
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_report_what_operators_alert_on(hub: RunningHub, clock: ManualClock) -> None:
+    """/metrics has, per agency, open deliveries, the oldest one's age, those past deadline, open cases by
+    level and breakers; the audit log's checkpoint ages; and ack latency observed on acknowledgement."""
     from hub.sdk.agency import Verdict, start_subscription
     from tests.harness import Inbox, wait_for
 
     record_id = publish(hub)
     start_subscription(hub.agency("fx", clock=clock), Inbox(lambda d: Verdict.received()))
-    escalate(hub, clock, record_id)
+    escalate(hub, clock, record_id)  # 31 s later: tax's deadline (30 s) passed, a case opened
     with _client(hub) as client:
 
         def scraped() -> str:
@@ -190,8 +201,58 @@ def test_metrics_report_states_latency_escalations_and_breakers(hub: RunningHub,
                 text if 'ackhub_ack_latency_seconds_count{agency="fx",status="RECEIVED"} 1.0' in text else ""
             )
 
-        text = wait_for(scraped, what="fx's acknowledgement in the histogram")
-    assert 'ackhub_deliveries{state="RECEIVED"} 1.0' in text
-    assert 'ackhub_escalations{reason="DEADLINE_EXCEEDED",state="OPEN"} 1.0' in text
-    assert 'ackhub_circuit_breaker_state{agency="tax",state="CLOSED"} 1.0' in text
-    assert "ackhub_delivery_retries" in text
+        found = _samples(wait_for(scraped, what="fx's acknowledgement in the histogram"))
+        for name, value in {
+            "ackhub_open_deliveries": {"tax": 1, "fx": 0, "customs": 0},
+            "ackhub_oldest_open_delivery_age_seconds": {"tax": 31.0, "fx": 0},
+            "ackhub_open_deliveries_past_deadline": {"tax": 1, "fx": 0},
+        }.items():
+            for agency, expected in value.items():
+                assert found[(name, (("agency", agency),))] == expected, (name, agency)
+        assert found[("ackhub_open_escalations", (("agency", "tax"), ("level", "1")))] == 1
+        assert found[("ackhub_open_escalations_at_top_level", (("agency", "tax"),))] == 0, "tax's has 2 rungs"
+        assert found[("ackhub_circuit_breaker_state", (("agency", "tax"), ("state", "CLOSED")))] == 1
+        assert ("ackhub_audit_checkpoint_age_seconds", ()) not in found, "no checkpoint signed yet"
+        assert found[("ackhub_audit_unsigned_age_seconds", ())] == 31.0, "the record's publication waits"
+
+        hub.run(hub.server.checkpoint())
+        clock.advance(5_000)
+        found = _samples(client.get("/metrics").text)
+        assert found[("ackhub_audit_checkpoint_age_seconds", ())] == 5.0
+        assert found[("ackhub_audit_unsigned_age_seconds", ())] == 0.0, "a quiet hub is not stale"
+        assert found[("ackhub_oldest_open_delivery_age_seconds", (("agency", "tax"),))] == 36.0
+        clock.advance(60_000)
+        hub.sweep()  # the case climbs to level 2, the top of tax's ladder
+        found = _samples(client.get("/metrics").text)
+        assert found[("ackhub_open_escalations", (("agency", "tax"), ("level", "2")))] == 1
+        assert found[("ackhub_open_escalations_at_top_level", (("agency", "tax"),))] == 1
+
+
+def test_record_page_says_what_is_closed_and_what_waits(hub: RunningHub, clock: ManualClock) -> None:
+    """fx's RECEIVED closes its delivery (grey, "closed by RECEIVED"); tax's waits for the business answer
+    (amber); the timeline says why fx's is closed; the words change with the language, the meanings not."""
+    import re
+
+    from hub.sdk.agency import Verdict, start_subscription
+    from tests.harness import Inbox, wait_for
+
+    record_id = publish(hub)
+    start_subscription(hub.agency("fx", clock=clock), Inbox(lambda d: Verdict.received()))
+    start_subscription(hub.agency("tax", clock=clock), Inbox(lambda d: Verdict.received()))
+    with _signed_in(hub, operator_token(clock)) as client:
+        page = wait_for(
+            lambda: (text := client.get(f"/records/{record_id}").text).count('">RECEIVED · ') == 2 and text,
+            what="both deliveries RECEIVED",
+        )
+        sections = dict(
+            re.findall(r'<section class="card delivery" id="delivery-(\w+)">(.*?)</section>', page, re.S)
+        )
+        assert 'data-meaning="closed">RECEIVED · closed' in sections["fx"]
+        assert "closed by RECEIVED at" in sections["fx"]
+        assert "closed: RECEIVED is enough on this route" in sections["fx"]
+        assert 'data-meaning="waiting">RECEIVED · waiting' in sections["tax"]
+        assert "waiting for ACCEPTED or REJECTED" in sections["tax"] and "closed:" not in sections["tax"]
+        client.get("/lang/zh")
+        chinese = client.get(f"/records/{record_id}").text
+        assert 'data-meaning="closed">RECEIVED · 已办结' in chinese
+        assert 'data-meaning="waiting">RECEIVED · 等待中' in chinese

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Iterator
@@ -10,10 +11,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from hub._proto.ackhub.v1 import exchange_service_pb2 as exchange_pb
+from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
 from hub.sdk.agency import Verdict, start_subscription
 from tests.console_kit import console_url, escalate, operator_token, publish, start_console_hub
 from tests.harness import Inbox, RunningHub, wait_for
+from tests.security_data import bearer
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -133,3 +137,46 @@ def test_expired_session_returns_to_sign_in(hub: RunningHub, clock: ManualClock,
     page.goto(base + "/agencies")
     expect(page).to_have_url(re.compile(r"/signin\?next=/agencies&expired=1"))
     expect(page.locator(".notice")).to_be_visible()
+
+
+def _fx_deliveries(hub: RunningHub, clock: ManualClock, **filters: object) -> list[types_pb2.Delivery]:
+    request = exchange_pb.ListDeliveriesRequest(recipient="fx", page_size=500, **filters)  # type: ignore[arg-type]
+    metadata = bearer(clock, "operator", "alice", jurisdiction="HQ")
+    return list(hub.exchange_stub.ListDeliveries(request, metadata=metadata).deliveries)
+
+
+def test_agencies_backlog_counts_only_what_is_still_open(
+    hub: RunningHub, clock: ManualClock, page: Page
+) -> None:
+    """fx answers RECEIVED (which closes a delivery on its route) to all but two records: its backlog on the
+    Agencies page is those two, the contract's open fx deliveries, in amber; the overview greys the rest."""
+    silent = 2
+    answered = itertools.count()
+    inbox = Inbox(lambda delivery: Verdict.received() if next(answered) >= silent else None)
+    start_subscription(hub.agency("fx", clock=clock), inbox)
+    for _ in range(8):
+        publish(hub)
+    wait_for(lambda: len(inbox.ids()) == 8, what="fx receiving the eight records")
+    received = types_pb2.DELIVERY_STATE_RECEIVED
+    wait_for(lambda: len(_fx_deliveries(hub, clock, state=received)) == 8 - silent, what="six RECEIVED")
+    outstanding = len(_fx_deliveries(hub, clock, closure=types_pb2.DELIVERY_CLOSURE_OPEN))
+    assert outstanding == silent
+
+    base = console_url(hub)
+    _sign_in(page, base, operator_token(clock))
+    page.goto(base + "/agencies")
+    fx = page.locator("#agency-fx td.backlog .pill").first
+    expect(fx).to_have_text(str(outstanding))
+    expect(fx).to_have_css("background-color", "rgb(212, 146, 15)")  # waiting: amber
+    expect(page.locator("#agency-tax td.backlog .pill").first).to_have_text("8")  # tax has not answered
+
+    page.goto(base + "/")
+    states = page.locator("svg.chart").nth(1)
+    expect(states.locator("rect[data-meaning='closed']")).to_have_attribute("fill", "#8a8f99")
+    expect(states).to_contain_text("closed · RECEIVED")
+    expect(states).to_contain_text("waiting · SENT")
+    page.click("#lang-switch")
+    expect(page.locator("svg.chart").nth(1)).to_contain_text("已办结 · RECEIVED")
+    page.goto(base + "/agencies")
+    expect(page.locator("#agencies th").nth(5)).to_have_text("积压（未办结投递）")
+    expect(page.locator("#agency-fx td.backlog .pill").first).to_have_text(str(outstanding))

@@ -174,11 +174,15 @@ def test_timeline_and_offline_proof(
     kinds = {
         r.agency_id: [pb.TimelineEventKind.Name(e.kind)[20:] for e in r.events] for r in timeline.recipients
     }
-    assert kinds["tax"] == ["PUBLISHED", "ATTEMPT", "RECEIVED", "ACCEPTED"]
-    assert kinds["fx"] == ["PUBLISHED", "ATTEMPT", "REJECTED", "ESCALATED", "ESCALATION_RESOLVED"]
+    assert kinds["tax"] == ["PUBLISHED", "ATTEMPT", "RECEIVED", "ACCEPTED", "CLOSED"]
+    assert kinds["fx"] == ["PUBLISHED", "ATTEMPT", "REJECTED", "CLOSED", "ESCALATED", "ESCALATION_RESOLVED"]
     fx = next(r for r in timeline.recipients if r.agency_id == "fx")
     assert fx.events[2].reason == "value mismatch" and fx.events[2].actor == "agency:fx"
-    assert fx.events[4].reason == "phoned SAFE" and fx.events[4].actor == "operator:alice"
+    assert fx.events[3].detail == "closed: REJECTED, a business answer closes any route"
+    assert fx.events[3].audit_seq == fx.events[2].audit_seq
+    assert fx.events[5].reason == "phoned SAFE" and fx.events[5].actor == "operator:alice"
+    assert fx.delivery.closed and fx.delivery.closed_by == types_pb2.ACK_STATUS_REJECTED
+    assert fx.delivery.close_time == fx.events[2].event_time
 
     document = json.loads(
         stub.GetDeliveryProof(pb.GetDeliveryProofRequest(record_id=record_id), metadata=alpha).document
@@ -246,7 +250,9 @@ def test_trace_command_prints_the_timeline(
     assert main(["trace", DECLARATION, "--target", traced.target, "--token", token]) == 0
     out = capsys.readouterr().out
     assert f"declaration {DECLARATION}" in out
-    assert "→ State Taxation Administration (tax): ACCEPTED" in out and "→ Fx (fx): REJECTED" in out
+    assert "→ State Taxation Administration (tax): ACCEPTED, closed by ACCEPTED" in out
+    assert "→ Fx (fx): REJECTED, closed by REJECTED" in out
+    assert "closed: REJECTED, a business answer closes any route  [system:hub]" in out
     assert "the recipient accepted it: 登记成功 registered  [agency:tax]" in out
     assert "escalation resolved: phoned SAFE  [operator:alice]" in out
     assert main(["trace", "020220260525649999", "--target", traced.target, "--token", token]) == 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -28,6 +31,7 @@ ACK_STATUS_NAMES = {
     pb.ACK_STATUS_REJECTED: "REJECTED",
 }
 ACK_STATUS_VALUES = {name: value for value, name in ACK_STATUS_NAMES.items()}
+CLOSURE_NAMES = {pb.DELIVERY_CLOSURE_OPEN: "OPEN", pb.DELIVERY_CLOSURE_CLOSED: "CLOSED"}
 _CASE_STATES = {
     "OPEN": ops_pb.ESCALATION_STATE_OPEN,
     "RESOLVED": ops_pb.ESCALATION_STATE_RESOLVED,
@@ -40,6 +44,12 @@ _CASE_REASONS = {
     "REJECTED": ops_pb.ESCALATION_REASON_REJECTED,
     "ABORTED_BY_RECIPIENT": ops_pb.ESCALATION_REASON_ABORTED_BY_RECIPIENT,
 }
+
+
+def enum_name(names: Mapping[Any, str], value: int) -> str:
+    """A request's enum filter as its stored name: "" when unset, the number itself when this version does
+    not know it (so the query refuses it, naming the field, instead of ignoring the filter)."""
+    return names.get(value, str(value)) if value else ""
 
 
 def timestamp(ms: int | None) -> Timestamp | None:
@@ -111,6 +121,9 @@ def delivery(row: DeliveryRow | DeliveryView) -> pb.Delivery:
         final_time=timestamp(row.final_ms),
         reason=row.reason,
         escalation_id=row.escalation_id or "",
+        closed=row.closed_ms is not None,
+        close_time=timestamp(row.closed_ms),
+        closed_by=ACK_STATUS_VALUES.get(row.closed_by or "", pb.ACK_STATUS_UNSPECIFIED),
     )
 
 

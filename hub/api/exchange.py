@@ -159,14 +159,14 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     ) -> pb.ListDeliveriesResponse:
         caller = policy.caller()
         queries.check_agency_filter("recipient", request.recipient, self.exchange.agency_ids)
-        state = convert.STATE_NAMES.get(request.state, "") if request.state else ""
         page = await self.exchange.db.read(
             queries.list_deliveries,
             self.exchange.db,
             caller,
             record_id=request.record_id,
             recipient=request.recipient,
-            state=state,
+            state=convert.enum_name(convert.STATE_NAMES, request.state),
+            closure=convert.enum_name(convert.CLOSURE_NAMES, request.closure),
             size=request.page_size,
             token=request.page_token,
         )

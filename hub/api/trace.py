@@ -14,7 +14,10 @@ from hub.exchange import trace
 from hub.store.db import Database
 
 Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
-_KINDS = {name: getattr(pb, f"TIMELINE_EVENT_KIND_{name}") for name in trace.TIMELINE_KINDS.values()}
+_KINDS = {
+    name: getattr(pb, f"TIMELINE_EVENT_KIND_{name}")
+    for name in (*trace.TIMELINE_KINDS.values(), trace.CLOSED_KIND)
+}
 
 
 class TraceServicer(pb_grpc.TraceServiceServicer):
@@ -37,7 +40,8 @@ class TraceServicer(pb_grpc.TraceServiceServicer):
             end_ms=convert.timestamp_ms(request.end_time, "end_time")
             if request.HasField("end_time")
             else None,
-            state=convert.STATE_NAMES.get(request.state, "") if request.state else "",
+            state=convert.enum_name(convert.STATE_NAMES, request.state),
+            closure=convert.enum_name(convert.CLOSURE_NAMES, request.closure),
             size=request.page_size,
             token=request.page_token,
         )

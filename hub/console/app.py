@@ -60,6 +60,20 @@ def _duration(ms: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+# The order of the overview's "deliveries by state" bars: waiting first, then what is done.
+_STATE_ORDER = {state: i for i, state in enumerate(("PENDING", "SENT", "RECEIVED", "ACCEPTED", "REJECTED"))}
+_MEANING_ORDER = {
+    m: i
+    for i, m in enumerate((data.WAITING, data.CLOSED_MEANING, data.ACCEPTED_MEANING, data.REJECTED_MEANING))
+}
+
+
+def _by_meaning(states: dict[tuple[str, bool], int]) -> list[tuple[str, str, int]]:
+    """(state, meaning, deliveries) for the chart: RECEIVED splits into waiting and closed by the route."""
+    rows = [(state, data.meaning(state, closed), n) for (state, closed), n in states.items()]
+    return sorted(rows, key=lambda r: (_MEANING_ORDER[r[1]], _STATE_ORDER.get(r[0], 9)))
+
+
 def _local(path: str) -> str:
     """A path on this site to return to after sign-in or a language switch; "/" for anything else."""
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
@@ -82,6 +96,7 @@ class Console:
         )
         self.env.filters["time"] = _time
         self.env.filters["duration"] = _duration
+        self.env.globals["meaning"] = data.meaning
 
     @property
     def db(self) -> Any:
@@ -213,6 +228,7 @@ class Console:
     async def overview(self, request: Request, who: Principal, _: str) -> Response:
         found = await self.db.read(data.overview, self.db, who, self.now())
         t = translator(self.lang(request))
+        states = _by_meaning(found.states)
         return self.render(
             request,
             "overview.html",
@@ -220,12 +236,25 @@ class Console:
             o=found,
             records_hour=sum(found.per_minute),
             rpm_chart=charts.columns(found.per_minute, title=t("overview.rpm")),
-            states_chart=charts.bars(sorted(found.states.items()), title=t("overview.states")),
-            backlog_chart=charts.bars(list(found.backlog.items()), title=t("overview.backlog")),
+            states_chart=charts.bars(
+                [(f"{t('meaning.' + m)} · {state}", n) for state, m, n in states],
+                title=t("overview.states"),
+                meanings=[m for _, m, _ in states],
+                label_w=170,
+            ),
+            backlog_chart=charts.bars(
+                list(found.backlog.items()),
+                title=t("overview.backlog"),
+                meanings=[data.WAITING] * len(found.backlog),
+            ),
             latency_chart=charts.grouped(
                 list(found.latency.items()), ("p50", "p95", "p99"), title=t("overview.latency")
             ),
-            cases_chart=charts.bars(list(found.open_cases.items()), title=t("overview.cases")),
+            cases_chart=charts.bars(
+                list(found.open_cases.items()),
+                title=t("overview.cases"),
+                meanings=[data.REJECTED_MEANING] * len(found.open_cases),
+            ),
         )
 
     async def feed(self, request: Request, who: Principal, _: str) -> Response:
@@ -371,7 +400,7 @@ class Console:
 
     async def agencies(self, request: Request, who: Principal, _: str) -> Response:
         configured = [(a.id, a.name, a.kind, a.connector) for a in self.hub.settings.agencies]
-        views = await self.db.read(data.agencies, self.db, who, configured)
+        views = await self.db.read(data.agencies, self.db, who, configured, self.now())
         exchange = self.hub.exchange
         breakers = exchange.dispatcher.breakers.states() if exchange else {}
         return self.render(
@@ -381,6 +410,7 @@ class Console:
             agencies=views,
             breakers=breakers,
             connected=self.hub.streams.connected(),
+            now=self.now(),
         )
 
     async def permits(self, request: Request, who: Principal, _: str) -> Response:

@@ -8,15 +8,26 @@ from html import escape
 from markupsafe import Markup
 
 PALETTE = ("#2f6fde", "#e8833a", "#3aa45b", "#c2413b", "#8a5cc2", "#6b7280")
+# A delivery's meaning (hub/console/data.py `meaning`) → its colour, the same as the pills in console.css.
+MEANING_COLOURS = {"accepted": "#3aa45b", "rejected": "#c2413b", "waiting": "#d4920f", "closed": "#8a8f99"}
 
 
 def _fmt(value: float) -> str:
     return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
-def bars(items: Sequence[tuple[str, float]], *, title: str, width: int = 420, unit: str = "") -> Markup:
-    """Horizontal bars, one per (label, value)."""
-    row, label_w = 22, 110
+def bars(
+    items: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    width: int = 420,
+    unit: str = "",
+    meanings: Sequence[str] | None = None,
+    label_w: int = 110,
+) -> Markup:
+    """Horizontal bars, one per (label, value); coloured by `meanings` (one per item) when given, so that
+    a colour always says the same thing, else from the palette in turn."""
+    row = 22
     height = max(1, len(items)) * row + 8
     top = max((v for _, v in items), default=0) or 1
     parts = [
@@ -28,10 +39,11 @@ def bars(items: Sequence[tuple[str, float]], *, title: str, width: int = 420, un
     for i, (label, value) in enumerate(items):
         y = 4 + i * row
         w = (width - label_w - 60) * value / top
+        fill = MEANING_COLOURS[meanings[i]] if meanings else PALETTE[i % len(PALETTE)]
+        tag = f' data-meaning="{meanings[i]}"' if meanings else ""
         parts.append(
             f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{escape(label)}</text>'
-            f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{row - 8}" '
-            f'fill="{PALETTE[i % len(PALETTE)]}"/>'
+            f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{row - 8}" fill="{fill}"{tag}/>'
             f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{_fmt(value)}{escape(unit)}</text>'
         )
     parts.append("</svg>")

@@ -8,12 +8,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, or_
-from sqlmodel import col, select
+from sqlalchemy import case, func, or_
+from sqlmodel import Session, col, select
 
 from hub.auth import policy
 from hub.auth.identity import HEADQUARTERS, Principal
-from hub.exchange.states import CASE_OPEN, FINAL
+from hub.exchange.states import ACCEPTED, CASE_OPEN, REJECTED
 from hub.exchange.trace import Traced, trace_record
 from hub.signing import AckFields, load_public_key, verify_ack
 from hub.store.db import Database
@@ -48,6 +48,48 @@ FEED_KINDS = (
 )
 
 
+# What a delivery's state means to an operator; the console colours and words it by this, in both languages.
+ACCEPTED_MEANING, REJECTED_MEANING, WAITING, CLOSED_MEANING = "accepted", "rejected", "waiting", "closed"
+
+
+def meaning(state: str, closed: bool) -> str:
+    """accepted (green), rejected (red), waiting for the acknowledgement the route requires (amber), or
+    closed without a business answer, i.e. RECEIVED on a RECEIVED route (grey)."""
+    if state == ACCEPTED:
+        return ACCEPTED_MEANING
+    if state == REJECTED:
+        return REJECTED_MEANING
+    return CLOSED_MEANING if closed else WAITING
+
+
+@dataclass(frozen=True)
+class OpenDeliveries:
+    """An agency's open deliveries: how many, when the oldest was created, how many are past deadline."""
+
+    count: int
+    oldest_ms: int
+    past_deadline: int
+
+
+def open_deliveries(session: Session, who: Principal, now_ms: int) -> dict[str, OpenDeliveries]:
+    """Per recipient, read through the partial index of open deliveries (ix_deliveries_open): its cost
+    follows the backlog, not the number of deliveries stored."""
+    rows = session.exec(
+        select(
+            DeliveryRow.recipient,
+            func.count(),
+            func.min(DeliveryRow.created_ms),
+            func.sum(case((col(DeliveryRow.deadline_ms) < now_ms, 1), else_=0)),
+        )
+        .where(col(DeliveryRow.closed_ms).is_(None), policy.delivery_clause(who))
+        .group_by(DeliveryRow.recipient)
+    ).all()
+    return {
+        recipient: OpenDeliveries(int(count), int(oldest), int(late or 0))
+        for recipient, count, oldest, late in rows
+    }
+
+
 def percentile(sorted_values: list[int], q: float) -> float:
     """Nearest-rank percentile of already sorted values (0 for none)."""
     if not sorted_values:
@@ -59,8 +101,8 @@ def percentile(sorted_values: list[int], q: float) -> float:
 @dataclass(frozen=True)
 class Overview:
     per_minute: list[int]  # 60 values, oldest first
-    states: dict[str, int]
-    backlog: dict[str, int]
+    states: dict[tuple[str, bool], int]  # (state, closed) → deliveries
+    backlog: dict[str, int]  # agency → open deliveries
     latency: dict[str, tuple[float, float, float]]  # agency → p50, p95, p99 (ms)
     open_cases: dict[str, int]  # agency → open cases
     cases_by_level: dict[int, int]
@@ -74,16 +116,13 @@ def overview(db: Database, who: Principal, now_ms: int) -> Overview:
                 policy.record_clause(who), col(RecordRow.accepted_ms) >= start
             )
         ).all()
+        closed = col(DeliveryRow.closed_ms).is_not(None)
         states = session.exec(
-            select(DeliveryRow.state, func.count())
+            select(DeliveryRow.state, closed, func.count())
             .where(policy.delivery_clause(who))
-            .group_by(DeliveryRow.state)
+            .group_by(DeliveryRow.state, closed)
         ).all()
-        backlog = session.exec(
-            select(DeliveryRow.recipient, func.count())
-            .where(policy.delivery_clause(who), col(DeliveryRow.state).not_in(FINAL))
-            .group_by(DeliveryRow.recipient)
-        ).all()
+        backlog = {agency: found.count for agency, found in open_deliveries(session, who, now_ms).items()}
         acks = session.exec(
             select(AcknowledgementRow.recipient, AcknowledgementRow.received_ms, DeliveryRow.created_ms)
             .join(DeliveryRow, col(DeliveryRow.id) == col(AcknowledgementRow.delivery_id))
@@ -113,8 +152,8 @@ def overview(db: Database, who: Principal, now_ms: int) -> Overview:
         by_level[level] = by_level.get(level, 0) + 1
     return Overview(
         per_minute,
-        dict(states),
-        dict(sorted(backlog)),
+        {(state, bool(done)): int(count) for state, done, count in states},
+        dict(sorted(backlog.items())),
         latency,
         dict(sorted(open_cases.items())),
         dict(sorted(by_level.items())),
@@ -270,7 +309,7 @@ class AgencyView:
     kind: str
     connector: str
     last_seen_ms: int | None
-    backlog: int
+    backlog: OpenDeliveries  # its open deliveries
     fingerprints: list[tuple[str, str, bool]] = field(default_factory=list)  # key id, fingerprint, retired
 
 
@@ -280,15 +319,11 @@ def fingerprint(public_key_b64: str) -> str:
     return ":".join(digest[i : i + 4] for i in range(0, 16, 4))
 
 
-def agencies(db: Database, who: Principal, configured: list[tuple[str, str, str, str]]) -> list[AgencyView]:
+def agencies(
+    db: Database, who: Principal, configured: list[tuple[str, str, str, str]], now_ms: int
+) -> list[AgencyView]:
     with db.transaction() as session:
-        backlog = dict(
-            session.exec(
-                select(DeliveryRow.recipient, func.count())
-                .where(policy.delivery_clause(who), col(DeliveryRow.state).not_in(FINAL))
-                .group_by(DeliveryRow.recipient)
-            ).all()
-        )
+        backlog = open_deliveries(session, who, now_ms)
         acked = dict(
             session.exec(
                 select(AcknowledgementRow.recipient, func.max(AcknowledgementRow.received_ms)).group_by(
@@ -317,7 +352,7 @@ def agencies(db: Database, who: Principal, configured: list[tuple[str, str, str,
                 kind,
                 connector,
                 max(seen) if seen else None,
-                int(backlog.get(agency_id, 0)),
+                backlog.get(agency_id, OpenDeliveries(0, now_ms, 0)),
                 prints.get(agency_id, []),
             )
         )

@@ -148,8 +148,11 @@ def _apply(session: Session, delivery: DeliveryView, ack: AckInput, now_ms: int)
         delivery.final_ms = now_ms
         delivery.reason = ack.reason
         delivery.next_attempt_ms = None
-    if closes(delivery.required_level, ack.status) or ack.status in FINAL:
+    if closes(delivery.required_level, ack.status):
         delivery.deadline_check_ms = None
+        if delivery.closed_ms is None:
+            delivery.closed_ms = now_ms
+            delivery.closed_by = ack.status
         if delivery.escalated and delivery.escalation_id:
             case = session.exec(select(EscalationRow).where(EscalationRow.id == delivery.escalation_id)).one()
             notices.append(close_by_ack(session, case, delivery, ack.status, now_ms))
@@ -191,6 +194,8 @@ _DELIVERY_CHANGES = (
     "deadline_check_ms",
     "escalated",
     "escalation_id",
+    "closed_ms",
+    "closed_by",
 )
 
 

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from hub.auth import policy
 from hub.auth.identity import SYSTEM, Principal
 from hub.errors import FieldViolation, InvalidArgument, NotFound
-from hub.exchange.states import DELIVERY_STATES
+from hub.exchange.states import CLOSED, DELIVERY_STATES, OPEN, check_closure_filter
 from hub.pagination import decode_token, encode_token, page_size
 from hub.store.db import Database
 from hub.store.models import DeliveryRow, EscalationNoteRow, EscalationRow, RecordRow
@@ -69,14 +70,27 @@ def check_agency_filter(field: str, agency: str, known: set[str]) -> None:
 
 
 def list_deliveries(
-    db: Database, caller: Principal, *, record_id: str, recipient: str, state: str, size: int, token: str
+    db: Database,
+    caller: Principal,
+    *,
+    record_id: str,
+    recipient: str,
+    state: str,
+    size: int,
+    token: str,
+    closure: str = "",
 ) -> Page[DeliveryRow]:
+    """`closure` is OPEN, CLOSED or "" for both; with a `state` it contradicts, INVALID_ARGUMENT."""
     if state and state not in DELIVERY_STATES:
         raise InvalidArgument([FieldViolation("state", f"unknown state {state!r}")])
+    contradiction = check_closure_filter(state, closure)
+    if contradiction:
+        raise InvalidArgument([FieldViolation("closure", contradiction)])
     filters: dict[str, object] = {
         "record": record_id,
         "recipient": recipient,
         "state": state,
+        "closure": closure,
         "who": caller.actor,
     }
     query = select(DeliveryRow).where(policy.delivery_clause(caller))
@@ -86,6 +100,16 @@ def list_deliveries(
         query = query.where(DeliveryRow.recipient == recipient)
     if state:
         query = query.where(DeliveryRow.state == state)
+    if closure == OPEN:
+        # Through the partial index of open deliveries, by seq: SQLite would otherwise walk every
+        # delivery newest first (or every one of the recipient's) to find the few still open.
+        still_open = aliased(DeliveryRow)
+        open_seqs = select(still_open.seq).where(col(still_open.closed_ms).is_(None))
+        if recipient:
+            open_seqs = open_seqs.where(still_open.recipient == recipient)
+        query = query.where(col(DeliveryRow.seq).in_(open_seqs))
+    elif closure == CLOSED:
+        query = query.where(col(DeliveryRow.closed_ms).is_not(None))
     return _newest_first(db, query, col(DeliveryRow.seq), size, token, filters)
 
 

@@ -16,7 +16,7 @@ from hub.auth import policy
 from hub.auth.identity import Principal
 from hub.errors import FieldViolation, InvalidArgument, NotFound
 from hub.exchange.queries import Page
-from hub.exchange.states import DELIVERY_STATES
+from hub.exchange.states import CLOSED, DELIVERY_STATES, LEVEL_RECEIVED, OPEN, RECEIVED, check_closure_filter
 from hub.exchange.validation import Violations
 from hub.pagination import decode_token, encode_token, page_size
 from hub.store.db import Database
@@ -44,6 +44,7 @@ TIMELINE_KINDS = {
     "delivery.deferred": "DEFERRED",
     "delivery.aborted": "ABORTED",
 }
+CLOSED_KIND = "CLOSED"  # not an audit event: shown after the acknowledgement that closed the delivery
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,16 @@ def list_records(
     state: str,
     size: int,
     token: str,
+    closure: str = "",
 ) -> Page[tuple[RecordRow, list[DeliveryRow]]]:
     bad = Violations()
     if declaration_number:
         bad.declaration_number("declaration_number", declaration_number)
     if state and state not in DELIVERY_STATES:
         bad.add("state", f"unknown state {state!r}")
+    contradiction = check_closure_filter(state, closure, same_delivery=False)
+    if contradiction:
+        bad.add("closure", contradiction)
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         bad.add("end_time", "must be after start_time")
     bad.raise_if_any()
@@ -109,6 +114,7 @@ def list_records(
         "start": start_ms,
         "end": end_ms,
         "state": state,
+        "closure": closure,
     }
     limit = page_size(size)
     after = decode_token(token, filters)
@@ -126,6 +132,8 @@ def list_records(
         query = query.where(col(RecordRow.accepted_ms) < end_ms)
     if after is not None:
         query = query.where(col(RecordRow.seq) < after)
+    if closure:
+        query = query.where(_closure_clause(closure))
     query = query.order_by(col(RecordRow.seq).desc()).limit(limit + 1)
     with db.transaction() as session:
         if state:
@@ -161,6 +169,25 @@ def _in_state(session: Session, state: str) -> ColumnElement[bool]:
         DeliveryRow.record_id == RecordRow.id, DeliveryRow.state == state
     )
     return in_state.limit(1).exists()
+
+
+def _closure_clause(closure: str) -> ColumnElement[bool]:
+    """SQL: the record has an open delivery (OPEN), or none (CLOSED). The open ones are found through
+    their partial index, a few however many are stored; for CLOSED each candidate record is checked,
+    newest first until the page is full, through the deliveries' record_id index."""
+    still_open = aliased(DeliveryRow)
+    if closure == OPEN:
+        # by seq, as in _in_state, so SQLite looks each one up rather than testing every record
+        theirs = aliased(RecordRow)
+        open_records = select(still_open.record_id).where(col(still_open.closed_ms).is_(None))
+        return col(RecordRow.seq).in_(select(theirs.seq).where(col(theirs.id).in_(open_records)))
+    assert closure == CLOSED
+    return ~(
+        select(still_open.seq)
+        .where(still_open.record_id == RecordRow.id, col(still_open.closed_ms).is_(None))
+        .limit(1)
+        .exists()
+    )
 
 
 def _entry(event: AuditEventRow) -> TimelineEntry:
@@ -205,5 +232,38 @@ def trace_record(db: Database, caller: Principal, record_id: str) -> Traced:
         key=lambda e: (e.time_ms, ranks[e.kind], e.seq or 0),
     )
     published = [_entry(e) for e in shown if e.kind == "record.published"]
-    timelines = {d.id: published + [_entry(e) for e in shown if e.delivery_id == d.id] for d in deliveries}
+    timelines = {
+        d.id: published + _with_closure(d, [e for e in shown if e.delivery_id == d.id]) for d in deliveries
+    }
     return Traced(record, deliveries, timelines)
+
+
+def closure_detail(required_level: str, closed_by: str) -> str:
+    """Why the delivery counts as done, in one line."""
+    if closed_by == RECEIVED:
+        return "closed: RECEIVED is enough on this route"
+    if required_level == LEVEL_RECEIVED:
+        return f"closed: {closed_by}, a business answer closes any route"
+    return f"closed: {closed_by}, the business answer this route requires"
+
+
+def _with_closure(delivery: DeliveryRow, events: list[AuditEventRow]) -> list[TimelineEntry]:
+    """The delivery's entries, with a CLOSED entry right after the acknowledgement that closed it."""
+    entries = [_entry(e) for e in events]
+    if delivery.closed_ms is None or not delivery.closed_by:
+        return entries
+    closing = f"delivery.{delivery.closed_by.lower()}"
+    at = next((i for i, e in enumerate(events) if e.kind == closing), None)
+    seq = (events[at].seq or 0) if at is not None else 0
+    closed = TimelineEntry(
+        delivery.closed_ms,
+        CLOSED_KIND,
+        "system:hub",
+        closure_detail(delivery.required_level, delivery.closed_by),
+        "",
+        seq,
+    )
+    if at is None:  # the closing event was not found (it should be): by time
+        at = max((i for i, e in enumerate(entries) if e.time_ms <= delivery.closed_ms), default=-1)
+    entries.insert(at + 1, closed)
+    return entries

@@ -10,6 +10,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, SmallInteger, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from hub.exchange.states import OPEN_CLAUSE
+
 
 def _ms(nullable: bool = False, index: bool = False) -> Column[int]:
     return Column(BigInteger, nullable=nullable, index=index)
@@ -88,6 +90,16 @@ class DeliveryRow(SQLModel, table=True):
             sqlite_where=text(IN_RARE_DELIVERY_STATE),
             postgresql_where=text(IN_RARE_DELIVERY_STATE),
         ),
+        # The open deliveries: per agency, their count, the oldest and those past their deadline
+        # (`/metrics`, the console's backlog) from this index alone (migration 0006).
+        Index(
+            "ix_deliveries_open",
+            "recipient",
+            "created_ms",
+            "deadline_ms",
+            sqlite_where=text(OPEN_CLAUSE),
+            postgresql_where=text(OPEN_CLAUSE),
+        ),
     )
 
     seq: int | None = Field(default=None, primary_key=True)
@@ -110,6 +122,10 @@ class DeliveryRow(SQLModel, table=True):
     reason: str = ""
     escalation_id: str | None = Field(default=None, max_length=36)  # the latest case, open or closed
     escalated: bool = False  # a case is open now
+    # Set once, by the acknowledgement that closed the delivery (hub/exchange/states.py): its status
+    # (RECEIVED ACCEPTED REJECTED) and the hub's time of it. Both NULL while the delivery is open.
+    closed_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
+    closed_by: str | None = Field(default=None, max_length=16)
 
 
 class AttemptRow(SQLModel, table=True):

@@ -30,6 +30,8 @@ class DeliveryView:
     reason: str
     escalation_id: str | None
     escalated: bool
+    closed_ms: int | None
+    closed_by: str | None
 
 
 DELIVERY_COLUMNS = tuple(f.name for f in fields(DeliveryView))

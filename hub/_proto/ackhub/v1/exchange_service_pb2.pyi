@@ -590,12 +590,18 @@ class ListDeliveriesRequest(_message.Message):
     RECORD_ID_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    CLOSURE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """1..500; 0 takes 50."""
     page_token: _builtins.str
     record_id: _builtins.str
     recipient: _builtins.str
     state: _types_pb2.DeliveryState.ValueType
+    closure: _types_pb2.DeliveryClosure.ValueType
+    """Only open or only closed deliveries. Combined with a `state` no delivery can be in together with it
+    (PENDING or SENT with CLOSED; ACCEPTED or REJECTED with OPEN) it is INVALID_ARGUMENT naming `closure`;
+    so is a value this version does not know, and an unknown `state`.
+    """
     def __init__(
         self,
         *,
@@ -604,10 +610,11 @@ class ListDeliveriesRequest(_message.Message):
         record_id: _builtins.str = ...,
         recipient: _builtins.str = ...,
         state: _types_pb2.DeliveryState.ValueType = ...,
+        closure: _types_pb2.DeliveryClosure.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "recipient", b"recipient", "record_id", b"record_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closure", b"closure", "page_size", b"page_size", "page_token", b"page_token", "recipient", b"recipient", "record_id", b"record_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

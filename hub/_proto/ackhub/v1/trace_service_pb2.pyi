@@ -41,6 +41,10 @@ class _TimelineEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tim
     TIMELINE_EVENT_KIND_DEFERRED: _TimelineEventKind.ValueType  # 11
     TIMELINE_EVENT_KIND_ABORTED: _TimelineEventKind.ValueType  # 12
     """The recipient's system answered that it will never take the delivery."""
+    TIMELINE_EVENT_KIND_CLOSED: _TimelineEventKind.ValueType  # 13
+    """The delivery closed: the acknowledgement its route requires arrived (just before this entry, same
+    time and audit_seq). The detail says which, e.g. "closed: RECEIVED is enough on this route".
+    """
 
 class TimelineEventKind(_TimelineEventKind, metaclass=_TimelineEventKindEnumTypeWrapper):
     """What happened on a delivery."""
@@ -59,6 +63,10 @@ TIMELINE_EVENT_KIND_REDELIVERY_REQUESTED: TimelineEventKind.ValueType  # 10
 TIMELINE_EVENT_KIND_DEFERRED: TimelineEventKind.ValueType  # 11
 TIMELINE_EVENT_KIND_ABORTED: TimelineEventKind.ValueType  # 12
 """The recipient's system answered that it will never take the delivery."""
+TIMELINE_EVENT_KIND_CLOSED: TimelineEventKind.ValueType  # 13
+"""The delivery closed: the acknowledgement its route requires arrived (just before this entry, same
+time and audit_seq). The detail says which, e.g. "closed: RECEIVED is enough on this route".
+"""
 Global___TimelineEventKind: _TypeAlias = TimelineEventKind  # noqa: Y015
 
 @_typing.final
@@ -72,6 +80,7 @@ class ListRecordsRequest(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    CLOSURE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """1..500; 0 takes 50."""
     page_token: _builtins.str
@@ -80,6 +89,12 @@ class ListRecordsRequest(_message.Message):
     record_type: _builtins.str
     state: _types_pb2.DeliveryState.ValueType
     """Only records with at least one delivery in this state."""
+    closure: _types_pb2.DeliveryClosure.ValueType
+    """OPEN: only records with at least one delivery still waiting for the acknowledgement its route requires;
+    CLOSED: only records whose every delivery is closed (see `Delivery.closed`). CLOSED with a `state` no
+    closed delivery can be in (PENDING, SENT), or a value this version does not know, is INVALID_ARGUMENT
+    naming `closure`.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Only records accepted at or after this time."""
@@ -98,10 +113,11 @@ class ListRecordsRequest(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         state: _types_pb2.DeliveryState.ValueType = ...,
+        closure: _types_pb2.DeliveryClosure.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["declaration_number", b"declaration_number", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "record_type", b"record_type", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closure", b"closure", "declaration_number", b"declaration_number", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "record_type", b"record_type", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

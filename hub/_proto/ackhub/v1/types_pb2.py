@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61\x63khub/v1/types.proto\x12\tackhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n\x06Record\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x13\n\x0brecord_type\x18\x02 \x01(\t\x12\x11\n\tpublisher\x18\x03 \x01(\t\x12\x14\n\x0csubject_uscc\x18\x04 \x01(\t\x12\x1a\n\x12\x64\x65\x63laration_number\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x08 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x04\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.ackhub.v1.DeliveryState\x12+\n\x0erequired_level\x18\x05 \x01(\x0e\x32\x13.ackhub.v1.AckLevel\x12\x15\n\rattempt_count\x18\x06 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdeadline_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_attempt_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rreceived_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nfinal_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x15\n\rescalation_id\x18\x0e \x01(\t\x12\x13\n\x0brecord_type\x18\x0f \x01(\t\"\xe3\x01\n\x0f\x41\x63knowledgement\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.ackhub.v1.AckStatus\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12,\n\x08\x61\x63k_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsignature\x18\t \x01(\x0c\"\xa5\x01\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x36\n\x08metadata\x18\x04 \x03(\x0b\x32$.ackhub.v1.ErrorDetail.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xbb\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_STATE_RECEIVED\x10\x03\x12\x1b\n\x17\x44\x45LIVERY_STATE_ACCEPTED\x10\x04\x12\x1b\n\x17\x44\x45LIVERY_STATE_REJECTED\x10\x05*U\n\x08\x41\x63kLevel\x12\x19\n\x15\x41\x43K_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43K_LEVEL_RECEIVED\x10\x01\x12\x16\n\x12\x41\x43K_LEVEL_BUSINESS\x10\x02*r\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_RECEIVED\x10\x01\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61\x63khub/v1/types.proto\x12\tackhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n\x06Record\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x13\n\x0brecord_type\x18\x02 \x01(\t\x12\x11\n\tpublisher\x18\x03 \x01(\t\x12\x14\n\x0csubject_uscc\x18\x04 \x01(\t\x12\x1a\n\x12\x64\x65\x63laration_number\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x08 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x05\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.ackhub.v1.DeliveryState\x12+\n\x0erequired_level\x18\x05 \x01(\x0e\x32\x13.ackhub.v1.AckLevel\x12\x15\n\rattempt_count\x18\x06 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdeadline_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_attempt_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rreceived_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nfinal_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x15\n\rescalation_id\x18\x0e \x01(\t\x12\x13\n\x0brecord_type\x18\x0f \x01(\t\x12\x0e\n\x06\x63losed\x18\x10 \x01(\x08\x12.\n\nclose_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\tclosed_by\x18\x12 \x01(\x0e\x32\x14.ackhub.v1.AckStatus\"\xe3\x01\n\x0f\x41\x63knowledgement\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.ackhub.v1.AckStatus\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12,\n\x08\x61\x63k_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsignature\x18\t \x01(\x0c\"\xa5\x01\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x36\n\x08metadata\x18\x04 \x03(\x0b\x32$.ackhub.v1.ErrorDetail.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xbb\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_STATE_RECEIVED\x10\x03\x12\x1b\n\x17\x44\x45LIVERY_STATE_ACCEPTED\x10\x04\x12\x1b\n\x17\x44\x45LIVERY_STATE_REJECTED\x10\x05*U\n\x08\x41\x63kLevel\x12\x19\n\x15\x41\x43K_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43K_LEVEL_RECEIVED\x10\x01\x12\x16\n\x12\x41\x43K_LEVEL_BUSINESS\x10\x02*r\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_RECEIVED\x10\x01\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03*k\n\x0f\x44\x65liveryClosure\x12 \n\x1c\x44\x45LIVERY_CLOSURE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45LIVERY_CLOSURE_OPEN\x10\x01\x12\x1b\n\x17\x44\x45LIVERY_CLOSURE_CLOSED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORDETAIL_METADATAENTRY']._loaded_options = None
   _globals['_ERRORDETAIL_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_DELIVERYSTATE']._serialized_start=1242
-  _globals['_DELIVERYSTATE']._serialized_end=1429
-  _globals['_ACKLEVEL']._serialized_start=1431
-  _globals['_ACKLEVEL']._serialized_end=1516
-  _globals['_ACKSTATUS']._serialized_start=1518
-  _globals['_ACKSTATUS']._serialized_end=1632
+  _globals['_DELIVERYSTATE']._serialized_start=1347
+  _globals['_DELIVERYSTATE']._serialized_end=1534
+  _globals['_ACKLEVEL']._serialized_start=1536
+  _globals['_ACKLEVEL']._serialized_end=1621
+  _globals['_ACKSTATUS']._serialized_start=1623
+  _globals['_ACKSTATUS']._serialized_end=1737
+  _globals['_DELIVERYCLOSURE']._serialized_start=1739
+  _globals['_DELIVERYCLOSURE']._serialized_end=1846
   _globals['_RECORD']._serialized_start=70
   _globals['_RECORD']._serialized_end=291
   _globals['_DELIVERY']._serialized_start=294
-  _globals['_DELIVERY']._serialized_end=841
-  _globals['_ACKNOWLEDGEMENT']._serialized_start=844
-  _globals['_ACKNOWLEDGEMENT']._serialized_end=1071
-  _globals['_ERRORDETAIL']._serialized_start=1074
-  _globals['_ERRORDETAIL']._serialized_end=1239
-  _globals['_ERRORDETAIL_METADATAENTRY']._serialized_start=1192
-  _globals['_ERRORDETAIL_METADATAENTRY']._serialized_end=1239
+  _globals['_DELIVERY']._serialized_end=946
+  _globals['_ACKNOWLEDGEMENT']._serialized_start=949
+  _globals['_ACKNOWLEDGEMENT']._serialized_end=1176
+  _globals['_ERRORDETAIL']._serialized_start=1179
+  _globals['_ERRORDETAIL']._serialized_end=1344
+  _globals['_ERRORDETAIL_METADATAENTRY']._serialized_start=1297
+  _globals['_ERRORDETAIL_METADATAENTRY']._serialized_end=1344
 # @@protoc_insertion_point(module_scope)

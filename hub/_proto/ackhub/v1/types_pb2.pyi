@@ -96,6 +96,30 @@ ACK_STATUS_ACCEPTED: AckStatus.ValueType  # 2
 ACK_STATUS_REJECTED: AckStatus.ValueType  # 3
 Global___AckStatus: _TypeAlias = AckStatus  # noqa: Y015
 
+class _DeliveryClosure:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryClosureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryClosure.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_CLOSURE_UNSPECIFIED: _DeliveryClosure.ValueType  # 0
+    """Open and closed deliveries alike."""
+    DELIVERY_CLOSURE_OPEN: _DeliveryClosure.ValueType  # 1
+    """Still waiting for the acknowledgement its route requires."""
+    DELIVERY_CLOSURE_CLOSED: _DeliveryClosure.ValueType  # 2
+    """Acknowledged at the level its route requires."""
+
+class DeliveryClosure(_DeliveryClosure, metaclass=_DeliveryClosureEnumTypeWrapper):
+    """Whether a delivery is closed (see `Delivery.closed`), as a filter."""
+
+DELIVERY_CLOSURE_UNSPECIFIED: DeliveryClosure.ValueType  # 0
+"""Open and closed deliveries alike."""
+DELIVERY_CLOSURE_OPEN: DeliveryClosure.ValueType  # 1
+"""Still waiting for the acknowledgement its route requires."""
+DELIVERY_CLOSURE_CLOSED: DeliveryClosure.ValueType  # 2
+"""Acknowledged at the level its route requires."""
+Global___DeliveryClosure: _TypeAlias = DeliveryClosure  # noqa: Y015
+
 @_typing.final
 class Record(_message.Message):
     """A record: one business document exchanged between agencies, kept as the exact bytes published."""
@@ -173,6 +197,9 @@ class Delivery(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     ESCALATION_ID_FIELD_NUMBER: _builtins.int
     RECORD_TYPE_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    CLOSED_BY_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """Stable across attempts: recipients drop duplicates by it."""
     record_id: _builtins.str
@@ -187,6 +214,14 @@ class Delivery(_message.Message):
     escalation_id: _builtins.str
     """The open or last escalation case of this delivery, if any."""
     record_type: _builtins.str
+    closed: _builtins.bool
+    """True once the recipient sent the acknowledgement the route requires (`required_level`): RECEIVED on a
+    route at level RECEIVED, ACCEPTED or REJECTED on any route. A closed delivery is never sent again and
+    never escalates for lack of an answer; it stays closed (a later business answer changes `state`, not
+    this). An operator resolving an escalation case by hand does not close it.
+    """
+    closed_by: Global___AckStatus.ValueType
+    """The status of the acknowledgement that closed the delivery; ACK_STATUS_UNSPECIFIED while it is open."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -203,7 +238,14 @@ class Delivery(_message.Message):
     def received_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def final_time(self) -> _timestamp_pb2.Timestamp:
-        """When the delivery reached ACCEPTED or REJECTED."""
+        """When the delivery reached ACCEPTED or REJECTED (the business answer), whatever the route's level; unset
+        before. It does not say whether the delivery is done: on a route at level RECEIVED a delivery is closed
+        by its RECEIVED and may never get a business answer. Read `closed` for that.
+        """
+
+    @_builtins.property
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hub received the acknowledgement that closed the delivery; unset while it is open."""
 
     def __init__(
         self,
@@ -223,10 +265,13 @@ class Delivery(_message.Message):
         reason: _builtins.str = ...,
         escalation_id: _builtins.str = ...,
         record_type: _builtins.str = ...,
+        closed: _builtins.bool = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
+        closed_by: Global___AckStatus.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "deadline_time", b"deadline_time", "final_time", b"final_time", "last_attempt_time", b"last_attempt_time", "next_attempt_time", b"next_attempt_time", "received_time", b"received_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time", "deadline_time", b"deadline_time", "final_time", b"final_time", "last_attempt_time", b"last_attempt_time", "next_attempt_time", b"next_attempt_time", "received_time", b"received_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "create_time", b"create_time", "deadline_time", b"deadline_time", "delivery_id", b"delivery_id", "escalation_id", b"escalation_id", "final_time", b"final_time", "last_attempt_time", b"last_attempt_time", "next_attempt_time", b"next_attempt_time", "reason", b"reason", "received_time", b"received_time", "recipient", b"recipient", "record_id", b"record_id", "record_type", b"record_type", "required_level", b"required_level", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "close_time", b"close_time", "closed", b"closed", "closed_by", b"closed_by", "create_time", b"create_time", "deadline_time", b"deadline_time", "delivery_id", b"delivery_id", "escalation_id", b"escalation_id", "final_time", b"final_time", "last_attempt_time", b"last_attempt_time", "next_attempt_time", b"next_attempt_time", "reason", b"reason", "received_time", b"received_time", "recipient", b"recipient", "record_id", b"record_id", "record_type", b"record_type", "required_level", b"required_level", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

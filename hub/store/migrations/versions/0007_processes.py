@@ -1,7 +1,7 @@
 """hub_processes, hub_secrets, PostgreSQL's wake-up of other hub processes, partial queue indexes
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-05 08:30:00
 
 Several hub processes share one PostgreSQL database (docs/deploy.md). `hub_processes` lists the live ones
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
