@@ -202,19 +202,27 @@ def test_verify_names_the_first_bad_event(
 
 
 def test_audit_verify_command(hub: RunningHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`ackhub audit verify` passes on an untouched log and fails, naming the event, on an altered one."""
+    """`ackhub audit verify` refuses without a trust anchor, passes on an untouched log given the hub's key
+    and a minimum size, and fails, naming the event, on an altered one."""
     _publish(hub, 2)
     hub.run(hub.server.checkpoint())
     config = tmp_path / "hub.toml"
     config.write_text(f'[server]\ndatabase_url = "{hub.server.settings.server.database_url}"\n')
-    assert main(["audit", "verify", "--config", str(config)]) == 0
+    assert main(["audit", "verify", "--config", str(config)]) == 2
+    assert "needs a trust anchor" in capsys.readouterr().err
+    assert main(["audit", "key", "--config", str(config)]) == 0
+    vkey = capsys.readouterr().out.strip()
+    anchor = ["--log-key", vkey, "--min-size", "10"]
+    assert main(["audit", "verify", "--config", str(config), *anchor]) == 0
     assert "OK: 10 events recomputed, 1 signed checkpoints verified" in capsys.readouterr().out
+    assert main(["audit", "verify", "--config", str(config), "--log-key", vkey, "--min-size", "11"]) == 1
+    assert "trusted size is 11: leaf 10 is the first missing one" in capsys.readouterr().out
     with hub.server.db.transaction() as session:
         first = session.exec(select(AuditEventRow).order_by(col(AuditEventRow.seq))).first()
         assert first is not None
         first.actor = "operator:mallory"
         session.add(first)
-    assert main(["audit", "verify", "--config", str(config)]) == 1
+    assert main(["audit", "verify", "--config", str(config), *anchor]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"FAILED: first bad event: leaf 0 (seq {first.seq}): event seq {first.seq}"), out
 
