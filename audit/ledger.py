@@ -178,6 +178,17 @@ class AuditLedger:
             proof = tree.consistency(session, old.tree_size, new.tree_size)
         return proof, old, new
 
+    def tree_consistency(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 PROOF between any two tree sizes the log has reached (for a witness, whose last
+        cosigned size need not be one of this store's checkpoints)."""
+        if not 0 <= first <= second:
+            raise ValueError(f"no consistency proof from {first} to {second} leaves")
+        if first in (0, second):
+            return []
+        with self._with_tree() as (session, tree):
+            tree.sync(session, second)
+            return tree.consistency(session, first, second)
+
     def events_of(self, session: Session, record_id: str) -> list[AuditEventRow]:
         return list(
             session.exec(

@@ -25,7 +25,7 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (tests/test_server.py checks it against Alembic's head): a store already
 # there starts without loading Alembic and its scripts, a fifth of a second of every start.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0008"
 WAL_AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a commit would checkpoint by itself
 
 
