@@ -26,7 +26,7 @@ from audit.tree import MissingLeaf, StoredTree
 from hub.clock import Clock
 from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from hub.store.db import Database
-from hub.store.models import AuditCheckpointRow, AuditEventRow
+from hub.store.models import AuditCheckpointRow, AuditCosignatureRow, AuditEventRow
 
 _log = structlog.get_logger("ackhub.audit")
 
@@ -43,6 +43,16 @@ def to_checkpoint(row: AuditCheckpointRow) -> Checkpoint:
     return Checkpoint(
         row.origin, row.tree_size, row.root_hash, row.time_ms, row.key_id, row.public_key, row.signature
     )
+
+
+def cosignature_lines(session: Session, tree_size: int) -> list[str]:
+    """The stored cosignature lines of the checkpoint of `tree_size`, by witness name."""
+    rows = session.exec(
+        select(AuditCosignatureRow)
+        .where(AuditCosignatureRow.tree_size == tree_size)
+        .order_by(col(AuditCosignatureRow.witness))
+    )
+    return [row.line for row in rows]
 
 
 class AuditLedger:

@@ -314,19 +314,58 @@ class ProofVerdict:
     failures: list[str]  # exactly what does not verify
 
 
-def verify_delivery_proof(document: Any, trusted: Ed25519PublicKey | None = None) -> ProofVerdict:
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """Trust a checkpoint only when at least `quorum` of `witnesses` (cosignature keys) cosigned it."""
+
+    witnesses: tuple[Verifier, ...] = ()
+    quorum: int = 0
+
+
+def verify_delivery_proof(
+    document: Any, trusted: Ed25519PublicKey | None = None, policy: WitnessPolicy | None = None
+) -> ProofVerdict:
     """Check every signature and proof in a delivery proof document (audit/proof.py), with no server."""
     said: list[str] = []
     failed: list[str] = []
     try:
-        return _check_proof(document, trusted, said, failed)
+        return _check_proof(document, trusted, policy or WitnessPolicy(), said, failed)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         failed.append(f"the document is malformed: {type(exc).__name__}: {exc}")
         return ProofVerdict(False, said, failed)
 
 
+def _check_cosignatures(
+    cp: Checkpoint, signed_note: str | None, policy: WitnessPolicy, said: list[str]
+) -> str | None:
+    """Which trusted witnesses cosigned the checkpoint (said), or why the policy is not met."""
+    found: dict[str, int] = {}
+    if signed_note:
+        note = parse_note(signed_note)
+        if note.text != cp.note():
+            return "the checkpoint's signed note is not of this checkpoint"
+        found = cosigners(note, list(policy.witnesses))
+    if found:
+        names = ", ".join(f"{name} (at {to_rfc3339_ms(when * 1000)})" for name, when in sorted(found.items()))
+        said.append(
+            f"Trusted witnesses cosigned that checkpoint, each having checked it extends every earlier one it "
+            f"saw: {names}."
+        )
+    if len(found) < policy.quorum:
+        missing = sorted(w.name for w in policy.witnesses if w.name not in found)
+        return (
+            f"the checkpoint is cosigned by {len(found)} trusted witness(es) but the policy requires "
+            f"{policy.quorum}; no valid cosignature by: {', '.join(missing)}"
+        )
+    return None
+
+
 def _check_proof(
-    document: Any, trusted: Ed25519PublicKey | None, said: list[str], failed: list[str]
+    document: Any,
+    trusted: Ed25519PublicKey | None,
+    policy: WitnessPolicy,
+    said: list[str],
+    failed: list[str],
 ) -> ProofVerdict:
     from audit import proof as proof_format
 
@@ -343,6 +382,9 @@ def _check_proof(
         f"The hub's audit log {cp.origin!r} held {cp.tree_size} events at {to_rfc3339_ms(cp.time_ms)}, "
         f"signed by the hub's key {cp.key_id}{pinned}."
     )
+    why = _check_cosignatures(cp, document["checkpoint"].get("signed_note"), policy, said)
+    if why is not None:
+        failed.append(why)
     leaves: dict[int, dict[str, Any]] = {}
     for index_text, entry in document["events"].items():
         index = int(index_text)

@@ -140,8 +140,19 @@ def _audit_key(args: argparse.Namespace) -> int:
 
 
 def _proof_verify(args: argparse.Namespace) -> int:
-    from audit.verify import verify_delivery_proof
+    from audit.note import NoteError, parse_vkey
+    from audit.verify import WitnessPolicy, verify_delivery_proof
     from hub.signing import load_public_key
+
+    try:
+        witnesses = tuple(parse_vkey(_key_argument(k)) for k in args.witness_key)
+    except (NoteError, OSError) as error:
+        print(f"refused: a --witness-key: {error}", file=sys.stderr)
+        return 2
+    quorum = args.quorum if args.quorum is not None else len(witnesses)
+    if quorum > len(witnesses):
+        print(f"refused: --quorum {quorum} but only {len(witnesses)} --witness-key given", file=sys.stderr)
+        return 2
 
     try:
         document: Any = json.loads(Path(args.file).read_text(encoding="utf-8"))
@@ -149,7 +160,7 @@ def _proof_verify(args: argparse.Namespace) -> int:
         print(f"FAILED: cannot read {args.file}: {exc}")
         return 1
     trusted = load_public_key(args.hub_key) if args.hub_key else None
-    verdict = verify_delivery_proof(document, trusted)
+    verdict = verify_delivery_proof(document, trusted, WitnessPolicy(witnesses, quorum))
     for line in verdict.statements:
         print(f"  ✓ {line}")
     for line in verdict.failures:
@@ -340,6 +351,13 @@ def add_commands(commands: Any) -> None:
     check = proof_commands.add_parser("verify", help="check a delivery proof file, with no server")
     check.add_argument("file")
     check.add_argument("--hub-key", help="the hub's checkpoint public key (base64 or PEM) to pin")
+    check.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a trusted witness's verifier key (or file); repeatable",
+    )
+    check.add_argument("--quorum", type=int, help="cosignatures required of those witnesses (default: all)")
     check.set_defaults(run=_proof_verify)
     get = proof_commands.add_parser("get", help="download the delivery proof of one of your records")
     get.add_argument("record_id")

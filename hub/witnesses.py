@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from audit import log as audit_log
 from audit.checkpoint import Checkpoint
@@ -39,16 +39,6 @@ class Outcome:
     state: str
     tree_size: int  # what the witness holds, as far as the hub knows
     detail: str
-
-
-def cosignature_lines(session: Session, tree_size: int) -> list[str]:
-    """The stored cosignature lines of the checkpoint of `tree_size`, by witness name."""
-    rows = session.exec(
-        select(AuditCosignatureRow)
-        .where(AuditCosignatureRow.tree_size == tree_size)
-        .order_by(col(AuditCosignatureRow.witness))
-    )
-    return [row.line for row in rows]
 
 
 class Witnesses:
@@ -176,10 +166,9 @@ class Witnesses:
                     f"the witness cosigned a different tree of {known} leaves: this log's history was "
                     "rewritten (or forked)",
                 ), None
-            missing = await self.ledger.db.run(self._no_checkpoint_of, known)
-            if missing:
+            if await self.ledger.db.run(self._missing_checkpoint, name, known):
                 log.error(
-                    "audit.witness_ahead_of_store",
+                    "audit.checkpoints_missing",
                     witness=name,
                     tree_size=known,
                     why="the witness cosigned a checkpoint this store does not hold: checkpoints were deleted",
@@ -225,9 +214,20 @@ class Witnesses:
         with self.ledger.db.transaction() as session:
             return session.get(AuditWitnessRow, name)
 
-    def _no_checkpoint_of(self, size: int) -> bool:
+    def _missing_checkpoint(self, name: str, size: int) -> bool:
+        """Whether the store lacks the checkpoint of `size` a witness says it cosigned; if so, that is
+        recorded as the audit event `audit.checkpoints_missing`."""
         with self.ledger.db.transaction() as session:
-            return size > 0 and session.get(AuditCheckpointRow, size) is None
+            if size == 0 or session.get(AuditCheckpointRow, size) is not None:
+                return False
+            audit_log.append(
+                session,
+                kind="audit.checkpoints_missing",
+                actor="system:hub",
+                time_ms=self.clock.now_ms(),
+                data={"witness": name, "tree_size": size},
+            )
+            return True
 
     def _store(self, name: str, tree_size: int, line: str, when_s: int) -> None:
         with self.ledger.db.transaction() as session:

@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from audit import log as audit_log
+from audit.ledger import cosignature_lines, to_checkpoint
 from audit.verify import verify_log
 from hub.auth.identity import Principal
 from hub.console import charts, data
@@ -395,7 +396,27 @@ class Console:
     async def _audit_page(self, request: Request, who: Principal, verdict: Any) -> Response:
         found = await self.db.read(data.checkpoints, self.db)
         events = await self.db.read(data.audit_events, self.db, who)
-        return self.render(request, "audit.html", who, checkpoints=found, events=events, verdict=verdict)
+        configured = [(w.name, w.url) for w in self.hub.settings.audit.witnesses]
+        witnesses = await self.db.read(data.witnesses, self.db, configured)
+        return self.render(
+            request, "audit.html", who, checkpoints=found, events=events, verdict=verdict, witnesses=witnesses
+        )
+
+    async def audit_checkpoint(self, request: Request) -> Response:
+        """The latest checkpoint as a C2SP signed note with its cosignatures (public: hashes only)."""
+
+        def signed_note() -> str | None:
+            found = data.checkpoints(self.db, 1)
+            if not found:
+                return None
+            with self.db.transaction() as session:
+                lines = cosignature_lines(session, found[0].tree_size)
+            return to_checkpoint(found[0]).signed_note(lines)
+
+        note = await self.db.read(signed_note)
+        if note is None:
+            return Response("no checkpoint signed yet\n", status_code=404, media_type="text/plain")
+        return Response(note, media_type="text/plain; charset=utf-8")
 
     async def audit_verify(self, request: Request, who: Principal, _: str) -> Response:
         ledger = self.hub.ledger
@@ -426,6 +447,7 @@ class Console:
                 Route("/permits", page(self.permits)),
                 Route("/audit", page(self.audit)),
                 Route("/audit/verify", action(self.audit_verify), methods=["POST"]),
+                Route("/audit/checkpoint", self.audit_checkpoint),
                 Route("/metrics", self.metrics_endpoint),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ]
