@@ -274,8 +274,8 @@ def verify_log(
     return LogVerdict(True, tree.size, len(signed), pending)
 
 
-def _check_anchor(anchor: TrustAnchor, size: int, signed: list[Checkpoint]) -> tuple[int, str] | None:
-    """After the walk: (first bad leaf, why) when the log falls short of the anchor."""
+def _check_anchor(anchor: TrustAnchor, size: int, signed: list[Checkpoint]) -> tuple[int | None, str] | None:
+    """After the walk: (first bad leaf, or None when no leaf is bad, why) when the log falls short."""
     if size < anchor.size:
         return size, (
             f"the log holds {size} leaves but the trusted size is {anchor.size}: leaf {size} is the "
@@ -284,14 +284,14 @@ def _check_anchor(anchor: TrustAnchor, size: int, signed: list[Checkpoint]) -> t
     if anchor.checkpoint is not None:
         stored = next((cp for cp in signed if cp.tree_size == anchor.size), None)
         if stored is None or stored.root_hash != anchor.checkpoint.body.root_hash:
-            return anchor.size, (
+            return None, (
                 f"the store holds no checkpoint of {anchor.size} leaves although the trusted one has that "
                 "size: checkpoints were deleted"
             )
         return None
     newest = max((cp.tree_size for cp in signed), default=0)
     if newest < anchor.min_size:
-        return newest, (
+        return None, (
             f"the newest checkpoint signed by the trusted key has {newest} leaves, below the trusted minimum "
             f"{anchor.min_size}: checkpoints were deleted"
         )

@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlmodel import col, select
 
 from audit import log as audit_log
@@ -269,3 +272,34 @@ class Witnesses:
             log.error("audit.witness_refused", witness=name, tree_size=outcome.tree_size, why=outcome.detail)
         elif outcome.state == COSIGNED:
             log.info("audit.cosigned", witness=name, tree_size=outcome.tree_size)
+
+
+class WitnessCollector(Collector):
+    """`/metrics`: each witness's state, cosigned size and consecutive failures, and refusals seen."""
+
+    def __init__(self, witnesses: Witnesses) -> None:
+        self.witnesses = witnesses
+
+    def collect(self) -> Iterator[Metric]:
+        with self.witnesses.ledger.db.transaction() as session:
+            rows = {row.name: row for row in session.exec(select(AuditWitnessRow))}
+        state = GaugeMetricFamily(
+            "ackhub_witness_state", "1 for each witness's current state", labels=["witness", "state"]
+        )
+        size = GaugeMetricFamily(
+            "ackhub_witness_tree_size", "The tree size each witness last cosigned", labels=["witness"]
+        )
+        failures = GaugeMetricFamily(
+            "ackhub_witness_failures", "Consecutive attempts that were not cosigned", labels=["witness"]
+        )
+        for name in self.witnesses.configs:
+            row = rows.get(name)
+            for value in (COSIGNED, REFUSED, UNREACHABLE):
+                state.add_metric([name, value], 1.0 if row is not None and row.state == value else 0.0)
+            size.add_metric([name], float(row.tree_size if row else 0))
+            failures.add_metric([name], float(row.failures if row else 0))
+        refusals = CounterMetricFamily(
+            "ackhub_witness_refusals", "Checkpoints a witness refused to cosign (by this process)"
+        )
+        refusals.add_metric([], float(self.witnesses.refusals))
+        yield from (state, size, failures, refusals)

@@ -176,9 +176,12 @@ def test_the_console_shows_each_witness_and_serves_the_cosigned_checkpoint(setup
         )
         client.cookies.set("ackhub_lang", "en")
         page = client.get("/audit").text
+        metrics = client.get("/metrics").text
     assert 'id="witnesses"' in page
     assert 'data-state="COSIGNED"' in page and "tax.example/witness" in page
     assert 'data-state="UNREACHABLE"' in page and "fx.example/witness" in page
+    assert 'ackhub_witness_state{state="UNREACHABLE",witness="fx.example/witness"} 1.0' in metrics, metrics
+    assert 'ackhub_witness_state{state="COSIGNED",witness="tax.example/witness"} 1.0' in metrics
 
 
 def test_audit_verify_passes_against_each_kind_of_anchor(

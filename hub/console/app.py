@@ -34,6 +34,7 @@ from hub.console.metrics import Metrics
 from hub.console.session import LANG_COOKIE, SESSION_COOKIE, Sessions, tokens_from_settings
 from hub.errors import AckhubError, NotFound, Unauthenticated
 from hub.exchange import queries
+from hub.witnesses import WitnessCollector
 
 if TYPE_CHECKING:
     from hub.server import HubServer
@@ -476,6 +477,8 @@ class ConsoleServer:
             [a.id for a in settings.agencies],
         )
         hub.exchange.ack_observers.append(metrics.observe_ack)
+        if hub.witnesses is not None and hub.witnesses.configs:
+            metrics.registry.register(WitnessCollector(hub.witnesses))
         self.console = Console(
             hub, Sessions(tokens_from_settings(settings, hub.clock), os.urandom(32)), metrics
         )
