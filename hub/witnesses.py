@@ -118,11 +118,16 @@ class Witnesses:
 
     # -- one attempt -------------------------------------------------------------------------------
     async def send(self, name: str) -> Outcome:
-        checkpoint = self._latest
+        db = self.ledger.db
+        # The newest checkpoint in the store, not only the one offered: another hub process on the same
+        # database may have signed (and sent) a newer one, and a witness must never be shown an older
+        # checkpoint as this log's newest (it would rightly call that a rollback).
+        checkpoint = await db.run(self._newest, self._latest)
         if checkpoint is None:
             return Outcome(UNREACHABLE, 0, "no checkpoint yet")
-        db = self.ledger.db
         row = await db.run(self._row, name)
+        if row is not None and await db.run(self._has_cosignature, name, checkpoint):
+            return Outcome(row.state, row.tree_size, row.detail)  # cosigned already: nothing to send
         old = row.tree_size if row is not None else 0
         outcome = Outcome(UNREACHABLE, old, "")
         for _ in range(MAX_ROUNDS):
@@ -130,8 +135,28 @@ class Witnesses:
             if retry_with is None:
                 break
             old = retry_with
+            if old > checkpoint.tree_size:  # the witness is ahead of what we read: read the store again
+                checkpoint = await db.run(self._newest, checkpoint) or checkpoint
         await db.run(self._record, name, outcome, row.state if row is not None else "")
         return outcome
+
+    def _newest(self, offered: Checkpoint | None) -> Checkpoint | None:
+        stored = self._latest_stored()
+        if stored is None or (offered is not None and offered.tree_size >= stored.tree_size):
+            return offered
+        return stored
+
+    def _has_cosignature(self, name: str, checkpoint: Checkpoint) -> bool:
+        """Whether a valid cosignature of `name` on exactly this checkpoint is stored."""
+        with self.ledger.db.transaction() as session:
+            row = session.get(AuditCosignatureRow, (checkpoint.tree_size, name))
+        if row is None:
+            return False
+        try:
+            note = parse_note(checkpoint.signed_note([row.line]))
+        except NoteError:
+            return False
+        return note.verified_by(self.verifiers[name]) is not None
 
     async def _round(self, name: str, checkpoint: Checkpoint, old: int) -> tuple[Outcome, int | None]:
         """One request; returns what it showed and, after a 409, the size to try again from."""

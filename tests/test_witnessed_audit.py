@@ -184,6 +184,26 @@ def test_the_console_shows_each_witness_and_serves_the_cosigned_checkpoint(setup
     assert 'ackhub_witness_state{state="COSIGNED",witness="tax.example/witness"} 1.0' in metrics
 
 
+def test_a_stale_checkpoint_from_another_hub_process_is_no_rollback(setup: Setup) -> None:
+    """A second hub process on the same database that still holds an older checkpoint sends the store's
+    newest instead, and what is already cosigned is not sent again: no alarm, no extra request."""
+    from hub.witnesses import Witnesses
+
+    server = setup.hub.server
+    assert server.ledger is not None
+    _witnessed(setup, rounds=1)
+    older = setup.hub.run(server.db.run(server.ledger.get_checkpoint))
+    newest = _witnessed(setup, rounds=1)[-1]
+    other = Witnesses(server.settings, server.ledger, setup.clock)
+    other.offer(older)
+    requests = httpx.get(f"{setup.witnesses[0].url}/metrics", timeout=10).text
+    outcomes = setup.hub.run(other.send_all())
+    setup.hub.run(other.stop())
+    assert {(o.state, o.tree_size) for o in outcomes.values()} == {(COSIGNED, newest)}, outcomes
+    assert httpx.get(f"{setup.witnesses[0].url}/metrics", timeout=10).text == requests
+    assert all(w.check().returncode == 0 for w in setup.witnesses)
+
+
 def test_audit_verify_passes_against_each_kind_of_anchor(
     setup: Setup, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
