@@ -71,6 +71,24 @@ def _moved_from(event: AuditEventRow, position: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class WitnessPolicy:
+    """Trust a checkpoint only when at least `quorum` of `witnesses` (cosignature keys) cosigned it."""
+
+    witnesses: tuple[Verifier, ...] = ()
+    quorum: int = 0
+
+    def shortfall(self, found: dict[str, int]) -> str | None:
+        """Why the cosigners `found` (name → time) do not meet the policy, or None."""
+        if len(found) >= self.quorum:
+            return None
+        missing = sorted(w.name for w in self.witnesses if w.name not in found)
+        return (
+            f"cosigned by {len(found)} trusted witness(es) but the policy requires {self.quorum}; "
+            f"no valid cosignature by: {', '.join(missing)}"
+        )
+
+
+@dataclass(frozen=True)
 class TrustAnchor:
     """What a verifier trusts from outside the store: a checkpoint (from a file or a witness), optionally
     required to carry `quorum` cosignatures of `witnesses`; or the hub's key with a minimum tree size."""
@@ -78,8 +96,7 @@ class TrustAnchor:
     checkpoint: SignedCheckpoint | None = None
     log_key: Verifier | None = None
     min_size: int = 0
-    witnesses: tuple[Verifier, ...] = ()
-    quorum: int = 0
+    policy: WitnessPolicy = WitnessPolicy()
 
     @property
     def size(self) -> int:
@@ -92,15 +109,8 @@ class TrustAnchor:
         note = self.checkpoint.note
         if self.log_key is not None and note.verified_by(self.log_key) is None:
             return f"the trusted checkpoint is not signed by the log key {self.log_key.name}"
-        if self.witnesses:
-            found = cosigners(note, list(self.witnesses))
-            if len(found) < self.quorum:
-                missing = sorted(w.name for w in self.witnesses if w.name not in found)
-                return (
-                    f"the trusted checkpoint carries {len(found)} of the {self.quorum} trusted cosignatures "
-                    f"required; missing: {', '.join(missing)}"
-                )
-        return None
+        why = self.policy.shortfall(cosigners(note, list(self.policy.witnesses)))
+        return None if why is None else f"the trusted checkpoint is {why}"
 
 
 def _witnessed_sizes(session: Any, signed: list[Checkpoint], witnesses: tuple[Verifier, ...]) -> set[int]:
@@ -151,7 +161,7 @@ def verify_log(
                             f"{same.key_id}, which did not sign the trusted checkpoint",
                         )
                     trusted = same.verifier().public_key
-        witnessed = _witnessed_sizes(session, signed, anchor.witnesses if anchor else ())
+        witnessed = _witnessed_sizes(session, signed, anchor.policy.witnesses if anchor else ())
         witnessed_good = 0  # the largest witnessed checkpoint the recomputed tree matches
         anchor_root = anchor.checkpoint.body.root_hash if anchor and anchor.checkpoint else None
         anchor_size = anchor.size if anchor else 0
@@ -314,14 +324,6 @@ class ProofVerdict:
     failures: list[str]  # exactly what does not verify
 
 
-@dataclass(frozen=True)
-class WitnessPolicy:
-    """Trust a checkpoint only when at least `quorum` of `witnesses` (cosignature keys) cosigned it."""
-
-    witnesses: tuple[Verifier, ...] = ()
-    quorum: int = 0
-
-
 def verify_delivery_proof(
     document: Any, trusted: Ed25519PublicKey | None = None, policy: WitnessPolicy | None = None
 ) -> ProofVerdict:
@@ -351,13 +353,8 @@ def _check_cosignatures(
             f"Trusted witnesses cosigned that checkpoint, each having checked it extends every earlier one it "
             f"saw: {names}."
         )
-    if len(found) < policy.quorum:
-        missing = sorted(w.name for w in policy.witnesses if w.name not in found)
-        return (
-            f"the checkpoint is cosigned by {len(found)} trusted witness(es) but the policy requires "
-            f"{policy.quorum}; no valid cosignature by: {', '.join(missing)}"
-        )
-    return None
+    why = policy.shortfall(found)
+    return None if why is None else f"the checkpoint is {why}"
 
 
 def _check_proof(

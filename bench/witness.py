@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import hubproc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from exchange import HubProcess
 
 from audit.checkpoint import log_verifier
 from hub.sdk.agency import AgencyClient
@@ -99,24 +99,6 @@ def hub_config(
     return config
 
 
-class Hub(hubproc.ServeProcess):
-    def start(self, timeout: float = 60) -> str:
-        self.launch()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_running()
-            for line in self.log.read_text(errors="replace").splitlines():
-                if '"hub.started"' in line:
-                    return f"127.0.0.1:{json.loads(line)['port']}"
-            time.sleep(0.05)
-        raise TimeoutError(f"the hub did not start:\n{self.tail()}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
-
-
 def publish(target: str, records: int, publishers: int) -> list[float]:
     """Each publisher thread waits for its receipt before the next record; returns every latency (ms)."""
     latencies: list[float] = []
@@ -172,13 +154,15 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 processes.append(process.start())
                 witnesses.append((name, process.url, process.vkey))
     database_url = f"sqlite:///{work / 'hub.db'}"
-    hub = Hub(hub_config(work, database_url, hub_key, witnesses, args.checkpoint_interval), work / "hub.log")
-    target = hub.start()
+    hub = HubProcess(
+        hub_config(work, database_url, hub_key, witnesses, args.checkpoint_interval), work / "hub.log"
+    )
+    target = hub.start(60)
     try:
         publish(target, min(200, args.records), args.publishers)  # warm-up
-        cpu, began = cpu_seconds(hub.pid), time.perf_counter()
+        cpu, began = hub.cpu_seconds(), time.perf_counter()
         latencies = publish(target, args.records, args.publishers)
-        elapsed, cpu = time.perf_counter() - began, cpu_seconds(hub.pid) - cpu
+        elapsed, cpu = time.perf_counter() - began, hub.cpu_seconds() - cpu
         time.sleep(
             2 * float(args.checkpoint_interval.removesuffix("s")) + 1
         )  # let the last checkpoint go out

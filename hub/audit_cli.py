@@ -36,7 +36,7 @@ def _anchor(args: argparse.Namespace, origin: str) -> Any:
     import httpx
 
     from audit.note import NoteError, Verifier, parse_checkpoint, parse_vkey
-    from audit.verify import TrustAnchor
+    from audit.verify import TrustAnchor, WitnessPolicy
     from hub.signing import load_public_key
 
     try:
@@ -80,7 +80,7 @@ def _anchor(args: argparse.Namespace, origin: str) -> Any:
             raise SystemExit(
                 f"refused: the trusted checkpoint is of log {checkpoint.body.origin!r}, not {origin!r}"
             )
-    return TrustAnchor(checkpoint, log_key, args.min_size or 0, witnesses, quorum)
+    return TrustAnchor(checkpoint, log_key, args.min_size or 0, WitnessPolicy(witnesses, quorum))
 
 
 def _open_read_only(url: str) -> Any:

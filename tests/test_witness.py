@@ -5,8 +5,6 @@ its state across SIGKILL, changes nothing on bad input, and raises alarms on for
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit import merkle
 from audit.note import ED25519, Signer, parse_checkpoint, parse_note
 from hub.errors import ConfigError
-from tests.witness_kit import REPO, WitnessProcess
+from tests.witness_kit import WitnessProcess, run_witness
 
 ORIGIN = "customs.example/ackhub"
 LOG = Signer(ORIGIN, Ed25519PrivateKey.from_private_bytes(b"L" * 32), ED25519)
@@ -173,13 +171,7 @@ def test_a_killed_witness_restarts_with_its_state(witness: WitnessProcess) -> No
 
 def test_one_process_per_state_directory(witness: WitnessProcess) -> None:
     """A second witness on the same state directory refuses to start."""
-    second = subprocess.run(
-        [sys.executable, "-m", "witness", "serve", "--config", str(witness.config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    second = run_witness("serve", "--config", str(witness.config))
     assert second.returncode == 2 and "another witness process holds" in second.stderr
 
 
@@ -190,13 +182,7 @@ def test_a_log_key_that_is_not_ed25519_is_refused_naming_the_line(tmp_path: Path
     ecdsa = f"{ORIGIN}+00000000+" + base64.b64encode(b"\2" + b"\0" * 32).decode()
     process.config.write_text(text.replace(LOG.verifier.vkey(), ecdsa))
     line = next(n for n, t in enumerate(process.config.read_text().splitlines(), 1) if t == "[[logs]]")
-    refused = subprocess.run(
-        [sys.executable, "-m", "witness", "serve", "--config", str(process.config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    refused = run_witness("serve", "--config", str(process.config))
     assert refused.returncode == 2
     assert (
         f"line {line}: [[logs]] #1: key: the verifier key is of type 0x02, not an Ed25519 key"

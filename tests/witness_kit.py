@@ -94,10 +94,11 @@ class WitnessProcess:
             self.process.wait(10)
 
     def check(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "witness", "check", "--config", str(self.config)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        return run_witness("check", "--config", str(self.config))
+
+
+def run_witness(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m witness ARGS` to its end (for commands that exit: check, or serve refusing to start)."""
+    return subprocess.run(
+        [sys.executable, "-m", "witness", *args], cwd=REPO, capture_output=True, text=True, timeout=30
+    )

@@ -31,11 +31,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
         if path != self.server.prefix + "/add-checkpoint":
+            self.close_connection = True  # its body is left unread: the connection cannot be reused
             self._send(Answer(404, "not found\n"))
             return
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
+            self.close_connection = True
             self._send(Answer(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required\n"))
             return
         if length < 0 or length > MAX_REQUEST_BYTES:
