@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from audit import checkpoint as checkpoints
 from audit import log
 from audit.checkpoint import Checkpoint
+from audit.tiles import Tile, entry_bundle
 from audit.tree import MissingLeaf, StoredTree
 from hub.clock import Clock
 from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
@@ -198,6 +199,34 @@ class AuditLedger:
         with self._with_tree() as (session, tree):
             tree.sync(session, second)
             return tree.consistency(session, first, second)
+
+    def tile(self, tile: Tile) -> bytes:
+        """A tlog-tiles resource (hashes, or an entry bundle) inside the newest checkpoint; NotFound for one
+        that reaches beyond it."""
+        with self.db.transaction() as session:
+            latest = self._latest(session)
+        start, end = tile.leaves()
+        if latest is None or end > latest.tree_size:
+            raise NotFound("tile", tile.path())
+        if tile.is_entries:
+            with self.db.transaction() as session:
+                events = list(
+                    session.exec(
+                        select(AuditEventRow)
+                        .where(col(AuditEventRow.leaf_index) >= start, col(AuditEventRow.leaf_index) < end)
+                        .order_by(col(AuditEventRow.leaf_index))
+                    )
+                )
+            if [e.leaf_index for e in events] != list(range(start, end)):
+                raise MissingLeaf(
+                    f"audit leaves {start}..{end - 1} are not all stored: run `ackhub audit verify`"
+                )
+            # As the sequencer hashed them: an event edited since then shows as an entry that no longer
+            # hashes to its leaf, for any mirror to see.
+            return entry_bundle([log.spliced_leaf_data(e, e.leaf_index or 0) for e in events])
+        with self._with_tree() as (session, tree):
+            tree.sync(session, latest.tree_size)
+            return b"".join(tree.subtrees(session, 8 * tile.level, tile.index * 256, tile.width))
 
     def events_of(self, session: Session, record_id: str) -> list[AuditEventRow]:
         return list(

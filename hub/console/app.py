@@ -26,7 +26,9 @@ from starlette.staticfiles import StaticFiles
 
 from audit import log as audit_log
 from audit.ledger import cosignature_lines, to_checkpoint
+from audit.tiles import TilePathError, parse_tile_path
 from audit.verify import verify_log
+from hub.auth import policy
 from hub.auth.identity import Principal
 from hub.console import charts, data
 from hub.console.i18n import LANGUAGES, choose, translator
@@ -417,7 +419,7 @@ class Console:
         note = await self.db.read(signed_note)
         if note is None:
             return Response("no checkpoint signed yet\n", status_code=404, media_type="text/plain")
-        return Response(note, media_type="text/plain; charset=utf-8")
+        return Response(note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "max-age=5"})
 
     async def audit_verify(self, request: Request, who: Principal, _: str) -> Response:
         ledger = self.hub.ledger
@@ -425,6 +427,34 @@ class Console:
         verdict = await self.db.read(verify_log, self.db, ledger.public_key)
         log.info("console.audit_verified", actor=who.actor, ok=verdict.ok)
         return await self._audit_page(request, who, verdict)
+
+    async def log_tile(self, request: Request) -> Response:
+        """C2SP tlog-tiles under /log (audit/tiles.py): hash tiles for anyone (they hold only hashes);
+        entry bundles, the events themselves, for headquarters staff (session cookie or Bearer token)."""
+        ledger = self.hub.ledger
+        assert ledger is not None
+        try:
+            tile = parse_tile_path(request.path_params["path"])
+        except TilePathError as error:
+            return Response(f"{error}\n", status_code=404, media_type="text/plain")
+        if tile.is_entries:
+            bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            who = self.principal(request)
+            if who is None and bearer:
+                with contextlib.suppress(Unauthenticated):
+                    who = self.sessions.principal(bearer)
+            if who is None or not policy.in_jurisdiction(who, ""):
+                return Response(
+                    "entry bundles are for headquarters staff\n", status_code=403, media_type="text/plain"
+                )
+        try:
+            body = await self.db.run(ledger.tile, tile)
+        except NotFound:
+            return Response("beyond the newest checkpoint\n", status_code=404, media_type="text/plain")
+        headers = {
+            "Cache-Control": "public, max-age=31536000, immutable" if not tile.is_entries else "private"
+        }
+        return Response(body, media_type="application/octet-stream", headers=headers)
 
     async def metrics_endpoint(self, request: Request) -> Response:
         body = await self.db.read(self.metrics.render)
@@ -449,6 +479,8 @@ class Console:
                 Route("/audit", page(self.audit)),
                 Route("/audit/verify", action(self.audit_verify), methods=["POST"]),
                 Route("/audit/checkpoint", self.audit_checkpoint),
+                Route("/log/checkpoint", self.audit_checkpoint),
+                Route("/log/tile/{path:path}", self.log_tile),
                 Route("/metrics", self.metrics_endpoint),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ]
