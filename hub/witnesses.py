@@ -128,6 +128,8 @@ class Witnesses:
         row = await db.run(self._row, name)
         if row is not None and await db.run(self._has_cosignature, name, checkpoint):
             return Outcome(row.state, row.tree_size, row.detail)  # cosigned already: nothing to send
+        if row is not None and row.state == REFUSED and row.tree_size > checkpoint.tree_size:
+            return Outcome(row.state, row.tree_size, row.detail)  # still smaller than it cosigned: it knows
         old = row.tree_size if row is not None else 0
         outcome = Outcome(UNREACHABLE, old, "")
         for _ in range(MAX_ROUNDS):

@@ -209,3 +209,20 @@ def test_the_hub_refuses_bad_witness_configuration_naming_the_line(tmp_path: Pat
         load_settings(config)
     assert "audit.witnesses[0] (line 4)" in str(refused.value)
     assert "not an Ed25519 cosignature/v1 key (type 0x04)" in str(refused.value)
+
+
+def test_the_witness_needs_nothing_of_the_hub() -> None:
+    """Importing and running the witness loads no module of the hub: it can ship in the client alone."""
+    import subprocess
+    import sys
+
+    from tests.witness_kit import REPO
+
+    probe = (
+        "import sys, witness.cli, witness.server, witness.service, witness.state; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'hub', 'adapters', 'connectors', 'sqlmodel', 'grpc'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
