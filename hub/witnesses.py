@@ -183,7 +183,7 @@ class Witnesses:
             return Outcome(UNREACHABLE, old, f"no answer from {config.url}"), None
         text = response.text
         if response.status_code == 200:
-            return await self._cosigned(name, checkpoint, text), None
+            return await self._cosigned(name, checkpoint, text, old), None
         if response.status_code == 409:
             try:
                 known = int(text.strip())
@@ -226,16 +226,16 @@ class Witnesses:
             log.warning("audit.witness_unreachable", url=config.url, error=str(error) or type(error).__name__)
             return None
 
-    async def _cosigned(self, name: str, checkpoint: Checkpoint, text: str) -> Outcome:
+    async def _cosigned(self, name: str, checkpoint: Checkpoint, text: str, old: int) -> Outcome:
         verifier = self.verifiers[name]
         try:
             note = parse_note(checkpoint.signed_note() + text)
         except NoteError as error:
-            return Outcome(UNREACHABLE, 0, f"the witness's answer is not signature lines: {error}")
+            return Outcome(UNREACHABLE, old, f"the witness's answer is not signature lines: {error}")
         line = next((s.line for s in note.signatures if s.by(verifier)), None)
         when = note.verified_by(verifier)
         if line is None or when is None:
-            return Outcome(UNREACHABLE, 0, "the witness answered without a valid cosignature by its key")
+            return Outcome(UNREACHABLE, old, "the witness answered without a valid cosignature by its key")
         await self.ledger.db.run(self._store, name, checkpoint.tree_size, line, when)
         return Outcome(COSIGNED, checkpoint.tree_size, f"cosigned {checkpoint.tree_size} leaves")
 
