@@ -226,3 +226,13 @@ def test_the_witness_needs_nothing_of_the_hub() -> None:
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=30
     )
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+
+
+def test_a_damaged_state_file_stops_cosigning(witness: WitnessProcess) -> None:
+    """A state file that no longer parses: 500 and nothing cosigned, and the check command says so."""
+    assert _add(witness, _request(_tree(4), 0, 4)).status_code == 200
+    (state,) = (witness.dir / "state").glob("log-*.checkpoint")
+    state.write_text("garbage\n")
+    assert _add(witness, _request(_tree(6), 4, 6)).status_code == 500
+    check = witness.check()
+    assert check.returncode == 2 and "is damaged" in check.stdout, check.stdout

@@ -39,7 +39,7 @@ from audit.note import (
     Verifier,
     parse_checkpoint,
 )
-from witness.state import Storage
+from witness.state import StateError, Storage
 
 MAX_PROOF_LINES = 63
 MAX_REQUEST_BYTES = 64 * 1024
@@ -115,7 +115,11 @@ class Witness:
         self._lock = threading.Lock()
 
     def add_checkpoint(self, body: bytes) -> Answer:
-        answer = self._add_checkpoint(body)
+        try:
+            answer = self._add_checkpoint(body)
+        except StateError as error:  # a damaged state file: cosign nothing until someone looks
+            log.error("witness.state_damaged %s", error)
+            answer = Answer(500, "the witness's state is damaged; it cosigns nothing until repaired\n")
         self.answers[answer.status] += 1
         return answer
 
@@ -210,7 +214,10 @@ class Witness:
             "# TYPE ackhub_witness_tree_size gauge",
         ]
         for origin in sorted(self.logs):
-            stored = self.storage.load(origin)
+            try:
+                stored = self.storage.load(origin)
+            except StateError:
+                stored = None
             escaped = origin.replace("\\", "\\\\").replace('"', '\\"')
             lines.append(
                 f'ackhub_witness_tree_size{{origin="{escaped}"}} {stored.tree_size if stored else 0}'
