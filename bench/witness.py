@@ -6,8 +6,10 @@ threads at full speed, three times on fresh stores:
 - `live`: two witnesses (`ackhub witness serve`, processes of their own) cosigning every checkpoint;
 - `down`: the same two, one of them replaced by a socket that accepts connections and never answers.
 
-Printed: records/s, publish latency (p50, p99, max) and the hub's CPU per record for each, and, for the
-witnessed runs, the tree size each witness cosigned at the end against the hub's newest checkpoint.
+The modes run interleaved `--repeat` times (none, live, down, none, live, down …) and the median of each
+figure is printed, since on a shared machine one run's noise is larger than the effect looked for:
+records/s, publish latency (p50, p99, max) and the hub's CPU per record, and, for the witnessed runs, the
+tree size each witness cosigned at the end against the hub's newest checkpoint.
 
     .venv/bin/python bench/witness.py                       # 3000 records on a fresh SQLite file each
     .venv/bin/python bench/witness.py --records 500 --modes none,down
@@ -194,12 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--checkpoint-interval", default="1s", help="seconds, e.g. 1s")
     parser.add_argument("--modes", default="none,live,down")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of all modes, interleaved")
     args = parser.parse_args(argv)
-    results = []
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes.split(",")}
     with tempfile.TemporaryDirectory(prefix="ackhub-witness-bench-") as tmp:
-        for mode in args.modes.split(","):
-            print(f"running {mode} …", file=sys.stderr, flush=True)
-            results.append(run(mode, args, Path(tmp) / mode))
+        for round_ in range(args.repeat):
+            for mode in runs:
+                print(f"round {round_ + 1}: {mode} …", file=sys.stderr, flush=True)
+                runs[mode].append(run(mode, args, Path(tmp) / f"{mode}-{round_}"))
+    results = [
+        {
+            **done[-1],
+            **{k: statistics.median(r[k] for r in done) for k in done[0] if isinstance(done[0][k], float)},
+            "each": [round(r["records_per_s"]) for r in done],
+        }
+        for done in runs.values()
+    ]
     print(
         f"{args.records} records, {args.publishers} publishers, a checkpoint every {args.checkpoint_interval}"
     )
@@ -215,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(
             f"{r['mode']:<10} {r['records_per_s']:>10.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.1f} "
-            f"{r['hub_cpu_ms_per_record']:>15.2f}  {cosigned}"
+            f"{r['hub_cpu_ms_per_record']:>15.2f}  {r['each']}; {cosigned}"
         )
     return 0
 
