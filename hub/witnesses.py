@@ -26,8 +26,9 @@ from sqlmodel import col, select
 from audit import log as audit_log
 from audit.checkpoint import Checkpoint
 from audit.ledger import AuditLedger, to_checkpoint
-from audit.note import NoteError, Verifier, parse_note, parse_vkey
+from audit.note import NoteError, SignedCheckpoint, Verifier, parse_checkpoint, parse_note, parse_vkey
 from audit.tree import MissingLeaf
+from audit.verify import TrustAnchor, WitnessPolicy
 from hub.clock import Clock
 from hub.config import AuditWitness, Settings
 from hub.store.models import AuditCheckpointRow, AuditCosignatureRow, AuditWitnessRow
@@ -115,6 +116,37 @@ class Witnesses:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.client.aclose()
+
+    async def anchor(self, origin: str) -> tuple[TrustAnchor | None, str]:
+        """The largest checkpoint a configured witness holds for `origin` (GET <url>/checkpoint), with
+        its cosignature checked against that witness's key: a trust anchor the store cannot forge. None
+        (and why) when no witness answers with one."""
+        best: SignedCheckpoint | None = None
+        by, why = "", "no witness is configured"
+        for name, config in self.configs.items():
+            try:
+                answer = await self.client.get(
+                    config.url.rstrip("/") + "/checkpoint",
+                    params={"origin": origin},
+                    timeout=config.timeout / 1000,
+                )
+                checkpoint = parse_checkpoint(answer.text) if answer.status_code == 200 else None
+            except (httpx.HTTPError, NoteError) as error:
+                why = f"{name}: {error or type(error).__name__}"
+                continue
+            if checkpoint is None or checkpoint.body.origin != origin:
+                why = f"{name} holds no checkpoint of {origin!r}"
+            elif checkpoint.note.verified_by(self.verifiers[name]) is None:
+                why = f"{name}'s checkpoint is not cosigned by its key"
+            elif best is None or checkpoint.body.tree_size > best.body.tree_size:
+                best, by = checkpoint, name
+        if best is None:
+            return None, why
+        policy = WitnessPolicy((self.verifiers[by],), 1)
+        log_key = Verifier(origin, self.ledger.public_key)
+        return TrustAnchor(
+            best, log_key, policy=policy
+        ), f"the checkpoint of {best.body.tree_size} leaves {by} cosigned"
 
     # -- one attempt -------------------------------------------------------------------------------
     async def send(self, name: str) -> Outcome:

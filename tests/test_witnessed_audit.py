@@ -156,8 +156,9 @@ def test_checkpoints_are_cosigned_stored_and_served(setup: Setup) -> None:
 
 
 def test_the_console_shows_each_witness_and_serves_the_cosigned_checkpoint(setup: Setup) -> None:
-    """The audit page lists each witness with its state (one cosigning, one killed and unreachable), and
-    /audit/checkpoint serves the latest checkpoint as a signed note with the cosignature it got."""
+    """The audit page lists each witness with its state (one cosigning, one killed and unreachable),
+    /audit/checkpoint serves the latest checkpoint as a signed note with the cosignature it got, and the
+    page's verify button checks the log against the checkpoint a witness holds: deleted checkpoints fail."""
     _witnessed(setup, rounds=1)
     setup.witnesses[1].kill()
     setup.publish(1)
@@ -177,6 +178,13 @@ def test_the_console_shows_each_witness_and_serves_the_cosigned_checkpoint(setup
         client.cookies.set("ackhub_lang", "en")
         page = client.get("/audit").text
         metrics = client.get("/metrics").text
+        verified = client.post("/audit/verify", data={"csrf": _csrf(page)}).text
+        assert 'id="anchor"' in verified and "tax.example/witness cosigned" in verified, verified
+        assert "OK: " in verified
+        with setup.hub.server.db.transaction() as session:
+            session.exec(delete(AuditCheckpointRow))  # type: ignore[call-overload]
+        verified = client.post("/audit/verify", data={"csrf": _csrf(page)}).text
+        assert "checkpoints were deleted" in verified, verified
     assert 'id="witnesses"' in page
     assert 'data-state="COSIGNED"' in page and "tax.example/witness" in page
     assert 'data-state="UNREACHABLE"' in page and "fx.example/witness" in page
@@ -202,6 +210,12 @@ def test_a_stale_checkpoint_from_another_hub_process_is_no_rollback(setup: Setup
     assert {(o.state, o.tree_size) for o in outcomes.values()} == {(COSIGNED, newest)}, outcomes
     assert httpx.get(f"{setup.witnesses[0].url}/metrics", timeout=10).text == requests
     assert all(w.check().returncode == 0 for w in setup.witnesses)
+
+
+def _csrf(page: str) -> str:
+    marker = 'name="csrf" value="'
+    start = page.index(marker) + len(marker)
+    return page[start : page.index('"', start)]
 
 
 def test_audit_verify_passes_against_each_kind_of_anchor(

@@ -396,13 +396,20 @@ class Console:
     async def audit(self, request: Request, who: Principal, _: str) -> Response:
         return await self._audit_page(request, who, verdict=None)
 
-    async def _audit_page(self, request: Request, who: Principal, verdict: Any) -> Response:
+    async def _audit_page(self, request: Request, who: Principal, verdict: Any, anchor: str = "") -> Response:
         found = await self.db.read(data.checkpoints, self.db)
         events = await self.db.read(data.audit_events, self.db, who)
         configured = [(w.name, w.url) for w in self.hub.settings.audit.witnesses]
         witnesses = await self.db.read(data.witnesses, self.db, configured)
         return self.render(
-            request, "audit.html", who, checkpoints=found, events=events, verdict=verdict, witnesses=witnesses
+            request,
+            "audit.html",
+            who,
+            checkpoints=found,
+            events=events,
+            verdict=verdict,
+            witnesses=witnesses,
+            anchor=anchor,
         )
 
     async def audit_checkpoint(self, request: Request) -> Response:
@@ -424,9 +431,12 @@ class Console:
     async def audit_verify(self, request: Request, who: Principal, _: str) -> Response:
         ledger = self.hub.ledger
         assert ledger is not None
-        verdict = await self.db.read(verify_log, self.db, ledger.public_key)
-        log.info("console.audit_verified", actor=who.actor, ok=verdict.ok)
-        return await self._audit_page(request, who, verdict)
+        anchor, against = None, ""
+        if self.hub.witnesses is not None and self.hub.witnesses.configs:
+            anchor, against = await self.hub.witnesses.anchor(ledger.origin)
+        verdict = await self.db.read(verify_log, self.db, ledger.public_key, anchor)
+        log.info("console.audit_verified", actor=who.actor, ok=verdict.ok, anchor=against)
+        return await self._audit_page(request, who, verdict, against if anchor else "")
 
     async def log_tile(self, request: Request) -> Response:
         """C2SP tlog-tiles under /log (audit/tiles.py): hash tiles for anyone (they hold only hashes);

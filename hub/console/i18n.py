@@ -105,6 +105,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "audit.verify": ("Verify the audit log now", "立即校验审计日志"),
     "audit.result": ("Verification result", "校验结果"),
     "audit.events": ("Latest audit events", "最新审计事件"),
+    "audit.against": ("checked against a witness", "已对照见证方核验"),
     "audit.witnesses": ("Witnesses (partner agencies cosigning checkpoints)", "见证方（合作机构联署检查点）"),
     "audit.no_witnesses": (
         "No witness is configured: checkpoints carry the hub's own signature only.",
