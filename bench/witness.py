@@ -216,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.records} records, {args.publishers} publishers, a checkpoint every {args.checkpoint_interval}"
     )
     header = ("witnesses", "records/s", "p50 ms", "p99 ms", "max ms", "hub CPU ms/rec")
+    widths = (-10, 10, 8, 8, 8, 15)
     print(
-        f"{header[0]:<10} {header[1]:>10} {header[2]:>8} {header[3]:>8} {header[4]:>8} {header[5]:>15}  cosigned"
+        " ".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, w in zip(header, widths, strict=True))
+        + "  records/s of each run; cosigned (last run)"
     )
     for r in results:
         cosigned = ""
