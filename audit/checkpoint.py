@@ -1,14 +1,16 @@
 """Signed checkpoints: the hub's statement "the audit tree of `origin` had `tree_size` leaves and this root".
 
-The signed text follows the C2SP tlog-checkpoint layout, with the time as an extension line:
+A checkpoint is a C2SP tlog-checkpoint: a signed note (audit/note.py) whose text is
 
     <origin>
     <tree size, decimal>
     <root hash, base64>
     time <RFC 3339 UTC, milliseconds>
 
-(each line ends with a newline) signed with Ed25519. The key id is the first 8 bytes of SHA-256 of the raw
-public key, in hex, so a verifier can tell keys apart; trust comes from pinning the public key.
+(each line ends with a newline; the time is an extension line), signed with the hub's Ed25519 key under
+the key name `origin`: `— <origin> base64(key hash || signature)`, key hash = SHA-256(origin || 0x0A ||
+0x01 || public key)[:4]. Witnesses add their cosignature lines below it. `key_id` (the first 8 bytes of
+SHA-256 of the raw public key, hex) is the hub's own name for the key in its store and its API.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.engine import make_url
 
+from audit.note import ED25519, Verifier, signature_line
+from audit.note import key_hash as note_key_hash
 from hub.clock import to_rfc3339_ms
 from hub.signing import load_private_key, load_public_key, private_key_pem, public_key_base64
 
@@ -62,7 +67,18 @@ class Checkpoint:
             return f"its signature does not verify with key {self.key_id}"
         return None
 
-    def to_json(self) -> dict[str, Any]:
+    def verifier(self) -> Verifier:
+        """The hub's key as a signed-note verifier (key name = origin); ValueError if not Ed25519."""
+        return Verifier(self.origin, load_public_key(self.public_key), ED25519)
+
+    def signed_note(self, cosignatures: Sequence[str] = ()) -> str:
+        """The checkpoint as a C2SP signed note: the hub's signature line, then `cosignatures` (witnesses'
+        signature lines, each ending with a newline)."""
+        key = load_public_key(self.public_key)
+        line = signature_line(self.origin, note_key_hash(self.origin, ED25519, key) + self.signature)
+        return self.note().decode() + "\n" + line + "".join(cosignatures)
+
+    def to_json(self, cosignatures: Sequence[str] = ()) -> dict[str, Any]:
         return {
             "origin": self.origin,
             "tree_size": self.tree_size,
@@ -73,6 +89,7 @@ class Checkpoint:
             "public_key": self.public_key,
             "signature": base64.b64encode(self.signature).decode(),
             "note": self.note().decode(),
+            "signed_note": self.signed_note(cosignatures),
         }
 
     @classmethod
@@ -94,6 +111,11 @@ def note_text(origin: str, tree_size: int, root_hash: bytes, time_ms: int) -> by
     return f"{origin}\n{tree_size}\n{root}\ntime {to_rfc3339_ms(time_ms)}\n".encode()
 
 
+def log_verifier(origin: str, public_key: Ed25519PublicKey) -> Verifier:
+    """The hub's checkpoint key as a signed-note verifier key (print it with `.vkey()`)."""
+    return Verifier(origin, public_key, ED25519)
+
+
 def sign(key: Ed25519PrivateKey, origin: str, tree_size: int, root_hash: bytes, time_ms: int) -> Checkpoint:
     public = key.public_key()
     return Checkpoint(
@@ -107,8 +129,11 @@ def sign(key: Ed25519PrivateKey, origin: str, tree_size: int, root_hash: bytes, 
     )
 
 
-def signing_key(key_file: str | None, database_url: str) -> tuple[Ed25519PrivateKey, str]:
-    """The checkpoint signing key and where it came from (see `hub.config.Audit`)."""
+def signing_key(
+    key_file: str | None, database_url: str, create: bool = True
+) -> tuple[Ed25519PrivateKey, str]:
+    """The checkpoint signing key and where it came from (see `hub.config.Audit`). Without `create`, a
+    development key file that does not exist yet is FileNotFoundError rather than made."""
     if key_file:
         return load_private_key(Path(key_file).read_text()), key_file
     url = make_url(database_url)
@@ -116,6 +141,8 @@ def signing_key(key_file: str | None, database_url: str) -> tuple[Ed25519Private
         path = Path(f"{url.database}.audit-key.pem")
         if path.exists():
             return load_private_key(path.read_text()), str(path)
+        if not create:
+            raise FileNotFoundError(f"no audit key at {path}: the hub makes it when it first starts")
         key = Ed25519PrivateKey.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -22,11 +22,12 @@ from sqlmodel import Session, col, select
 from audit import checkpoint as checkpoints
 from audit import log
 from audit.checkpoint import Checkpoint
+from audit.tiles import Tile, entry_bundle
 from audit.tree import MissingLeaf, StoredTree
 from hub.clock import Clock
 from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from hub.store.db import Database
-from hub.store.models import AuditCheckpointRow, AuditEventRow
+from hub.store.models import AuditCheckpointRow, AuditCosignatureRow, AuditEventRow
 
 _log = structlog.get_logger("ackhub.audit")
 
@@ -43,6 +44,16 @@ def to_checkpoint(row: AuditCheckpointRow) -> Checkpoint:
     return Checkpoint(
         row.origin, row.tree_size, row.root_hash, row.time_ms, row.key_id, row.public_key, row.signature
     )
+
+
+def cosignature_lines(session: Session, tree_size: int) -> list[str]:
+    """The stored cosignature lines of the checkpoint of `tree_size`, by witness name."""
+    rows = session.exec(
+        select(AuditCosignatureRow)
+        .where(AuditCosignatureRow.tree_size == tree_size)
+        .order_by(col(AuditCosignatureRow.witness))
+    )
+    return [row.line for row in rows]
 
 
 class AuditLedger:
@@ -177,6 +188,45 @@ class AuditLedger:
             tree.sync(session, new.tree_size)
             proof = tree.consistency(session, old.tree_size, new.tree_size)
         return proof, old, new
+
+    def tree_consistency(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 PROOF between any two tree sizes the log has reached (for a witness, whose last
+        cosigned size need not be one of this store's checkpoints)."""
+        if not 0 <= first <= second:
+            raise ValueError(f"no consistency proof from {first} to {second} leaves")
+        if first in (0, second):
+            return []
+        with self._with_tree() as (session, tree):
+            tree.sync(session, second)
+            return tree.consistency(session, first, second)
+
+    def tile(self, tile: Tile) -> bytes:
+        """A tlog-tiles resource (hashes, or an entry bundle) inside the newest checkpoint; NotFound for one
+        that reaches beyond it."""
+        with self.db.transaction() as session:
+            latest = self._latest(session)
+        start, end = tile.leaves()
+        if latest is None or end > latest.tree_size:
+            raise NotFound("tile", tile.path())
+        if tile.is_entries:
+            with self.db.transaction() as session:
+                events = list(
+                    session.exec(
+                        select(AuditEventRow)
+                        .where(col(AuditEventRow.leaf_index) >= start, col(AuditEventRow.leaf_index) < end)
+                        .order_by(col(AuditEventRow.leaf_index))
+                    )
+                )
+            if [e.leaf_index for e in events] != list(range(start, end)):
+                raise MissingLeaf(
+                    f"audit leaves {start}..{end - 1} are not all stored: run `ackhub audit verify`"
+                )
+            # As the sequencer hashed them: an event edited since then shows as an entry that no longer
+            # hashes to its leaf, for any mirror to see.
+            return entry_bundle([log.spliced_leaf_data(e, e.leaf_index or 0) for e in events])
+        with self._with_tree() as (session, tree):
+            tree.sync(session, latest.tree_size)
+            return b"".join(tree.subtrees(session, 8 * tile.level, tile.index * 256, tile.width))
 
     def events_of(self, session: Session, record_id: str) -> list[AuditEventRow]:
         return list(

@@ -12,9 +12,12 @@ the hub's signed checkpoint the proofs lead to. Format (all binary values base64
      "events": {"<leaf index>": {"leaf_data": "<canonical JSON the leaf hash is over>",
                                  "audit_path": ["<hash>", ...]}},
      "checkpoint": {"origin", "tree_size", "root_hash", "time", "time_ms", "key_id", "public_key",
-                    "signature", "note"}}
+                    "signature", "note", "signed_note"}}
 
-`*_event` values are leaf indexes into `events`. audit/verify.py's `verify_delivery_proof` checks it.
+`*_event` values are leaf indexes into `events`. `signed_note` is the checkpoint as a C2SP signed note with the
+witnesses' cosignatures: the proof uses the newest checkpoint that witnesses cosigned when it covers every
+event the proof needs, else a fresh one (without cosignatures yet). audit/verify.py's `verify_delivery_proof`
+checks it, and with a policy (trusted witness keys, quorum K) requires K cosignatures.
 """
 
 from __future__ import annotations
@@ -23,14 +26,23 @@ import base64
 import json
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from audit import log
-from audit.ledger import AuditLedger
+from audit.checkpoint import Checkpoint
+from audit.ledger import AuditLedger, cosignature_lines, to_checkpoint
 from hub.auth.identity import Principal
 from hub.clock import to_rfc3339_ms
 from hub.exchange.trace import deliveries_of, visible_record
-from hub.store.models import AcknowledgementRow, AgencyKeyRow, AgencyRow, AuditEventRow
+from hub.store.models import (
+    AcknowledgementRow,
+    AgencyKeyRow,
+    AgencyRow,
+    AuditCheckpointRow,
+    AuditCosignatureRow,
+    AuditEventRow,
+)
 
 FORMAT = "ackhub-delivery-proof/v1"
 
@@ -54,16 +66,42 @@ def _leaf(session: Session, *conditions: Any, where: dict[str, str] | None = Non
     return None
 
 
+def _newest_cosigned(session: Session) -> Checkpoint | None:
+    size = session.exec(select(func.max(AuditCosignatureRow.tree_size))).one()
+    row = session.get(AuditCheckpointRow, size) if size is not None else None
+    return to_checkpoint(row) if row is not None else None
+
+
 def build(ledger: AuditLedger, caller: Principal, record_id: str) -> dict[str, Any]:
-    """Blocking. Signs a fresh checkpoint first when events of the record are not yet covered."""
+    """Blocking. Against the newest cosigned checkpoint when it covers the record's events; else against a
+    fresh checkpoint (signed now when events of the record are not yet covered)."""
     db = ledger.db
     with db.transaction() as session:
         visible_record(session, caller, record_id)  # refuse before signing anything
-    checkpoint = ledger.checkpoint()
+        cosigned = _newest_cosigned(session)
+    if cosigned is not None:
+        document = _build(ledger, caller, record_id, cosigned)
+        if document is not None:
+            return document
+    document = _build(ledger, caller, record_id, ledger.checkpoint())
+    assert document is not None  # a fresh checkpoint covers every sequenced event
+    return document
+
+
+def _build(
+    ledger: AuditLedger, caller: Principal, record_id: str, checkpoint: Checkpoint
+) -> dict[str, Any] | None:
+    """The document against `checkpoint`; None when an event it needs is newer than the checkpoint."""
+    db = ledger.db
     wanted: set[int] = set()
+    uncovered = False
 
     def leaf(row: AuditEventRow | None) -> int | None:
-        if row is None or row.leaf_index is None or row.leaf_index >= checkpoint.tree_size:
+        nonlocal uncovered
+        if row is None or row.leaf_index is None:
+            return None
+        if row.leaf_index >= checkpoint.tree_size:
+            uncovered = True
             return None
         wanted.add(row.leaf_index)
         return row.leaf_index
@@ -131,6 +169,9 @@ def build(ledger: AuditLedger, caller: Principal, record_id: str) -> dict[str, A
                 }
             )
         published = leaf(newest("record.published"))
+        if uncovered:
+            return None
+        cosignatures = cosignature_lines(session, checkpoint.tree_size)
         rows = {
             r.leaf_index: r
             for r in session.exec(select(AuditEventRow).where(col(AuditEventRow.leaf_index).in_(wanted)))
@@ -156,7 +197,7 @@ def build(ledger: AuditLedger, caller: Principal, record_id: str) -> dict[str, A
         },
         "recipients": recipients,
         "events": events,
-        "checkpoint": checkpoint.to_json(),
+        "checkpoint": checkpoint.to_json(cosignatures),
     }
 
 

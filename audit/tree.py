@@ -271,6 +271,12 @@ class StoredTree:
         found = self._hashes(session, {node for nodes in parts for node in nodes})
         return [fold([found[node] for node in nodes]) for nodes in parts]
 
+    def subtrees(self, session: Session, level: int, first: int, count: int) -> list[bytes]:
+        """The hashes of the complete subtrees (level, first) … (level, first + count - 1), all of synced
+        leaves (a tlog tile: audit/tiles.py)."""
+        self._check((first + count) << level)
+        return self._values(session, [(level, first + i) for i in range(count)])
+
     def inclusion(self, session: Session, leaf_index: int, tree_size: int) -> list[bytes]:
         """PATH(leaf_index, D[tree_size]), RFC 9162 2.1.3.1."""
         self._check(tree_size)

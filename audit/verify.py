@@ -26,10 +26,11 @@ from audit import log
 from audit.checkpoint import Checkpoint
 from audit.ledger import to_checkpoint
 from audit.merkle import Frontier, leaf_hash, verify_inclusion
+from audit.note import SignedCheckpoint, Verifier, cosigners, parse_note
 from hub.clock import parse_rfc3339_ms, to_rfc3339_ms
 from hub.signing import AckFields, load_public_key, verify_ack
 from hub.store.db import Database
-from hub.store.models import AuditCheckpointRow, AuditEventRow
+from hub.store.models import AuditCheckpointRow, AuditCosignatureRow, AuditEventRow
 
 MOVE_WINDOW = 16  # how far from its position a moved event is looked for
 
@@ -69,12 +70,101 @@ def _moved_from(event: AuditEventRow, position: int) -> int | None:
     return None
 
 
-def verify_log(db: Database, trusted: Ed25519PublicKey | None = None) -> LogVerdict:
-    """Blocking. With `trusted`, every checkpoint must be signed by that key."""
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """Trust a checkpoint only when at least `quorum` of `witnesses` (cosignature keys) cosigned it."""
+
+    witnesses: tuple[Verifier, ...] = ()
+    quorum: int = 0
+
+    def shortfall(self, found: dict[str, int]) -> str | None:
+        """Why the cosigners `found` (name → time) do not meet the policy, or None."""
+        if len(found) >= self.quorum:
+            return None
+        missing = sorted(w.name for w in self.witnesses if w.name not in found)
+        return (
+            f"cosigned by {len(found)} trusted witness(es) but the policy requires {self.quorum}; "
+            f"no valid cosignature by: {', '.join(missing)}"
+        )
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    """What a verifier trusts from outside the store: a checkpoint (from a file or a witness), optionally
+    required to carry `quorum` cosignatures of `witnesses`; or the hub's key with a minimum tree size."""
+
+    checkpoint: SignedCheckpoint | None = None
+    log_key: Verifier | None = None
+    min_size: int = 0
+    policy: WitnessPolicy = WitnessPolicy()
+
+    @property
+    def size(self) -> int:
+        return self.checkpoint.body.tree_size if self.checkpoint is not None else self.min_size
+
+    def problem(self) -> str | None:
+        """Why the anchor itself cannot be trusted, or None."""
+        if self.checkpoint is None:
+            return None if self.log_key is not None else "no trust anchor"
+        note = self.checkpoint.note
+        if self.log_key is not None and note.verified_by(self.log_key) is None:
+            return f"the trusted checkpoint is not signed by the log key {self.log_key.name}"
+        why = self.policy.shortfall(cosigners(note, list(self.policy.witnesses)))
+        return None if why is None else f"the trusted checkpoint is {why}"
+
+
+def _witnessed_sizes(session: Any, signed: list[Checkpoint], witnesses: tuple[Verifier, ...]) -> set[int]:
+    """Sizes of stored checkpoints that a trusted witness cosigned (a stored cosignature that verifies)."""
+    if not witnesses:
+        return set()
+    lines: dict[int, list[str]] = {}
+    for row in session.exec(select(AuditCosignatureRow)):
+        lines.setdefault(row.tree_size, []).append(row.line)
+    found = set()
+    for cp in signed:
+        if cp.tree_size in lines:
+            try:
+                if cosigners(parse_note(cp.signed_note(lines[cp.tree_size])), list(witnesses)):
+                    found.add(cp.tree_size)
+            except ValueError:
+                continue
+    return found
+
+
+def verify_log(
+    db: Database, trusted: Ed25519PublicKey | None = None, anchor: TrustAnchor | None = None
+) -> LogVerdict:
+    """Blocking. With `trusted`, every checkpoint must be signed by that key. With `anchor`, the log must
+    also reach the anchor's size with the anchor's root, and hold the anchor's checkpoint."""
     with db.transaction() as session:
         rows = list(session.exec(select(AuditCheckpointRow).order_by(col(AuditCheckpointRow.tree_size))))
         pending = int(session.exec(select(func.count()).where(col(AuditEventRow.leaf_index).is_(None))).one())
         signed = [to_checkpoint(r) for r in rows]
+        if anchor is not None:
+            why = anchor.problem()
+            if why is not None:
+                return LogVerdict(False, 0, len(signed), pending, problem=why)
+            if anchor.log_key is not None:
+                trusted = anchor.log_key.public_key
+            elif anchor.checkpoint is not None and trusted is None:
+                # The anchor names the hub's key by name and hash only; the store's checkpoint of the same
+                # size holds the key itself, which must be the one that signed the anchor.
+                same = next((cp for cp in signed if cp.tree_size == anchor.size), None)
+                if same is not None:
+                    if anchor.checkpoint.note.verified_by(same.verifier()) is None:
+                        return LogVerdict(
+                            False,
+                            0,
+                            len(signed),
+                            pending,
+                            problem=f"the store's checkpoint of {anchor.size} leaves is signed by key "
+                            f"{same.key_id}, which did not sign the trusted checkpoint",
+                        )
+                    trusted = same.verifier().public_key
+        witnessed = _witnessed_sizes(session, signed, anchor.policy.witnesses if anchor else ())
+        witnessed_good = 0  # the largest witnessed checkpoint the recomputed tree matches
+        anchor_root = anchor.checkpoint.body.root_hash if anchor and anchor.checkpoint else None
+        anchor_size = anchor.size if anchor else 0
         for cp in signed:
             why = cp.verify(trusted)
             if why is not None:
@@ -156,6 +246,29 @@ def verify_log(db: Database, trusted: Ed25519PublicKey | None = None) -> LogVerd
                         f"first bad event is at or after leaf {good_size}",
                     )
                 good_size = reached.tree_size
+                if reached.tree_size in witnessed:
+                    witnessed_good = reached.tree_size
+            if anchor_root is not None and tree.size == anchor_size and tree.root() != anchor_root:
+                return LogVerdict(
+                    False,
+                    tree.size,
+                    len(signed),
+                    pending,
+                    witnessed_good,
+                    None,
+                    f"the log's first {anchor_size} leaves do not produce the trusted checkpoint's root: "
+                    f"history was rewritten; the first differing leaf is between leaf {witnessed_good} "
+                    f"and leaf {anchor_size - 1}"
+                    + (
+                        f" (leaves before {witnessed_good} match a checkpoint a trusted witness cosigned)"
+                        if witnessed_good
+                        else ""
+                    ),
+                )
+    if anchor is not None:
+        failed = _check_anchor(anchor, tree.size, signed)
+        if failed is not None:
+            return LogVerdict(False, tree.size, len(signed), pending, failed[0], None, failed[1])
     beyond = [cp.tree_size for cp in signed if cp.tree_size > tree.size]
     if beyond:
         return LogVerdict(
@@ -169,6 +282,30 @@ def verify_log(db: Database, trusted: Ed25519PublicKey | None = None) -> LogVerd
             f"events from leaf {tree.size} on were deleted",
         )
     return LogVerdict(True, tree.size, len(signed), pending)
+
+
+def _check_anchor(anchor: TrustAnchor, size: int, signed: list[Checkpoint]) -> tuple[int | None, str] | None:
+    """After the walk: (first bad leaf, or None when no leaf is bad, why) when the log falls short."""
+    if size < anchor.size:
+        return size, (
+            f"the log holds {size} leaves but the trusted size is {anchor.size}: leaf {size} is the "
+            "first missing one; leaves (and the checkpoints over them) were deleted"
+        )
+    if anchor.checkpoint is not None:
+        stored = next((cp for cp in signed if cp.tree_size == anchor.size), None)
+        if stored is None or stored.root_hash != anchor.checkpoint.body.root_hash:
+            return None, (
+                f"the store holds no checkpoint of {anchor.size} leaves although the trusted one has that "
+                "size: checkpoints were deleted"
+            )
+        return None
+    newest = max((cp.tree_size for cp in signed), default=0)
+    if newest < anchor.min_size:
+        return None, (
+            f"the newest checkpoint signed by the trusted key has {newest} leaves, below the trusted minimum "
+            f"{anchor.min_size}: checkpoints were deleted"
+        )
+    return None
 
 
 # -- delivery proofs, offline ------------------------------------------------------------------------
@@ -187,19 +324,45 @@ class ProofVerdict:
     failures: list[str]  # exactly what does not verify
 
 
-def verify_delivery_proof(document: Any, trusted: Ed25519PublicKey | None = None) -> ProofVerdict:
+def verify_delivery_proof(
+    document: Any, trusted: Ed25519PublicKey | None = None, policy: WitnessPolicy | None = None
+) -> ProofVerdict:
     """Check every signature and proof in a delivery proof document (audit/proof.py), with no server."""
     said: list[str] = []
     failed: list[str] = []
     try:
-        return _check_proof(document, trusted, said, failed)
+        return _check_proof(document, trusted, policy or WitnessPolicy(), said, failed)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         failed.append(f"the document is malformed: {type(exc).__name__}: {exc}")
         return ProofVerdict(False, said, failed)
 
 
+def _check_cosignatures(
+    cp: Checkpoint, signed_note: str | None, policy: WitnessPolicy, said: list[str]
+) -> str | None:
+    """Which trusted witnesses cosigned the checkpoint (said), or why the policy is not met."""
+    found: dict[str, int] = {}
+    if signed_note:
+        note = parse_note(signed_note)
+        if note.text != cp.note():
+            return "the checkpoint's signed note is not of this checkpoint"
+        found = cosigners(note, list(policy.witnesses))
+    if found:
+        names = ", ".join(f"{name} (at {to_rfc3339_ms(when * 1000)})" for name, when in sorted(found.items()))
+        said.append(
+            f"Trusted witnesses cosigned that checkpoint, each having checked it extends every earlier one it "
+            f"saw: {names}."
+        )
+    why = policy.shortfall(found)
+    return None if why is None else f"the checkpoint is {why}"
+
+
 def _check_proof(
-    document: Any, trusted: Ed25519PublicKey | None, said: list[str], failed: list[str]
+    document: Any,
+    trusted: Ed25519PublicKey | None,
+    policy: WitnessPolicy,
+    said: list[str],
+    failed: list[str],
 ) -> ProofVerdict:
     from audit import proof as proof_format
 
@@ -216,6 +379,9 @@ def _check_proof(
         f"The hub's audit log {cp.origin!r} held {cp.tree_size} events at {to_rfc3339_ms(cp.time_ms)}, "
         f"signed by the hub's key {cp.key_id}{pinned}."
     )
+    why = _check_cosignatures(cp, document["checkpoint"].get("signed_note"), policy, said)
+    if why is not None:
+        failed.append(why)
     leaves: dict[int, dict[str, Any]] = {}
     for index_text, entry in document["events"].items():
         index = int(index_text)

@@ -15,36 +15,144 @@ from typing import Any
 TOKEN_ENV = "ACKHUB_TOKEN"
 
 
+NO_ANCHOR = """refused: `audit verify` needs a trust anchor, something that the hub's database and key cannot
+forge, to check the log against. Give one of:
+  --witness URL --witness-key VKEY     the checkpoint a partner agency's witness last cosigned
+  --checkpoint FILE                    a checkpoint kept from earlier (a witness's
+                                       URL/checkpoint?origin=ORIGIN, or a delivery proof's signed_note);
+                                       add --witness-key (and --quorum) to require its cosignatures
+  --log-key VKEY --min-size N          the hub's key, and a size the log is known to have reached
+The hub's key: `ackhub audit key --config FILE` where the hub runs; a witness's key: from its operator."""
+
+
+def _key_argument(value: str) -> str:
+    """A verifier key given as itself or as a file that holds it."""
+    path = Path(value)
+    return path.read_text().strip() if path.is_file() else value
+
+
+def _anchor(args: argparse.Namespace, origin: str) -> Any:
+    """The trust anchor the options describe; SystemExit with the reason when they do not make one."""
+    import httpx
+
+    from audit.note import NoteError, Verifier, parse_checkpoint, parse_vkey
+    from audit.verify import TrustAnchor, WitnessPolicy
+    from hub.signing import load_public_key
+
+    try:
+        witnesses = tuple(parse_vkey(_key_argument(k)) for k in args.witness_key)
+        log_key = parse_vkey(_key_argument(args.log_key)) if args.log_key else None
+        if log_key is None and args.public_key:
+            log_key = Verifier(origin, load_public_key(Path(args.public_key).read_text()))
+    except (NoteError, ValueError, OSError) as error:
+        raise SystemExit(f"refused: a key: {error}") from None
+    quorum = args.quorum if args.quorum is not None else min(1, len(witnesses))
+    if quorum > len(witnesses):
+        raise SystemExit(f"refused: --quorum {quorum} but only {len(witnesses)} --witness-key given")
+    text = None
+    if args.checkpoint:
+        try:
+            text = Path(args.checkpoint).read_text(encoding="utf-8")
+        except OSError as error:
+            raise SystemExit(f"refused: cannot read {args.checkpoint}: {error}") from None
+    elif args.witness:
+        if not witnesses:
+            raise SystemExit("refused: --witness needs --witness-key, the key to check its cosignature with")
+        url = args.witness.rstrip("/") + "/checkpoint"
+        try:
+            answer = httpx.get(url, params={"origin": origin}, timeout=10)
+        except httpx.HTTPError as error:
+            raise SystemExit(f"refused: cannot reach the witness at {url}: {error}") from None
+        if answer.status_code != 200:
+            raise SystemExit(
+                f"refused: the witness answered {answer.status_code}: {answer.text.strip()[:200]}"
+            )
+        text = answer.text
+    if text is None and (log_key is None or not args.min_size):
+        raise SystemExit(NO_ANCHOR)
+    checkpoint = None
+    if text is not None:
+        try:
+            checkpoint = parse_checkpoint(text)
+        except NoteError as error:
+            raise SystemExit(f"refused: the trusted checkpoint is malformed: {error}") from None
+        if checkpoint.body.origin != origin:
+            raise SystemExit(
+                f"refused: the trusted checkpoint is of log {checkpoint.body.origin!r}, not {origin!r}"
+            )
+    return TrustAnchor(checkpoint, log_key, args.min_size or 0, WitnessPolicy(witnesses, quorum))
+
+
+def _open_read_only(url: str) -> Any:
+    """The database, refusing a SQLite file that does not exist (opening it would create it)."""
+    from sqlalchemy.engine import make_url
+
+    from hub.store.db import Database, normalize_url
+
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise SystemExit(f"refused: no database at {parsed.database!r}")
+    return Database(url)
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
-    from audit.checkpoint import signing_key
+    """Read-only: reads the configuration and the database and writes nothing, no key either."""
     from audit.verify import verify_log
     from hub.config import load_settings
     from hub.errors import ConfigError
-    from hub.signing import load_public_key
-    from hub.store.db import Database
 
     try:
         settings = load_settings(args.config)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    url = args.database_url or settings.server.database_url
-    if args.public_key:
-        trusted = load_public_key(Path(args.public_key).read_text())
-    else:
-        trusted = signing_key(settings.audit.signing_key_file, url)[0].public_key()
-    db = Database(url)
     try:
-        verdict = verify_log(db, trusted)
+        anchor = _anchor(args, settings.audit.origin)
+        db = _open_read_only(args.database_url or settings.server.database_url)
+    except SystemExit as refused:
+        print(refused.code, file=sys.stderr)
+        return 2
+    try:
+        verdict = verify_log(db, anchor=anchor)
     finally:
         db.close()
     print(verdict.summary())
+    if verdict.ok and anchor.checkpoint is not None:
+        print(f"  the log extends the trusted checkpoint of {anchor.size} leaves")
     return 0 if verdict.ok else 1
 
 
+def _audit_key(args: argparse.Namespace) -> int:
+    """Print the hub's checkpoint verifier key (read-only: never makes a key)."""
+    from audit.checkpoint import log_verifier, signing_key
+    from hub.config import load_settings
+    from hub.errors import ConfigError
+
+    try:
+        settings = load_settings(args.config)
+        key, source = signing_key(settings.audit.signing_key_file, settings.server.database_url, create=False)
+    except (ConfigError, OSError, ValueError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(log_verifier(settings.audit.origin, key.public_key()).vkey())
+    print(f"(from {source})", file=sys.stderr)
+    return 0
+
+
 def _proof_verify(args: argparse.Namespace) -> int:
-    from audit.verify import verify_delivery_proof
+    from audit.note import NoteError, parse_vkey
+    from audit.verify import WitnessPolicy, verify_delivery_proof
     from hub.signing import load_public_key
+
+    try:
+        witnesses = tuple(parse_vkey(_key_argument(k)) for k in args.witness_key)
+    except (NoteError, OSError) as error:
+        print(f"refused: a --witness-key: {error}", file=sys.stderr)
+        return 2
+    quorum = args.quorum if args.quorum is not None else len(witnesses)
+    if quorum > len(witnesses):
+        print(f"refused: --quorum {quorum} but only {len(witnesses)} --witness-key given", file=sys.stderr)
+        return 2
 
     try:
         document: Any = json.loads(Path(args.file).read_text(encoding="utf-8"))
@@ -52,7 +160,7 @@ def _proof_verify(args: argparse.Namespace) -> int:
         print(f"FAILED: cannot read {args.file}: {exc}")
         return 1
     trusted = load_public_key(args.hub_key) if args.hub_key else None
-    verdict = verify_delivery_proof(document, trusted)
+    verdict = verify_delivery_proof(document, trusted, WitnessPolicy(witnesses, quorum))
     for line in verdict.statements:
         print(f"  ✓ {line}")
     for line in verdict.failures:
@@ -225,20 +333,39 @@ def add_commands(commands: Any) -> None:
     audit = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = audit_commands.add_parser(
-        "verify", help="recompute the log from the database and check it against the signed checkpoints"
+        "verify",
+        help="recompute the log from the database (read-only) and check it against a trust anchor",
     )
     verify.add_argument("--config", required=True, help="the hub's TOML configuration")
     verify.add_argument("--database-url", help="overrides [server].database_url")
+    verify.add_argument("--checkpoint", help="a trusted checkpoint (signed note) file")
+    verify.add_argument("--witness", help="a witness's URL: trust the checkpoint it last cosigned")
     verify.add_argument(
-        "--public-key", help="file with the hub's checkpoint public key (default: from config)"
+        "--witness-key", action="append", default=[], help="a witness's verifier key (or a file); repeatable"
+    )
+    verify.add_argument("--quorum", type=int, help="trusted cosignatures required (default 1 with keys)")
+    verify.add_argument("--log-key", help="the hub's verifier key (or a file): `ackhub audit key`")
+    verify.add_argument("--public-key", help="the hub's public key, PEM or base64 (instead of --log-key)")
+    verify.add_argument(
+        "--min-size", type=int, help="with --log-key: the size the log is known to have reached"
     )
     verify.set_defaults(run=_audit_verify)
+    key = audit_commands.add_parser("key", help="print the hub's checkpoint verifier key (makes none)")
+    key.add_argument("--config", required=True)
+    key.set_defaults(run=_audit_key)
 
     proof = commands.add_parser("proof", help="delivery proofs an enterprise can verify offline")
     proof_commands = proof.add_subparsers(dest="proof_command", metavar="ACTION", required=True)
     check = proof_commands.add_parser("verify", help="check a delivery proof file, with no server")
     check.add_argument("file")
     check.add_argument("--hub-key", help="the hub's checkpoint public key (base64 or PEM) to pin")
+    check.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a trusted witness's verifier key (or file); repeatable",
+    )
+    check.add_argument("--quorum", type=int, help="cosignatures required of those witnesses (default: all)")
     check.set_defaults(run=_proof_verify)
     get = proof_commands.add_parser("get", help="download the delivery proof of one of your records")
     get.add_argument("record_id")

@@ -23,9 +23,10 @@ EPILOG = """examples:
   ackhub config check examples/demo.toml
   ackhub keys generate tax --key-id tax-2026-01 --out keys/
   ackhub demo
-  ackhub audit verify --config examples/demo.toml
+  ackhub audit verify --config examples/demo.toml --witness http://127.0.0.1:7700 --witness-key "$W1"
   ackhub trace 020220260525641690 --token "$ACKHUB_TOKEN"
-  ackhub proof verify proof.json
+  ackhub proof verify proof.json --witness-key "$W1" --witness-key "$W2" --quorum 2
+  ackhub witness serve --config witness.toml
   ackhub adapters list
   ackhub pki init --dir pki && ackhub pki issue tax --ca-dir pki
   ackhub token issue --role operator --subject alice --jurisdiction 0202 --kid ops-1 --key ops-1.pem
@@ -271,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.audit_cli import add_commands
 
     add_commands(commands)
+
+    from witness.cli import add_commands as add_witness_commands
+
+    add_witness_commands(commands)
 
     from hub.permits.cli import add_commands as add_permit_commands
 

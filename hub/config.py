@@ -227,17 +227,54 @@ def is_loopback(listen: str) -> bool:
         return False
 
 
+class AuditWitness(_Strict):
+    """A partner agency's witness (C2SP tlog-witness): the hub sends it each new checkpoint to cosign."""
+
+    name: str  # the witness's key name, as in its verifier key
+    url: Annotated[str, Field(pattern=r"^https?://")]  # its submission prefix: <url>/add-checkpoint
+    key: str  # its verifier key, an Ed25519 cosignature/v1 key: `ackhub witness keygen` prints it
+    timeout: DurationMs = 5_000
+
+    @model_validator(mode="after")
+    def _key(self) -> AuditWitness:
+        from audit.note import COSIGNATURE_V1, NoteError, parse_vkey
+
+        try:
+            verifier = parse_vkey(self.key)
+        except NoteError as error:
+            raise ValueError(f"witness {self.name!r}: key: {error}") from None
+        if verifier.kind != COSIGNATURE_V1:
+            raise ValueError(f"witness {self.name!r}: key: not an Ed25519 cosignature/v1 key (type 0x04)")
+        if verifier.name != self.name:
+            raise ValueError(f"witness {self.name!r}: its key is named {verifier.name!r}")
+        return self
+
+
 class Audit(_Strict):
     """The audit log's checkpoints. Without `signing_key_file` a development key is used: kept next to a
     SQLite database file (`<database>.audit-key.pem`, mode 0600, made on first start), or derived from the
     database URL otherwise (so hubs sharing one PostgreSQL agree); configure a key file in production."""
 
     signing_key_file: str | None = None  # PEM PKCS#8 Ed25519 private key, or the hex of its 32-byte seed
-    origin: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")] = "ackhub"
+    # The log's name: first line of every checkpoint and its key name (no spaces, no '+'), ideally a
+    # schema-less URL such as "customs.example/ackhub".
+    origin: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s+]+$")] = "ackhub"
     checkpoint_interval: DurationMs = 60_000
     # How often new events become leaves. Often and in small transactions: a second's worth at a time held
     # SQLite's one database thread for 25-30 ms each second, the slowest 1 % of deliveries at 200/s.
     sequence_interval: DurationMs = 100
+    witnesses: list[AuditWitness] = Field(default_factory=list)
+    witness_retry_max: DurationMs = 60_000  # the longest wait between attempts at an unreachable witness
+
+    @field_validator("witnesses")
+    @classmethod
+    def _distinct_witnesses(cls, value: list[AuditWitness]) -> list[AuditWitness]:
+        seen: set[str] = set()
+        for witness in value:
+            if witness.name in seen:
+                raise ValueError(f"witness name {witness.name!r} appears twice")
+            seen.add(witness.name)
+        return value
 
     @field_validator("sequence_interval")
     @classmethod
@@ -422,9 +459,32 @@ def parse_settings(data: dict[str, Any], source: str, environ: Mapping[str, str]
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
     source = str(path)
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(source, [("(file)", "no such file")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [("(syntax)", str(exc))]) from None
-    return parse_settings(data, source, environ)
+    try:
+        return parse_settings(data, source, environ)
+    except ConfigError as error:
+        raise ConfigError(source, _with_witness_lines(error.problems, text)) from None
+
+
+def _with_witness_lines(problems: list[tuple[str, str]], text: str) -> list[tuple[str, str]]:
+    """Name the line of the `[[audit.witnesses]]` table a problem is in (tomllib keeps no positions)."""
+    headers = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[audit.witnesses]]"]
+    named = []
+    for where, why in problems:
+        match = re.match(r"audit\.witnesses(?:\[(\d+)\])?", where)
+        if match and headers:
+            if match.group(1) is not None and int(match.group(1)) < len(headers):
+                where = f"{where} (line {headers[int(match.group(1))]})"
+            else:
+                names = re.findall(r"'([^']*)' appears twice", why)
+                lines = [
+                    n for n, line in enumerate(text.splitlines(), 1) if names and f'"{names[0]}"' in line
+                ]
+                where = f"{where} (line {', '.join(map(str, lines[1:2] or headers))})"
+        named.append((where, why))
+    return named

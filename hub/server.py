@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from adapters.loader import load as load_adapters
 from audit.checkpoint import key_id as audit_key_id
-from audit.checkpoint import signing_key
+from audit.checkpoint import log_verifier, signing_key
 from audit.ledger import AuditLedger
 from connectors._push import PushConnector
 from connectors.build import push_connectors
@@ -58,6 +58,7 @@ from hub.signing import load_public_key
 from hub.store.batching import GroupCommit
 from hub.store.cluster import Registry, Wakeups, shared_secret
 from hub.store.db import Database
+from hub.witnesses import Witnesses
 
 if TYPE_CHECKING:
     from hub.console.app import ConsoleServer
@@ -97,6 +98,7 @@ class HubServer:
         self.exchange: Exchange | None = None
         self.permits: Permits | None = None
         self.ledger: AuditLedger | None = None
+        self.witnesses: Witnesses | None = None  # sends checkpoints to [[audit.witnesses]] to cosign
         self.streams = StreamConnector()
         self.push: list[PushConnector] = []  # grpc_push, webhook, filedrop: as configured
         self.process_id = str(uuid.uuid4())
@@ -149,7 +151,14 @@ class HubServer:
             ],
         )
         self.ledger = AuditLedger(self.db, key, settings.audit.origin, self.clock)
-        log.info("audit.key", source=key_source, origin=settings.audit.origin)
+        log.info(
+            "audit.key",
+            source=key_source,
+            origin=settings.audit.origin,
+            vkey=log_verifier(settings.audit.origin, key.public_key()).vkey(),
+        )
+        self.witnesses = Witnesses(settings, self.ledger, self.clock)
+        await self.witnesses.start(background=self.scheduled_sweeps)
         exchange_service_pb2_grpc.add_ExchangeServiceServicer_to_server(
             ExchangeServicer(self.exchange, self.streams), server
         )
@@ -284,7 +293,9 @@ class HubServer:
         """The scheduled job: sequence new audit events and sign a checkpoint if the tree grew."""
         assert self.ledger is not None
         try:
-            await self.db.run(self.ledger.checkpoint)
+            signed = await self.db.run(self.ledger.checkpoint)
+            if self.witnesses is not None:
+                self.witnesses.offer(signed)  # sent in the background: signing never waits for witnesses
         except Exception:
             log.exception("audit.checkpoint_failed")
 
@@ -307,6 +318,8 @@ class HubServer:
             await self.permits.registries.close()
         if self.ledger is not None:
             await self.checkpoint()  # a clean stop leaves every event in a signed tree
+        if self.witnesses is not None:
+            await self.witnesses.stop()
         if self.exchange is not None:
             self.exchange.signatures.close()
         if self.wakeups is not None:

@@ -202,21 +202,65 @@ def test_verify_names_the_first_bad_event(
 
 
 def test_audit_verify_command(hub: RunningHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`ackhub audit verify` passes on an untouched log and fails, naming the event, on an altered one."""
+    """`ackhub audit verify` refuses without a trust anchor, passes on an untouched log given the hub's key
+    and a minimum size, and fails, naming the event, on an altered one."""
     _publish(hub, 2)
     hub.run(hub.server.checkpoint())
     config = tmp_path / "hub.toml"
     config.write_text(f'[server]\ndatabase_url = "{hub.server.settings.server.database_url}"\n')
-    assert main(["audit", "verify", "--config", str(config)]) == 0
+    assert main(["audit", "verify", "--config", str(config)]) == 2
+    assert "needs a trust anchor" in capsys.readouterr().err
+    assert main(["audit", "key", "--config", str(config)]) == 0
+    vkey = capsys.readouterr().out.strip()
+    anchor = ["--log-key", vkey, "--min-size", "10"]
+    assert main(["audit", "verify", "--config", str(config), *anchor]) == 0
     assert "OK: 10 events recomputed, 1 signed checkpoints verified" in capsys.readouterr().out
+    assert main(["audit", "verify", "--config", str(config), "--log-key", vkey, "--min-size", "11"]) == 1
+    assert "trusted size is 11: leaf 10 is the first missing one" in capsys.readouterr().out
     with hub.server.db.transaction() as session:
         first = session.exec(select(AuditEventRow).order_by(col(AuditEventRow.seq))).first()
         assert first is not None
         first.actor = "operator:mallory"
         session.add(first)
-    assert main(["audit", "verify", "--config", str(config)]) == 1
+    assert main(["audit", "verify", "--config", str(config), *anchor]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"FAILED: first bad event: leaf 0 (seq {first.seq}): event seq {first.seq}"), out
+
+
+def test_audit_verify_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On a copy of a hub's SQLite file without the key beside it, `audit verify` neither makes a key nor
+    changes the database; a database that does not exist is refused, not created."""
+    import hashlib
+    import shutil
+
+    from tests.harness import start_hub
+
+    hub = start_hub(f"sqlite:///{tmp_path / 'hub.db'}")
+    _publish(hub, 2)
+    hub.stop()
+    assert main(["audit", "key", "--config", str(_config(tmp_path, tmp_path / "hub.db"))]) == 0
+    vkey = capsys.readouterr().out.splitlines()[-1]  # after the hub's own log lines
+    copy = tmp_path / "copy" / "hub.db"
+    copy.parent.mkdir()
+    shutil.copy(tmp_path / "hub.db", copy)
+    before = hashlib.sha256(copy.read_bytes()).hexdigest()
+    config = _config(tmp_path, copy)
+    assert main(["audit", "verify", "--config", str(config), "--log-key", vkey, "--min-size", "10"]) == 0
+    assert main(["audit", "key", "--config", str(config)]) == 2  # no key there, and none is made
+    assert sorted(p.name for p in copy.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        "hub.db"
+    ]
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == before
+    missing = _config(tmp_path, tmp_path / "nowhere" / "hub.db")
+    assert main(["audit", "verify", "--config", str(missing), "--log-key", vkey, "--min-size", "1"]) == 2
+    assert "refused: no database at" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def _config(tmp_path: Path, database: Path) -> Path:
+    config = tmp_path / f"hub-{database.parent.name}.toml"
+    config.write_text(f'[server]\ndatabase_url = "sqlite:///{database}"\n')
+    return config
 
 
 def test_a_clean_stop_leaves_every_event_in_a_signed_tree(database_url: str) -> None:

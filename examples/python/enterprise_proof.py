@@ -1,7 +1,8 @@
 """An exporter checks where its record went and verifies the delivery proof offline.
 
     python examples/python/enterprise_proof.py --target 127.0.0.1:7443 --token "$JWT" \
-        --hub-key <base64 of the hub's checkpoint public key> [--out proof.json]
+        --hub-key <base64 of the hub's checkpoint public key> [--out proof.json] \
+        [--witness-key <a trusted witness's verifier key> ... --quorum K]
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from audit.note import parse_vkey
+from audit.verify import WitnessPolicy
 from hub._proto.ackhub.v1 import types_pb2
 from hub.sdk import EnterpriseClient
 from hub.signing import load_public_key
@@ -20,6 +23,8 @@ def main() -> int:
     parser.add_argument("--token", required=True, help="a JWT carrying your USCC")
     parser.add_argument("--hub-key", required=True, help="the hub's checkpoint public key (pin it)")
     parser.add_argument("--out", default="", help="also save the newest record's proof here")
+    parser.add_argument("--witness-key", action="append", default=[], help="a witness you trust (repeatable)")
+    parser.add_argument("--quorum", type=int, help="how many of them must have cosigned (default: all)")
     args = parser.parse_args()
 
     client = EnterpriseClient(args.target, args.token)
@@ -38,7 +43,9 @@ def main() -> int:
         for event in recipient.events:
             print(f"  {recipient.agency_id}: {event.detail}")
     document = client.download_proof(newest, args.out or None)
-    verdict = client.verify_proof(document, load_public_key(args.hub_key))
+    witnesses = tuple(parse_vkey(key) for key in args.witness_key)
+    policy = WitnessPolicy(witnesses, len(witnesses) if args.quorum is None else args.quorum)
+    verdict = client.verify_proof(document, load_public_key(args.hub_key), policy)
     print("\n".join(verdict.statements + [f"FAILED: {f}" for f in verdict.failures]))
     client.close()
     return 0 if verdict.ok else 1

@@ -7,12 +7,13 @@ Events (alone or with an inclusion proof) and fresh checkpoints are for operator
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from sqlmodel import col, select
 
 from audit.checkpoint import Checkpoint
-from audit.ledger import AuditLedger
+from audit.ledger import AuditLedger, cosignature_lines
 from hub._proto.ackhub.v1 import audit_service_pb2 as pb
 from hub._proto.ackhub.v1 import audit_service_pb2_grpc as pb_grpc
 from hub.api import convert
@@ -24,7 +25,7 @@ from hub.store.models import AuditEventRow
 Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
 
 
-def checkpoint(cp: Checkpoint) -> pb.Checkpoint:
+def checkpoint(cp: Checkpoint, cosignatures: Sequence[str] = ()) -> pb.Checkpoint:
     return pb.Checkpoint(
         origin=cp.origin,
         tree_size=cp.tree_size,
@@ -34,6 +35,7 @@ def checkpoint(cp: Checkpoint) -> pb.Checkpoint:
         public_key=base64.b64decode(cp.public_key),
         signature=cp.signature,
         note=cp.note().decode(),
+        signed_note=cp.signed_note(cosignatures),
     )
 
 
@@ -93,6 +95,15 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     def __init__(self, ledger: AuditLedger) -> None:
         self.ledger = ledger
 
+    async def _cosigned(self, cp: Checkpoint) -> pb.Checkpoint:
+        """The checkpoint with the witnesses' cosignatures received so far in its signed note."""
+
+        def lines() -> list[str]:
+            with self.ledger.db.transaction() as session:
+                return cosignature_lines(session, cp.tree_size)
+
+        return checkpoint(cp, await self.ledger.db.run(lines))
+
     async def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: Context
     ) -> pb.GetCheckpointResponse:
@@ -101,7 +112,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             cp = await self.ledger.db.run(self.ledger.checkpoint)
         else:
             cp = await self.ledger.db.run(self.ledger.get_checkpoint, request.tree_size)
-        return pb.GetCheckpointResponse(checkpoint=checkpoint(cp))
+        return pb.GetCheckpointResponse(checkpoint=await self._cosigned(cp))
 
     async def GetInclusionProof(
         self, request: pb.GetInclusionProofRequest, context: Context
@@ -110,7 +121,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         return pb.GetInclusionProofResponse(
             event=event(found.event, found.leaf_data),
             audit_path=found.audit_path,
-            checkpoint=checkpoint(found.checkpoint),
+            checkpoint=await self._cosigned(found.checkpoint),
         )
 
     async def GetConsistencyProof(
@@ -120,7 +131,9 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             self.ledger.consistency, request.first_tree_size, request.second_tree_size
         )
         return pb.GetConsistencyProofResponse(
-            proof=proof, first_checkpoint=checkpoint(old), second_checkpoint=checkpoint(new)
+            proof=proof,
+            first_checkpoint=await self._cosigned(old),
+            second_checkpoint=await self._cosigned(new),
         )
 
     async def ListAuditEvents(

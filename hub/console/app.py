@@ -24,7 +24,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from audit import log as audit_log
+from audit.ledger import cosignature_lines, to_checkpoint
+from audit.tiles import TilePathError, parse_tile_path
 from audit.verify import verify_log
+from hub.auth import policy
 from hub.auth.identity import Principal
 from hub.console import charts, data
 from hub.console.i18n import LANGUAGES, choose, translator
@@ -32,6 +35,7 @@ from hub.console.metrics import Metrics
 from hub.console.session import LANG_COOKIE, SESSION_COOKIE, Sessions, tokens_from_settings
 from hub.errors import AckhubError, NotFound, Unauthenticated
 from hub.exchange import queries
+from hub.witnesses import WitnessCollector
 
 if TYPE_CHECKING:
     from hub.server import HubServer
@@ -421,17 +425,75 @@ class Console:
     async def audit(self, request: Request, who: Principal, _: str) -> Response:
         return await self._audit_page(request, who, verdict=None)
 
-    async def _audit_page(self, request: Request, who: Principal, verdict: Any) -> Response:
+    async def _audit_page(self, request: Request, who: Principal, verdict: Any, anchor: str = "") -> Response:
         found = await self.db.read(data.checkpoints, self.db)
         events = await self.db.read(data.audit_events, self.db, who)
-        return self.render(request, "audit.html", who, checkpoints=found, events=events, verdict=verdict)
+        configured = [(w.name, w.url) for w in self.hub.settings.audit.witnesses]
+        witnesses = await self.db.read(data.witnesses, self.db, configured)
+        return self.render(
+            request,
+            "audit.html",
+            who,
+            checkpoints=found,
+            events=events,
+            verdict=verdict,
+            witnesses=witnesses,
+            anchor=anchor,
+        )
+
+    async def audit_checkpoint(self, request: Request) -> Response:
+        """The latest checkpoint as a C2SP signed note with its cosignatures (public: hashes only)."""
+
+        def signed_note() -> str | None:
+            found = data.checkpoints(self.db, 1)
+            if not found:
+                return None
+            with self.db.transaction() as session:
+                lines = cosignature_lines(session, found[0].tree_size)
+            return to_checkpoint(found[0]).signed_note(lines)
+
+        note = await self.db.read(signed_note)
+        if note is None:
+            return Response("no checkpoint signed yet\n", status_code=404, media_type="text/plain")
+        return Response(note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "max-age=5"})
 
     async def audit_verify(self, request: Request, who: Principal, _: str) -> Response:
         ledger = self.hub.ledger
         assert ledger is not None
-        verdict = await self.db.read(verify_log, self.db, ledger.public_key)
-        log.info("console.audit_verified", actor=who.actor, ok=verdict.ok)
-        return await self._audit_page(request, who, verdict)
+        anchor, against = None, ""
+        if self.hub.witnesses is not None and self.hub.witnesses.configs:
+            anchor, against = await self.hub.witnesses.anchor(ledger.origin)
+        verdict = await self.db.read(verify_log, self.db, ledger.public_key, anchor)
+        log.info("console.audit_verified", actor=who.actor, ok=verdict.ok, anchor=against)
+        return await self._audit_page(request, who, verdict, against if anchor else "")
+
+    async def log_tile(self, request: Request) -> Response:
+        """C2SP tlog-tiles under /log (audit/tiles.py): hash tiles for anyone (they hold only hashes);
+        entry bundles, the events themselves, for headquarters staff (session cookie or Bearer token)."""
+        ledger = self.hub.ledger
+        assert ledger is not None
+        try:
+            tile = parse_tile_path(request.path_params["path"])
+        except TilePathError as error:
+            return Response(f"{error}\n", status_code=404, media_type="text/plain")
+        if tile.is_entries:
+            bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            who = self.principal(request)
+            if who is None and bearer:
+                with contextlib.suppress(Unauthenticated):
+                    who = self.sessions.principal(bearer)
+            if who is None or not policy.in_jurisdiction(who, ""):
+                return Response(
+                    "entry bundles are for headquarters staff\n", status_code=403, media_type="text/plain"
+                )
+        try:
+            body = await self.db.run(ledger.tile, tile)
+        except NotFound:
+            return Response("beyond the newest checkpoint\n", status_code=404, media_type="text/plain")
+        headers = {
+            "Cache-Control": "public, max-age=31536000, immutable" if not tile.is_entries else "private"
+        }
+        return Response(body, media_type="application/octet-stream", headers=headers)
 
     async def metrics_endpoint(self, request: Request) -> Response:
         body = await self.db.read(self.metrics.render)
@@ -455,6 +517,9 @@ class Console:
                 Route("/permits", page(self.permits)),
                 Route("/audit", page(self.audit)),
                 Route("/audit/verify", action(self.audit_verify), methods=["POST"]),
+                Route("/audit/checkpoint", self.audit_checkpoint),
+                Route("/log/checkpoint", self.audit_checkpoint),
+                Route("/log/tile/{path:path}", self.log_tile),
                 Route("/metrics", self.metrics_endpoint),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ]
@@ -486,6 +551,8 @@ class ConsoleServer:
             hub.registry,
         )
         hub.exchange.ack_observers.append(metrics.observe_ack)
+        if hub.witnesses is not None and hub.witnesses.configs:
+            metrics.registry.register(WitnessCollector(hub.witnesses))
         self.console = Console(
             hub, Sessions(tokens_from_settings(settings, hub.clock), session_secret), metrics
         )

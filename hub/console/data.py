@@ -23,6 +23,7 @@ from hub.store.models import (
     AttemptRow,
     AuditCheckpointRow,
     AuditEventRow,
+    AuditWitnessRow,
     DeliveryRow,
     DrawDownRow,
     EscalationRow,
@@ -415,6 +416,31 @@ def checkpoints(db: Database, limit: int = 10) -> list[AuditCheckpointRow]:
                 select(AuditCheckpointRow).order_by(col(AuditCheckpointRow.tree_size).desc()).limit(limit)
             ).all()
         )
+
+
+@dataclass(frozen=True)
+class WitnessView:
+    name: str
+    url: str
+    state: str  # COSIGNED, REFUSED, UNREACHABLE or PENDING (nothing heard yet)
+    tree_size: int
+    detail: str
+    updated_ms: int | None
+
+
+def witnesses(db: Database, configured: list[tuple[str, str]]) -> list[WitnessView]:
+    """Each configured witness (name, url) with what the hub last heard from it (hub/witnesses.py)."""
+    with db.transaction() as session:
+        rows = {row.name: row for row in session.exec(select(AuditWitnessRow))}
+    views = []
+    for name, url in configured:
+        row = rows.get(name)
+        views.append(
+            WitnessView(name, url, row.state, row.tree_size, row.detail, row.updated_ms)
+            if row is not None
+            else WitnessView(name, url, "PENDING", 0, "", None)
+        )
+    return views
 
 
 def audit_events(db: Database, who: Principal, limit: int = 50) -> list[AuditEventRow]:

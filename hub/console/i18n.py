@@ -114,6 +114,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "audit.verify": ("Verify the audit log now", "立即校验审计日志"),
     "audit.result": ("Verification result", "校验结果"),
     "audit.events": ("Latest audit events", "最新审计事件"),
+    "audit.against": ("checked against a witness", "已对照见证方核验"),
+    "audit.witnesses": ("Witnesses (partner agencies cosigning checkpoints)", "见证方（合作机构联署检查点）"),
+    "audit.no_witnesses": (
+        "No witness is configured: checkpoints carry the hub's own signature only.",
+        "未配置见证方：检查点仅有本中心自己的签名。",
+    ),
+    "witness.name": ("Witness", "见证方"),
+    "witness.state": ("State", "状态"),
+    "witness.size": ("Cosigned tree size", "已联署树大小"),
+    "witness.detail": ("Last answer", "最近答复"),
+    "witness.COSIGNED": ("cosigned", "已联署"),
+    "witness.REFUSED": ("REFUSED", "拒绝联署"),
+    "witness.UNREACHABLE": ("unreachable", "无法连接"),
+    "witness.PENDING": ("nothing sent yet", "尚未发送"),
     "language": ("中文", "English"),
 }
 

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.verify import ProofVerdict, verify_delivery_proof
+from audit.verify import ProofVerdict, WitnessPolicy, verify_delivery_proof
 from hub._proto.ackhub.v1 import trace_service_pb2 as pb
 from hub._proto.ackhub.v1 import trace_service_pb2_grpc as pb_grpc
 from hub.auth.identity import AUTHORIZATION_HEADER
@@ -82,10 +82,13 @@ class EnterpriseClient:
         return json.loads(response.document)
 
     @staticmethod
-    def verify_proof(document: Any, trusted_hub_key: Ed25519PublicKey | None = None) -> ProofVerdict:
+    def verify_proof(
+        document: Any, trusted_hub_key: Ed25519PublicKey | None = None, policy: WitnessPolicy | None = None
+    ) -> ProofVerdict:
         """Check every signature and Merkle proof offline. Pin `trusted_hub_key` (the hub's checkpoint key,
-        published by its operator): without it the document is only checked against the key it names."""
-        return verify_delivery_proof(document, trusted_hub_key)
+        published by its operator): without it the document is only checked against the key it names.
+        With `policy` (trusted witness keys and a quorum K), fewer than K cosignatures fail, naming who."""
+        return verify_delivery_proof(document, trusted_hub_key, policy)
 
     def close(self) -> None:
         self.channel.close()

@@ -232,6 +232,33 @@ class AuditCheckpointRow(SQLModel, table=True):
     signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class AuditCosignatureRow(SQLModel, table=True):
+    """A witness's cosignature of the checkpoint of `tree_size` leaves: its C2SP tlog-cosignature signature
+    line, as the witness answered it (hub/witnesses.py)."""
+
+    __tablename__ = "audit_cosignatures"
+
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    witness: str = Field(primary_key=True, max_length=128)  # the witness's key name
+    line: str = Field(sa_column=Column(Text, nullable=False))  # "— <name> <base64>\n"
+    cosigned_ms: int = Field(sa_column=_ms())  # the cosignature's own timestamp
+    received_ms: int = Field(sa_column=_ms())
+
+
+class AuditWitnessRow(SQLModel, table=True):
+    """What the hub last heard from each configured witness (shown in the console)."""
+
+    __tablename__ = "audit_witnesses"
+
+    name: str = Field(primary_key=True, max_length=128)
+    # The size of the last checkpoint the witness cosigned (or said it holds, when it refused).
+    tree_size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    state: str = Field(max_length=16)  # COSIGNED, REFUSED, UNREACHABLE
+    detail: str = Field(sa_column=Column(Text, nullable=False))
+    failures: int = 0  # consecutive failed attempts
+    updated_ms: int = Field(sa_column=_ms())
+
+
 class AuditTreeNodeRow(SQLModel, table=True):
     """The hash of a complete, aligned subtree of the audit tree — leaves [position * 2^level,
     (position + 1) * 2^level) — for the levels audit/tree.py stores (multiples of its STRIDE)."""

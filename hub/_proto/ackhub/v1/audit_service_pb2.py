@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61\x63khub/v1/audit_service.proto\x12\tackhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\nCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12-\n\tsign_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x12\n\npublic_key\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x0c\n\x04note\x18\x08 \x01(\t\"\x86\x02\n\nAuditEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x17\n\nleaf_index\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x11\n\trecord_id\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x07 \x01(\t\x12\x15\n\rescalation_id\x18\x08 \x01(\t\x12\x11\n\tdata_json\x18\t \x01(\t\x12\x11\n\tleaf_hash\x18\n \x01(\x0c\x12\x11\n\tleaf_data\x18\x0b \x01(\x0c\x42\r\n\x0b_leaf_index\"8\n\x14GetCheckpointRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x03\x12\r\n\x05\x66resh\x18\x02 \x01(\x08\"B\n\x15GetCheckpointResponse\x12)\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.Checkpoint\"A\n\x18GetInclusionProofRequest\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"\x80\x01\n\x19GetInclusionProofResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.AuditEvent\x12\x12\n\naudit_path\x18\x02 \x03(\x0c\x12)\n\ncheckpoint\x18\x03 \x01(\x0b\x32\x15.ackhub.v1.Checkpoint\"O\n\x1aGetConsistencyProofRequest\x12\x17\n\x0f\x66irst_tree_size\x18\x01 \x01(\x03\x12\x18\n\x10second_tree_size\x18\x02 \x01(\x03\"\x8f\x01\n\x1bGetConsistencyProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\x12/\n\x10\x66irst_checkpoint\x18\x02 \x01(\x0b\x32\x15.ackhub.v1.Checkpoint\x12\x30\n\x11second_checkpoint\x18\x03 \x01(\x0b\x32\x15.ackhub.v1.Checkpoint\"\xe2\x01\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\trecord_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x17ListAuditEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.ackhub.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x82\x03\n\x0c\x41uditService\x12R\n\rGetCheckpoint\x12\x1f.ackhub.v1.GetCheckpointRequest\x1a .ackhub.v1.GetCheckpointResponse\x12^\n\x11GetInclusionProof\x12#.ackhub.v1.GetInclusionProofRequest\x1a$.ackhub.v1.GetInclusionProofResponse\x12\x64\n\x13GetConsistencyProof\x12%.ackhub.v1.GetConsistencyProofRequest\x1a&.ackhub.v1.GetConsistencyProofResponse\x12X\n\x0fListAuditEvents\x12!.ackhub.v1.ListAuditEventsRequest\x1a\".ackhub.v1.ListAuditEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61\x63khub/v1/audit_service.proto\x12\tackhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n\nCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12-\n\tsign_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x12\n\npublic_key\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x0c\n\x04note\x18\x08 \x01(\t\x12\x13\n\x0bsigned_note\x18\t \x01(\t\"\x86\x02\n\nAuditEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x17\n\nleaf_index\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x11\n\trecord_id\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x07 \x01(\t\x12\x15\n\rescalation_id\x18\x08 \x01(\t\x12\x11\n\tdata_json\x18\t \x01(\t\x12\x11\n\tleaf_hash\x18\n \x01(\x0c\x12\x11\n\tleaf_data\x18\x0b \x01(\x0c\x42\r\n\x0b_leaf_index\"8\n\x14GetCheckpointRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x03\x12\r\n\x05\x66resh\x18\x02 \x01(\x08\"B\n\x15GetCheckpointResponse\x12)\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.Checkpoint\"A\n\x18GetInclusionProofRequest\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"\x80\x01\n\x19GetInclusionProofResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.AuditEvent\x12\x12\n\naudit_path\x18\x02 \x03(\x0c\x12)\n\ncheckpoint\x18\x03 \x01(\x0b\x32\x15.ackhub.v1.Checkpoint\"O\n\x1aGetConsistencyProofRequest\x12\x17\n\x0f\x66irst_tree_size\x18\x01 \x01(\x03\x12\x18\n\x10second_tree_size\x18\x02 \x01(\x03\"\x8f\x01\n\x1bGetConsistencyProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\x12/\n\x10\x66irst_checkpoint\x18\x02 \x01(\x0b\x32\x15.ackhub.v1.Checkpoint\x12\x30\n\x11second_checkpoint\x18\x03 \x01(\x0b\x32\x15.ackhub.v1.Checkpoint\"\xe2\x01\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\trecord_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x17ListAuditEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.ackhub.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x82\x03\n\x0c\x41uditService\x12R\n\rGetCheckpoint\x12\x1f.ackhub.v1.GetCheckpointRequest\x1a .ackhub.v1.GetCheckpointResponse\x12^\n\x11GetInclusionProof\x12#.ackhub.v1.GetInclusionProofRequest\x1a$.ackhub.v1.GetInclusionProofResponse\x12\x64\n\x13GetConsistencyProof\x12%.ackhub.v1.GetConsistencyProofRequest\x1a&.ackhub.v1.GetConsistencyProofResponse\x12X\n\x0fListAuditEvents\x12!.ackhub.v1.ListAuditEventsRequest\x1a\".ackhub.v1.ListAuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ackhub.v1.audit_service_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHECKPOINT']._serialized_start=78
-  _globals['_CHECKPOINT']._serialized_end=260
-  _globals['_AUDITEVENT']._serialized_start=263
-  _globals['_AUDITEVENT']._serialized_end=525
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=527
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=583
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=585
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=651
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=653
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=718
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=721
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=849
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=851
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=930
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=933
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1076
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1079
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1305
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1307
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1396
-  _globals['_AUDITSERVICE']._serialized_start=1399
-  _globals['_AUDITSERVICE']._serialized_end=1785
+  _globals['_CHECKPOINT']._serialized_end=281
+  _globals['_AUDITEVENT']._serialized_start=284
+  _globals['_AUDITEVENT']._serialized_end=546
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=548
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=604
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=606
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=672
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=674
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=739
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=742
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=870
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=872
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=951
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=954
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1097
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1100
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1326
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1328
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1417
+  _globals['_AUDITSERVICE']._serialized_start=1420
+  _globals['_AUDITSERVICE']._serialized_end=1806
 # @@protoc_insertion_point(module_scope)

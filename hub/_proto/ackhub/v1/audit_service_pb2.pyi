@@ -33,6 +33,7 @@ class Checkpoint(_message.Message):
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    SIGNED_NOTE_FIELD_NUMBER: _builtins.int
     origin: _builtins.str
     """Names the log, e.g. "ackhub.customs.example/audit"."""
     tree_size: _builtins.int
@@ -46,6 +47,10 @@ class Checkpoint(_message.Message):
     """Ed25519 signature over `note`."""
     note: _builtins.str
     """The signed text: origin, size, base64 root and "time <RFC 3339>" lines, each ending with "\\n"."""
+    signed_note: _builtins.str
+    """The checkpoint as a C2SP signed note (tlog-checkpoint): `note`, an empty line, the hub's signature line
+    ("— <origin> base64(key hash || signature)") and the witnesses' cosignature lines received so far.
+    """
     @_builtins.property
     def sign_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -59,10 +64,11 @@ class Checkpoint(_message.Message):
         public_key: _builtins.bytes = ...,
         signature: _builtins.bytes = ...,
         note: _builtins.str = ...,
+        signed_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sign_time", b"sign_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "note", b"note", "origin", b"origin", "public_key", b"public_key", "root_hash", b"root_hash", "sign_time", b"sign_time", "signature", b"signature", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "note", b"note", "origin", b"origin", "public_key", b"public_key", "root_hash", b"root_hash", "sign_time", b"sign_time", "signature", b"signature", "signed_note", b"signed_note", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
