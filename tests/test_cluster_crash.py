@@ -164,8 +164,8 @@ def test_three_processes_killed_at_random_lose_nothing(
         ).stdout.strip()
         # Trusting the hub's key and every event stored: one gapless log, all of it signed.
         verify = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "audit", "verify", "--config", config, "--log-key", key]
-            + ["--min-size", str(events[0])],
+            [sys.executable, "-m", "hub.cli", "audit", "verify", "--config", config]
+            + [f"--log-key={key}", f"--min-size={events[0]}"],
             cwd=REPO,
             capture_output=True,
             text=True,
