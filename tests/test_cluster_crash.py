@@ -163,9 +163,9 @@ def test_three_processes_killed_at_random_lose_nothing(
             check=True,
         ).stdout.strip()
         # Trusting the hub's key and every event stored: one gapless log, all of it signed.
+        anchor = [f"--log-key={key}", f"--min-size={events[0]}"]
         verify = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "audit", "verify", "--config", config]
-            + [f"--log-key={key}", f"--min-size={events[0]}"],
+            [sys.executable, "-m", "hub.cli", "audit", "verify", "--config", config, *anchor],
             cwd=REPO,
             capture_output=True,
             text=True,
