@@ -207,6 +207,20 @@ def _tampered(ack: types_pb2.Acknowledgement, **changes: object) -> types_pb2.Ac
             "acknowledgement.ack_time",
         ),
         (
+            {"reason": "line one\nline two"},
+            "tax",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            "acknowledgement.reason",
+        ),
+        (
+            {"reason": "carriage\rreturn"},
+            "tax",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            "acknowledgement.reason",
+        ),
+        (
             {"status": types_pb2.ACK_STATUS_UNSPECIFIED},
             "tax",
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -398,3 +412,55 @@ def test_a_stream_opened_with_batches_groups_deliveries_and_results(hub: Running
             pb.GetRecordRequest(record_id=receipt.record_id), metadata=hub.as_operator()
         )
         assert {d.recipient: d.state for d in record.deliveries}["fx"] == types_pb2.DELIVERY_STATE_RECEIVED
+
+
+def test_a_line_break_in_one_reason_does_not_fail_its_batch(hub: RunningHub) -> None:
+    """A stream batch where one acknowledgement's reason has a line break: that one is refused naming
+    `acknowledgement.reason`, every other one is answered and stored as if it came alone."""
+    fx = hub.agency("fx")
+    outgoing: queue.Queue[pb.SubscribeRequest | None] = queue.Queue()
+    outgoing.put(pb.SubscribeRequest(open=pb.SubscribeOpen(agency_id="fx", batches=True)))
+
+    def requests() -> Iterator[pb.SubscribeRequest]:
+        while (item := outgoing.get()) is not None:
+            yield item
+
+    receipts = [_publish(hub) for _ in range(3)]
+    stream = hub.exchange_stub.Subscribe(requests(), metadata=hub.as_agency("fx"))
+    try:
+        assert next(stream).opened.batches
+        hub.dispatch()
+        deliveries: list[pb.DeliveryMessage] = []
+        while len(deliveries) < 3:
+            message = next(stream)
+            if message.WhichOneof("kind") == "deliveries":
+                deliveries += message.deliveries.deliveries
+            else:
+                deliveries.append(message.delivery)
+        acks = [fx.sign(d.record, d.delivery_id, "RECEIVED", "ok") for d in deliveries]
+        acks[1] = _tampered(acks[1], reason="first line\nsecond line")
+        outgoing.put(pb.SubscribeRequest(acknowledgements=pb.AcknowledgementBatch(acknowledgements=acks)))
+        results: list[pb.AckResult] = []
+        while len(results) < 3:
+            message = next(stream)
+            if message.WhichOneof("kind") == "ack_results":
+                results += message.ack_results.results
+            else:
+                results.append(message.ack_result)
+    finally:
+        outgoing.put(None)
+        stream.cancel()
+    assert [r.ok for r in results] == [True, False, True]
+    refused = results[1].error
+    assert refused.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert refused.metadata["fields"] == "acknowledgement.reason"
+    states = {
+        d.delivery_id: _state(hub, r.record_id, "fx").state
+        for r in receipts
+        for d in r.deliveries
+        if d.recipient == "fx"
+    }
+    bad = acks[1].delivery_id
+    assert {i: s == types_pb2.DELIVERY_STATE_RECEIVED for i, s in states.items()} == {
+        i: i != bad for i in states
+    }

@@ -62,6 +62,24 @@ def test_same_request_again_returns_the_first_receipt(hub: RunningHub) -> None:
     assert table_counts(hub) == before
 
 
+def test_without_a_request_id_the_call_is_not_idempotent_and_says_so(hub: RunningHub) -> None:
+    """request_id = "" twice stores two records (no idempotency key, AIP-155), and each receipt says
+    `idempotent = false`; with a request id the receipt says `idempotent = true`, on a replay as well."""
+    request = _request(request_id="")
+    first = hub.exchange_stub.PublishRecord(request, metadata=hub.as_agency("customs")).receipt
+    second = hub.exchange_stub.PublishRecord(request, metadata=hub.as_agency("customs")).receipt
+    assert first.record_id != second.record_id and not first.idempotent and not second.idempotent
+    assert not first.replayed and not second.replayed
+    keyed = _request()
+    once = hub.exchange_stub.PublishRecord(keyed, metadata=hub.as_agency("customs")).receipt
+    again = hub.exchange_stub.PublishRecord(keyed, metadata=hub.as_agency("customs")).receipt
+    assert once.idempotent and again.idempotent and again.replayed and again.record_id == once.record_id
+    results = hub.exchange_stub.PublishRecords(
+        pb.PublishRecordsRequest(records=[request, keyed]), metadata=hub.as_agency("customs")
+    ).results
+    assert [r.receipt.idempotent for r in results] == [False, True]
+
+
 def test_same_request_id_with_other_payload_is_already_exists(hub: RunningHub) -> None:
     """A reused request id with a different payload is ALREADY_EXISTS naming both digests, storing nothing."""
     request = _request()
