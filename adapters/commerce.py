@@ -29,6 +29,7 @@ from adapters.abc import (
     PermitRules,
     RecordType,
     RegistryAnswer,
+    SchemaVersion,
 )
 from hub.errors import FieldViolation
 from hub.identifiers import check_declaration_number, check_hs_code
@@ -256,6 +257,9 @@ class CommerceAdapter(Adapter):
 
     def usage_record_type(self) -> RecordType | None:
         return LicenceUsage()
+
+    def catalogue(self) -> Sequence[SchemaVersion]:
+        return (SchemaVersion.bundled(LicenceUsage.name, 1),)
 
     async def lookup(
         self, client: httpx.AsyncClient, registry_url: str, issuer: str, kind: str, number: str

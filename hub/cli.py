@@ -9,8 +9,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hub.config import Settings
 
 EPILOG = """examples:
   ackhub serve --config examples/demo.toml
@@ -68,7 +72,11 @@ def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
         await hub.stop()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConfigError as error:  # the record type catalogue, or a route without a schema
+        print(error, file=sys.stderr)
+        return 2
     return 0
 
 
@@ -77,6 +85,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.file)
+        _check_catalogue(settings)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
@@ -86,6 +95,15 @@ def _config_check(args: argparse.Namespace) -> int:
         f"{len(settings.notifiers)} notifiers; database {settings.server.database_url}"
     )
     return 0
+
+
+def _check_catalogue(settings: Settings) -> None:
+    """The adapters' record type catalogue compiles and has a schema for every routed type."""
+    from adapters.loader import load
+    from hub.exchange.catalogue import build
+    from hub.exchange.routing import Router
+
+    Router(settings, build(load()))
 
 
 def _keys_generate(args: argparse.Namespace) -> int:

@@ -24,6 +24,8 @@ from connectors.stream import StreamConnector
 from hub._proto.ackhub.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    catalogue_service_pb2,
+    catalogue_service_pb2_grpc,
     exchange_service_pb2,
     exchange_service_pb2_grpc,
     operations_service_pb2,
@@ -34,6 +36,7 @@ from hub._proto.ackhub.v1 import (
     trace_service_pb2_grpc,
 )
 from hub.api.audit import AuditServicer
+from hub.api.catalogue import CatalogueServicer
 from hub.api.errors import ErrorInterceptor
 from hub.api.exchange import ExchangeServicer
 from hub.api.guard import GuardInterceptor
@@ -44,6 +47,7 @@ from hub.auth.tls import listen
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.exchange.breaker import Breakers
+from hub.exchange.catalogue import build as build_catalogue
 from hub.exchange.dispatcher import Dispatcher
 from hub.exchange.hub import Exchange
 from hub.exchange.keys import KeyRing, sync_agencies
@@ -71,6 +75,7 @@ SERVICES = (
     permit_service_pb2.DESCRIPTOR.services_by_name["PermitService"].full_name,
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
+    catalogue_service_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name,
 )
 
 
@@ -99,6 +104,11 @@ class HubServer:
         self.db = Database(settings.server.database_url)
         self._sweeping = asyncio.Lock()
         self.console: ConsoleServer | None = None  # the operators' web console, when [console] is set
+        # Adapters from the `ackhub.adapters` entry points, and the record types they bring: a schema that
+        # does not compile, or a route for a type without one, is a ConfigError here, before anything runs.
+        self.adapters = load_adapters()
+        self.catalogue = build_catalogue(self.adapters)
+        self.router = Router(settings, self.catalogue)
 
     async def start(self) -> int:
         """Migrate, register agencies and keys, and listen; returns the bound port."""
@@ -124,7 +134,7 @@ class HubServer:
             self.rng,
         )
         self.exchange = Exchange(
-            settings, self.db, self.clock, Router(settings), keys, dispatcher, notifications, writes
+            settings, self.db, self.clock, self.router, keys, dispatcher, notifications, writes
         )
         for connector in self.push:
             await connector.start(self.exchange)
@@ -149,6 +159,9 @@ class HubServer:
         )
         self.permits = self._permits(self.exchange)
         permit_service_pb2_grpc.add_PermitServiceServicer_to_server(PermitServicer(self.permits), server)
+        catalogue_service_pb2_grpc.add_CatalogueServiceServicer_to_server(
+            CatalogueServicer(self.catalogue, {route.record_type for route in settings.routes}), server
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -219,7 +232,7 @@ class HubServer:
 
     def _permits(self, exchange: Exchange) -> Permits:
         """Adapters from the `ackhub.adapters` entry points; a broken one is logged by name, the rest load."""
-        adapters = load_adapters()
+        adapters = self.adapters
         for kind, loaded in adapters.loaded.items():
             log.info("adapter.loaded", adapter=kind, source=loaded.source)
         for name, why in adapters.broken.items():

@@ -18,6 +18,7 @@ from hub.clock import ManualClock
 from hub.sdk.agency import AgencyClient, Delivery, Verdict, start_subscription
 from hub.store.models import AttemptRow
 from tests.harness import Inbox, RunningHub, error_details, private_key, start_hub, table_counts, wait_for
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 
@@ -25,7 +26,7 @@ TYPE = "customs.export_declaration.released"
 def _publish(hub: RunningHub) -> pb.Receipt:
     return hub.agency("customs").publish(
         TYPE,
-        b'{"fob": 1}',
+        declaration(),
         subject_uscc="91110000600037341L",
         declaration_number="020220260525641690",
         request_id=str(uuid.uuid4()),
@@ -371,7 +372,9 @@ def test_a_stream_opened_with_batches_groups_deliveries_and_results(hub: Running
             yield item
 
     customs = hub.agency("customs")
-    receipts = [customs.publish(TYPE, b'{"n": %d}' % n, request_id=str(uuid.uuid4())) for n in range(6)]
+    receipts = [
+        customs.publish(TYPE, declaration(note=str(n)), request_id=str(uuid.uuid4())) for n in range(6)
+    ]
     stream = hub.exchange_stub.Subscribe(requests(), metadata=hub.as_agency("fx"))
     try:
         opened = next(stream)

@@ -46,10 +46,10 @@ def _point(name: str, value: str) -> EntryPoint:
     return EntryPoint(name=name, value=value, group="ackhub.adapters")
 
 
-def test_installed_entry_points_load_the_four_adapters() -> None:
-    """The package declares commerce, origin, tax and fx; each loads and says where it came from."""
+def test_installed_entry_points_load_the_five_adapters() -> None:
+    """The package declares commerce, customs, origin, tax and fx; each loads and says where it came from."""
     adapters = load()
-    assert sorted(adapters.loaded) == ["commerce", "fx", "origin", "tax"] and adapters.broken == {}
+    assert sorted(adapters.loaded) == ["commerce", "customs", "fx", "origin", "tax"] and adapters.broken == {}
     assert adapters.loaded["commerce"].source.startswith("adapters.commerce:CommerceAdapter")
     assert "origin.foreign_certificate" in adapters.permit_kinds
 

@@ -4,7 +4,6 @@ every acknowledgement the hub confirmed is still stored, and nothing is stored t
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -28,6 +27,7 @@ from hub.store.db import make_engine
 from hub.store.models import AcknowledgementRow, DeliveryRow, RecordRow
 from tests.harness import base_config, key_id, private_key
 from tests.process_hub import FAST_RECONNECT, HubProcess, free_port
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 PUBLISHER = "customs"
@@ -109,7 +109,7 @@ class Publishers:
     def _run(self, index: int) -> None:
         number = 0
         while not self.no_more.is_set():
-            payload = json.dumps({"publisher": index, "n": number, "fob": 100 + number}).encode()
+            payload = declaration(note=f"publisher {index}, number {number}")
             item = Publish(str(uuid.uuid4()), payload)
             number += 1
             with self._lock:

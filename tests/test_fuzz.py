@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
 from hub.clock import ManualClock, SystemClock
 from tests.harness import RunningHub, error_details, start_hub, table_counts
+from tests.records import declaration
 from tests.security_data import ALPHA, DECLARATION, TYPE, bearer, with_jwks
 from tests.test_policy import methods, path
 
@@ -110,7 +111,7 @@ def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Messag
 def valid_publish() -> pb.PublishRecordRequest:
     return pb.PublishRecordRequest(
         request_id=str(uuid.uuid4()), record_type=TYPE, subject_uscc=ALPHA, declaration_number=DECLARATION,
-        content_type="application/json", payload=b'{"fob": 1}',
+        content_type="application/json", payload=declaration(),
     )  # fmt: skip
 
 

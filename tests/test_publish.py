@@ -10,6 +10,7 @@ import pytest
 
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
 from tests.harness import RunningHub, error_details, table_counts
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 USCC = "91110000600037341L"
@@ -23,7 +24,7 @@ def _request(**changes: object) -> pb.PublishRecordRequest:
         "subject_uscc": USCC,
         "declaration_number": DECLARATION,
         "content_type": "application/json",
-        "payload": b'{"fob": 1000}',
+        "payload": declaration(),
     }
     fields.update(changes)
     return pb.PublishRecordRequest(**fields)  # type: ignore[arg-type]
@@ -87,12 +88,13 @@ def test_same_request_id_with_other_payload_is_already_exists(hub: RunningHub) -
     before = table_counts(hub)
     with pytest.raises(grpc.RpcError) as refused:
         hub.exchange_stub.PublishRecord(
-            _request(request_id=request.request_id, payload=b"other"), metadata=hub.as_agency("customs")
+            _request(request_id=request.request_id, payload=declaration(note="other")),
+            metadata=hub.as_agency("customs"),
         )
     code, reason, metadata, _ = error_details(refused.value)
     assert code == grpc.StatusCode.ALREADY_EXISTS and reason == "REQUEST_ID_REUSED"
     assert metadata["stored_digest"] == "sha256:" + hashlib.sha256(request.payload).hexdigest()
-    assert metadata["request_digest"] == "sha256:" + hashlib.sha256(b"other").hexdigest()
+    assert metadata["request_digest"] == "sha256:" + hashlib.sha256(declaration(note="other")).hexdigest()
     assert (
         metadata["stored_digest"] in refused.value.details()
         and metadata["request_digest"] in refused.value.details()
