@@ -48,7 +48,7 @@ lint: $(VENV)/.installed buf-lint ## ruff, mypy and buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py bench/scale.py
+	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py bench/scale.py bench/catalogue.py
 	$(PY) scripts/gen_record_types.py --check
 
 fmt: $(VENV)/.installed
