@@ -50,6 +50,7 @@ lint: $(VENV)/.installed buf-lint ## ruff, mypy and buf lint
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py bench/scale.py bench/catalogue.py
 	$(PY) scripts/gen_record_types.py --check
+	$(PY) scripts/check_schemas.py --against main
 
 fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

@@ -27,6 +27,8 @@ Schemas are JSON Schema 2020-12 documents (for a binary type, of the protobuf JS
 field names as in the .proto). Formats the hub checks beyond JSON Schema's own: `uscc` (GB 32100-2015,
 check character verified), `declaration-number` (18 digits: office, year, import 1 / export 0, sequence),
 `hs-code` (6, 8, 10 or 13 digits), `date-time` (RFC 3339 with a zone) and `date` (`YYYY-MM-DD`).
+How schemas may change within a version, and when a change is a new version:
+[schema-evolution.md](schema-evolution.md).
 """
 
 
