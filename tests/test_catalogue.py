@@ -388,3 +388,21 @@ def test_the_record_types_page_is_rendered_from_the_catalogue(catalogue: Catalog
             assert f"| `{field}` |" in text
         for example in version.examples:
             assert json.dumps(example, ensure_ascii=False, indent=2) in text
+
+
+def test_config_check_refuses_a_route_without_a_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ackhub config check` on the demo configuration with its route renamed to a type no adapter brings:
+    exit 1, naming the route and the catalogue's types."""
+    from hub.cli import main
+
+    demo = (Path(__file__).parent.parent / "examples" / "demo.toml").read_text(encoding="utf-8")
+    config = tmp_path / "hub.toml"
+    config.write_text(demo.replace(f'record_type = "{TYPE}"', 'record_type = "customs.export_declaration.x"'))
+    assert main(["config", "check", str(config)]) == 1
+    error = capsys.readouterr().err
+    assert (
+        "routes[0].record_type: 'customs.export_declaration.x' is not in the record type catalogue" in error
+    )
+    assert TYPE in error
