@@ -65,6 +65,17 @@ INTS = {
 }
 
 
+# In CI the examples are the same every run (a landing must not depend on luck); locally they vary, so new
+# inputs keep being tried.
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    derandomize=bool(os.environ.get("CI")),
+    suppress_health_check=list(HealthCheck),
+)
+
+
 def _value(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_STRING:
         return st.one_of(TEXT, INTERESTING)
@@ -170,15 +181,7 @@ def test_generated_requests_never_crash_the_hub(
         lambda pair: _merged(*pair)
     )
 
-    # In CI the examples are the same every run (a landing must not depend on luck); locally they vary,
-    # so new inputs keep being tried.
-    @settings(
-        max_examples=25,
-        deadline=None,
-        database=None,
-        derandomize=bool(os.environ.get("CI")),
-        suppress_health_check=list(HealthCheck),
-    )
+    @FUZZ
     @given(request=st.one_of(generated, mutated), role=st.sampled_from(sorted(data["roles"])))
     def property_(request: Message, role: str) -> None:
         before = table_counts(hub)
@@ -255,13 +258,7 @@ def test_undecodable_request_bytes_are_invalid_argument(
     valid = _valid_bytes(method)
     message_class = message_factory.GetMessageClass(method.input_type)
 
-    @settings(
-        max_examples=25,
-        deadline=None,
-        database=None,
-        derandomize=bool(os.environ.get("CI")),
-        suppress_health_check=list(HealthCheck),
-    )
+    @FUZZ
     @given(data=st.one_of(st.binary(min_size=1, max_size=64), _mutations(valid)))
     def property_(data: bytes) -> None:
         code = _raw_call(hub, method, data)
