@@ -101,14 +101,14 @@ class HubServer:
         self.ledger: AuditLedger | None = None
         self.streams = StreamConnector()
         self.push: list[PushConnector] = []  # grpc_push, webhook, filedrop: as configured
-        self.db = Database(settings.server.database_url)
-        self._sweeping = asyncio.Lock()
-        self.console: ConsoleServer | None = None  # the operators' web console, when [console] is set
         # Adapters from the `ackhub.adapters` entry points, and the record types they bring: a schema that
         # does not compile, or a route for a type without one, is a ConfigError here, before anything runs.
         self.adapters = load_adapters()
         self.catalogue = build_catalogue(self.adapters)
         self.router = Router(settings, self.catalogue)
+        self.db = Database(settings.server.database_url)
+        self._sweeping = asyncio.Lock()
+        self.console: ConsoleServer | None = None  # the operators' web console, when [console] is set
 
     async def start(self) -> int:
         """Migrate, register agencies and keys, and listen; returns the bound port."""
