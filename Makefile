@@ -7,7 +7,7 @@ BUF := node_modules/.bin/buf
 CONFIG ?= examples/demo.toml
 BREAKING_AGAINST ?= .git\#branch=main
 
-.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking bench clean node-agency
+.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking bench clean node-agency docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
@@ -35,6 +35,9 @@ proto: $(VENV)/.installed ## regenerate hub/_proto from proto/
 proto-check: $(VENV)/.installed
 	$(PY) scripts/gen_proto.py --check
 
+docs: $(VENV)/.installed ## render docs/record-types.md from the record type catalogue (adapters/schemas/)
+	$(PY) scripts/gen_record_types.py
+
 buf-lint: $(BUF)
 	$(BUF) lint
 
@@ -45,7 +48,9 @@ lint: $(VENV)/.installed buf-lint ## ruff, mypy and buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py bench/scale.py
+	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py bench/scale.py bench/catalogue.py
+	$(PY) scripts/gen_record_types.py --check
+	$(PY) scripts/check_schemas.py --against main
 
 fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

@@ -8,7 +8,10 @@ An adapter describes one kind of authority (tax, FX, commerce, origin-certificat
 - `Adapter.permit_kinds()` — the permits it issues (`PermitKind`): number validation, the content rules,
   and the rules verification applies (`PermitRules`: uses, tolerance, validity);
 - `Adapter.check_signature()` — how an issuer's signature on a permit version is checked;
-- `Adapter.lookup()` — optionally, how to fetch a permit from the authority's own registry on demand.
+- `Adapter.lookup()` — optionally, how to fetch a permit from the authority's own registry on demand;
+- `Adapter.catalogue()` — the record types it brings to the hub's published catalogue (`SchemaVersion`):
+  each version's schema file (JSON Schema 2020-12 with its title, description and examples), and for a
+  binary type the protobuf message it carries. A type is brought by one adapter only.
 
 Adapters are discovered through the entry-point group `ackhub.adapters` (see `adapters.loader`); a new
 authority needs no change to `hub/`.
@@ -21,17 +24,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from google.protobuf.message import Message
 
 from hub.errors import FieldViolation
 from hub.identifiers import check_hs_code, check_uscc
 from hub.permits.document import PermitDocument
 
 __all__ = [
+    "JSON",
+    "PROTOBUF",
     "Adapter",
     "IssuerKey",
     "IssuerUnreachable",
@@ -40,7 +47,39 @@ __all__ = [
     "PermitRules",
     "RecordType",
     "RegistryAnswer",
+    "SchemaVersion",
 ]
+
+
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
+SCHEMAS = Path(__file__).parent / "schemas"  # the schema files of the adapters in this distribution
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """One version of a record type in the hub's catalogue, as the adapter that brings it declares it.
+
+    `schema_file` is a JSON Schema (2020-12) with `title`, `description` and `examples`: of the JSON
+    payload, or for a binary type (`content_type` PROTOBUF) of the protobuf JSON mapping of `message`
+    (field names as in the .proto), which the payload must decode as."""
+
+    record_type: str
+    version: int
+    schema_file: Path
+    content_type: str = JSON
+    message: type[Message] | None = None
+
+    @classmethod
+    def bundled(cls, record_type: str, version: int, message: type[Message] | None = None) -> SchemaVersion:
+        """A version whose schema ships with these adapters: `schemas/<record type>.v<version>.json`."""
+        return cls(
+            record_type,
+            version,
+            SCHEMAS / f"{record_type}.v{version}.json",
+            PROTOBUF if message is not None else JSON,
+            message,
+        )
 
 
 @dataclass(frozen=True)
@@ -229,6 +268,10 @@ class Adapter(ABC):
     def usage_record_type(self) -> RecordType | None:
         """The record type that carries draw-downs and releases back to the issuer, if it issues permits."""
         return None
+
+    def catalogue(self) -> Sequence[SchemaVersion]:
+        """The record types (each version) this authority brings to the hub's catalogue; none by default."""
+        return ()
 
     def check_signature(
         self, document: PermitDocument, key_id: str, signature: bytes, keys: Mapping[str, IssuerKey]

@@ -29,12 +29,20 @@ from adapters.abc import (
     PermitRules,
     RecordType,
     RegistryAnswer,
+    SchemaVersion,
 )
 from hub.errors import FieldViolation
 from hub.identifiers import check_declaration_number, check_hs_code
 from hub.permits.document import PermitDocument, PermitLine, format_quantity, parse_quantity
 
 _NUMBER = re.compile(r"^(\d{2})-([A-Z]{2})-(\d{6})$")
+# As docs/permits.md writes it (tests/test_permits.py checks that the docs and this message agree).
+NUMBER_FORMAT = "YY-XX-NNNNNN"
+NUMBER_EXAMPLE = "26-AA-204966"
+NUMBER_HINT = (
+    f"a licence number is {NUMBER_FORMAT}: 2 digits of the year of issue, 2 capital letters of the issuing "
+    f"office, a 6-digit serial, such as {NUMBER_EXAMPLE}"
+)
 TOLERANCE_PERMILLE = 50  # 5 % for bulk goods, over the whole licence line
 
 
@@ -59,7 +67,7 @@ class _Licence(PermitKind):
 
     def check_number(self, number: str) -> str | None:
         if not _NUMBER.match(number):
-            return f"a licence number looks like 06-AA-204966 (year, office, 6-digit serial), got {number[:40]!r}"
+            return f"{NUMBER_HINT}; got {number[:40]!r}"
         return None
 
     def latest_valid_to(self, document: PermitDocument) -> date:
@@ -249,6 +257,9 @@ class CommerceAdapter(Adapter):
 
     def usage_record_type(self) -> RecordType | None:
         return LicenceUsage()
+
+    def catalogue(self) -> Sequence[SchemaVersion]:
+        return (SchemaVersion.bundled(LicenceUsage.name, 1),)
 
     async def lookup(
         self, client: httpx.AsyncClient, registry_url: str, issuer: str, kind: str, number: str

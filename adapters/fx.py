@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from adapters._declaration import check_export_declaration
-from adapters.abc import Adapter, JsonRecordType, RecordType
+from adapters.abc import Adapter, JsonRecordType, RecordType, SchemaVersion
 from hub.errors import FieldViolation
 from hub.identifiers import check_declaration_number
 from hub.permits.document import parse_quantity
@@ -77,3 +77,6 @@ class FxAdapter(Adapter):
 
     def record_types(self) -> Sequence[RecordType]:
         return (ExportDeclarationForFx(), FxVerification())
+
+    def catalogue(self) -> Sequence[SchemaVersion]:
+        return (SchemaVersion.bundled("fx.verification.result", 1),)

@@ -28,7 +28,9 @@ from adapters.abc import (
     PermitRules,
     RecordType,
     RegistryAnswer,
+    SchemaVersion,
 )
+from hub._proto.ackhub.v1 import permit_service_pb2
 from hub.errors import FieldViolation
 from hub.identifiers import check_declaration_number
 from hub.permits.document import PermitDocument, PermitLine, format_quantity, parse_quantity
@@ -204,6 +206,12 @@ class OriginAdapter(Adapter):
 
     def usage_record_type(self) -> RecordType | None:
         return CertificateUsage()
+
+    def catalogue(self) -> Sequence[SchemaVersion]:
+        return (
+            SchemaVersion.bundled(CertificateUsage.name, 1),
+            SchemaVersion.bundled("origin.certificate.issued", 1, permit_service_pb2.SignedPermit),
+        )
 
     async def lookup(
         self, client: httpx.AsyncClient, registry_url: str, issuer: str, kind: str, number: str

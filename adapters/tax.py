@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from adapters._declaration import check_export_declaration
-from adapters.abc import Adapter, JsonRecordType, RecordType
+from adapters.abc import Adapter, JsonRecordType, RecordType, SchemaVersion
 from hub.errors import FieldViolation
 from hub.identifiers import check_declaration_number
 
@@ -77,3 +77,6 @@ class TaxAdapter(Adapter):
 
     def record_types(self) -> Sequence[RecordType]:
         return (ReleasedExportDeclaration(), RefundRegistration())
+
+    def catalogue(self) -> Sequence[SchemaVersion]:
+        return (SchemaVersion.bundled("tax.refund_registration.acknowledged", 1),)

@@ -167,23 +167,27 @@ def make_record(index: int, size: int, seed: int, enterprises: list[str]) -> tup
     declaration = f"{office}{datetime.now(UTC).year}0{index + 1:09d}"
     assert check_declaration_number(declaration) is None, declaration
     uscc = rng.choice(enterprises)
+    values = [round(rng.uniform(100, 90_000), 2) for _ in range(3)]
     goods = [
         {
             "line": line,
             "hs_code": rng.choice(["8471300000", "8517130000", "6403990090", "9403609990"]),
             "quantity": rng.randint(1, 5000),
             "unit": rng.choice(["台", "个", "双", "件"]),
-            "fob_usd": round(rng.uniform(100, 90_000), 2),
+            "fob_value_usd": f"{value:.2f}",
         }
-        for line in range(1, 4)
+        for line, value in enumerate(values, start=1)
     ]
+    # As the catalogue's schema of the record type says (adapters/schemas/), so that publish accepts it.
     document: dict[str, Any] = {
         "declaration_number": declaration,
         "customs_office": office,
         "exporter": {"uscc": uscc, "name": f"基准贸易有限公司 {uscc[-6:]}"},
         "trade_mode": "0110",
-        "released_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "currency": "USD",
+        "release_time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "destination_country": rng.choice(["DEU", "USA", "JPN"]),
+        "incoterm": "FOB",
+        "fob_value_usd": f"{sum(values):.2f}",
         "goods": goods,
         "remarks": "",
     }

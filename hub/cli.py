@@ -98,6 +98,9 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as error:
         print(f"ackhub serve: {error}", file=sys.stderr)
         return 2
+    except ConfigError as error:  # the record type catalogue, or a route without a schema
+        print(error, file=sys.stderr)
+        return 2
     return 0
 
 
@@ -156,6 +159,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.file)
+        _check_catalogue(settings)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
@@ -165,6 +169,15 @@ def _config_check(args: argparse.Namespace) -> int:
         f"{len(settings.notifiers)} notifiers; database {settings.server.database_url}"
     )
     return 0
+
+
+def _check_catalogue(settings: Settings) -> None:
+    """The adapters' record type catalogue compiles and has a schema for every routed type."""
+    from adapters.loader import load
+    from hub.exchange.catalogue import build
+    from hub.exchange.routing import Router
+
+    Router(settings, build(load()))
 
 
 def _keys_generate(args: argparse.Namespace) -> int:

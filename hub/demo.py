@@ -158,7 +158,7 @@ class Declarations:
             "destination_country": rng.choice(DESTINATIONS),
             "incoterm": "FOB",
             "fob_value_usd": f"{sum(Decimal(str(line['fob_value_usd'])) for line in lines):.2f}",
-            "lines": lines,
+            "goods": lines,
         }
         return exporter, number, json.dumps(payload, ensure_ascii=False).encode()
 

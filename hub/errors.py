@@ -85,6 +85,21 @@ class ResourceExhausted(AckhubError):
         self.retry_after_ms = retry_after_ms
 
 
+class StoreUnavailable(AckhubError):
+    """The database could not be reached or dropped the connection (a restart, a failover): the caller
+    should try again after `retry_after_ms` (google.rpc.RetryInfo), with the same request id."""
+
+    code = "UNAVAILABLE"
+    reason = "STORE_UNAVAILABLE"
+
+    def __init__(self, retry_after_ms: int = 1000) -> None:
+        super().__init__(
+            "the hub's database is unavailable; try again in a moment, with the same request_id",
+            metadata={"retry_after_ms": str(retry_after_ms)},
+        )
+        self.retry_after_ms = retry_after_ms
+
+
 class ConfigError(Exception):
     """A configuration file has problems; each is `(location, why)` and all are reported at once."""
 

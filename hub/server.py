@@ -26,6 +26,8 @@ from connectors.stream import StreamConnector
 from hub._proto.ackhub.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    catalogue_service_pb2,
+    catalogue_service_pb2_grpc,
     exchange_service_pb2,
     exchange_service_pb2_grpc,
     operations_service_pb2,
@@ -36,6 +38,7 @@ from hub._proto.ackhub.v1 import (
     trace_service_pb2_grpc,
 )
 from hub.api.audit import AuditServicer
+from hub.api.catalogue import CatalogueServicer
 from hub.api.errors import ErrorInterceptor
 from hub.api.exchange import ExchangeServicer
 from hub.api.guard import GuardInterceptor
@@ -46,6 +49,7 @@ from hub.auth.tls import listen
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.exchange.breaker import Breakers
+from hub.exchange.catalogue import build as build_catalogue
 from hub.exchange.dispatcher import Dispatcher
 from hub.exchange.hub import Exchange
 from hub.exchange.keys import KeyRing, sync_agencies
@@ -75,6 +79,7 @@ SERVICES = (
     permit_service_pb2.DESCRIPTOR.services_by_name["PermitService"].full_name,
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
+    catalogue_service_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name,
 )
 
 
@@ -101,6 +106,11 @@ class HubServer:
         self.witnesses: Witnesses | None = None  # sends checkpoints to [[audit.witnesses]] to cosign
         self.streams = StreamConnector()
         self.push: list[PushConnector] = []  # grpc_push, webhook, filedrop: as configured
+        # Adapters from the `ackhub.adapters` entry points, and the record types they bring: a schema that
+        # does not compile, or a route for a type without one, is a ConfigError here, before anything runs.
+        self.adapters = load_adapters()
+        self.catalogue = build_catalogue(self.adapters)
+        self.router = Router(settings, self.catalogue)
         self.process_id = str(uuid.uuid4())
         # How this process's database connections are named (pg_stat_activity, wake-up notifications).
         self.db = Database(
@@ -136,7 +146,7 @@ class HubServer:
             self.rng,
         )
         self.exchange = Exchange(
-            settings, self.db, self.clock, Router(settings), keys, dispatcher, notifications, writes
+            settings, self.db, self.clock, self.router, keys, dispatcher, notifications, writes
         )
         if not self.db.is_sqlite:
             self.wakeups = Wakeups(self.db.conninfo, self.db.application_name, dispatcher.wake_for)
@@ -171,6 +181,9 @@ class HubServer:
         )
         self.permits = self._permits(self.exchange)
         permit_service_pb2_grpc.add_PermitServiceServicer_to_server(PermitServicer(self.permits), server)
+        catalogue_service_pb2_grpc.add_CatalogueServiceServicer_to_server(
+            CatalogueServicer(self.catalogue, {route.record_type for route in settings.routes}), server
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -243,7 +256,7 @@ class HubServer:
 
     def _permits(self, exchange: Exchange) -> Permits:
         """Adapters from the `ackhub.adapters` entry points; a broken one is logged by name, the rest load."""
-        adapters = load_adapters()
+        adapters = self.adapters
         for kind, loaded in adapters.loaded.items():
             log.info("adapter.loaded", adapter=kind, source=loaded.source)
         for name, why in adapters.broken.items():

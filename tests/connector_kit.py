@@ -18,6 +18,7 @@ from hub.clock import ManualClock, to_rfc3339_ms
 from hub.signing import AckFields, sign_ack
 from hub.store.models import AcknowledgementRow, EscalationRow
 from tests.harness import RunningHub, key_id, private_key, start_hub
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 
@@ -40,7 +41,7 @@ def connector_of(hub: RunningHub, name: str) -> PushConnector:
     return next(c for c in hub.server.push if c.name == name)
 
 
-def publish(hub: RunningHub, payload: bytes = b'{"fob": 1}') -> pb.Receipt:
+def publish(hub: RunningHub, payload: bytes = declaration()) -> pb.Receipt:
     return hub.agency("customs").publish(
         TYPE, payload, subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
     )

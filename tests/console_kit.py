@@ -11,6 +11,7 @@ from hub.clock import ManualClock
 from hub.exchange import queries
 from hub.store.models import EscalationRow
 from tests.harness import RunningHub, start_hub
+from tests.records import declaration as declaration_payload
 from tests.security_data import ALPHA, DECLARATION, TYPE, bearer, with_jwks
 
 
@@ -41,7 +42,7 @@ def publish(hub: RunningHub, declaration: str = DECLARATION) -> str:
     """Customs publishes a released declaration; returns the record id."""
     receipt = hub.agency("customs").publish(
         TYPE,
-        b'{"fob": 1}',
+        declaration_payload(declaration, ALPHA),
         subject_uscc=ALPHA,
         declaration_number=declaration,
         request_id=str(uuid.uuid4()),

@@ -3,7 +3,6 @@ recipients that reconnect and resend what the hub never confirmed, and checks of
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -24,6 +23,7 @@ from hub.sdk.agency import AgencyClient, Delivery
 from hub.store.models import AcknowledgementRow, DeliveryRow, RecordRow
 from tests.harness import base_config, key_id, private_key
 from tests.process_hub import FAST_RECONNECT, free_port
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 PUBLISHER = "customs"
@@ -105,7 +105,7 @@ class Publishers:
     def _run(self, index: int) -> None:
         number = 0
         while not self.no_more.is_set():
-            payload = json.dumps({"publisher": index, "n": number, "fob": 100 + number}).encode()
+            payload = declaration(note=f"publisher {index}, number {number}")
             item = Publish(str(uuid.uuid4()), payload)
             number += 1
             with self._lock:

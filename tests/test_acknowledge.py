@@ -18,6 +18,7 @@ from hub.clock import ManualClock
 from hub.sdk.agency import AgencyClient, Delivery, Verdict, start_subscription
 from hub.store.models import AttemptRow
 from tests.harness import Inbox, RunningHub, error_details, private_key, start_hub, table_counts, wait_for
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 
@@ -25,7 +26,7 @@ TYPE = "customs.export_declaration.released"
 def _publish(hub: RunningHub) -> pb.Receipt:
     return hub.agency("customs").publish(
         TYPE,
-        b'{"fob": 1}',
+        declaration(),
         subject_uscc="91110000600037341L",
         declaration_number="020220260525641690",
         request_id=str(uuid.uuid4()),
@@ -207,6 +208,20 @@ def _tampered(ack: types_pb2.Acknowledgement, **changes: object) -> types_pb2.Ac
             "acknowledgement.ack_time",
         ),
         (
+            {"reason": "line one\nline two"},
+            "tax",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            "acknowledgement.reason",
+        ),
+        (
+            {"reason": "carriage\rreturn"},
+            "tax",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            "acknowledgement.reason",
+        ),
+        (
             {"status": types_pb2.ACK_STATUS_UNSPECIFIED},
             "tax",
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -345,33 +360,64 @@ def _refill_in_batches(hub: RunningHub, clock: ManualClock) -> None:
     assert len(inbox.deliveries) == 17
 
 
-def test_a_stream_opened_with_batches_groups_deliveries_and_results(hub: RunningHub) -> None:
-    """On a stream opened with `batches`, deliveries that are ready together come in one message, a batch
-    of acknowledgements is handled as if each came alone, and their results come back grouped."""
-    fx = hub.agency("fx")
-    outgoing: queue.Queue[pb.SubscribeRequest | None] = queue.Queue()
-    outgoing.put(pb.SubscribeRequest(open=pb.SubscribeOpen(agency_id="fx", batches=True)))
+class _BatchStream:
+    """A Subscribe stream opened with `batches`, fed from a queue; reads deliveries and results as lists."""
 
-    def requests() -> Iterator[pb.SubscribeRequest]:
-        while (item := outgoing.get()) is not None:
+    def __init__(self, hub: RunningHub, agency: str) -> None:
+        self.outgoing: queue.Queue[pb.SubscribeRequest | None] = queue.Queue()
+        self.outgoing.put(pb.SubscribeRequest(open=pb.SubscribeOpen(agency_id=agency, batches=True)))
+        self.stream = hub.exchange_stub.Subscribe(self._requests(), metadata=hub.as_agency(agency))
+        self.opened = next(self.stream).opened
+
+    def _requests(self) -> Iterator[pb.SubscribeRequest]:
+        while (item := self.outgoing.get()) is not None:
             yield item
 
-    customs = hub.agency("customs")
-    receipts = [customs.publish(TYPE, b'{"n": %d}' % n, request_id=str(uuid.uuid4())) for n in range(6)]
-    stream = hub.exchange_stub.Subscribe(requests(), metadata=hub.as_agency("fx"))
-    try:
-        opened = next(stream)
-        assert opened.opened.batches
-        hub.dispatch()
+    def deliveries(self, count: int) -> tuple[list[pb.DeliveryMessage], int]:
+        """The next `count` deliveries, and in how many `deliveries` batch messages some of them came."""
         deliveries: list[pb.DeliveryMessage] = []
         grouped = 0
-        while len(deliveries) < 6:
-            message = next(stream)
+        while len(deliveries) < count:
+            message = next(self.stream)
             if message.WhichOneof("kind") == "deliveries":
                 grouped += 1
                 deliveries += message.deliveries.deliveries
             else:
                 deliveries.append(message.delivery)
+        return deliveries, grouped
+
+    def acknowledge(self, acks: list[types_pb2.Acknowledgement]) -> list[pb.AckResult]:
+        """Send `acks` as one batch message; their results."""
+        self.outgoing.put(
+            pb.SubscribeRequest(acknowledgements=pb.AcknowledgementBatch(acknowledgements=acks))
+        )
+        results: list[pb.AckResult] = []
+        while len(results) < len(acks):
+            message = next(self.stream)
+            if message.WhichOneof("kind") == "ack_results":
+                results += message.ack_results.results
+            else:
+                results.append(message.ack_result)
+        return results
+
+    def close(self) -> None:
+        self.outgoing.put(None)
+        self.stream.cancel()
+
+
+def test_a_stream_opened_with_batches_groups_deliveries_and_results(hub: RunningHub) -> None:
+    """On a stream opened with `batches`, deliveries that are ready together come in one message, a batch
+    of acknowledgements is handled as if each came alone, and their results come back grouped."""
+    fx = hub.agency("fx")
+    customs = hub.agency("customs")
+    receipts = [
+        customs.publish(TYPE, declaration(note=str(n)), request_id=str(uuid.uuid4())) for n in range(6)
+    ]
+    stream = _BatchStream(hub, "fx")
+    try:
+        assert stream.opened.batches
+        hub.dispatch()
+        deliveries, grouped = stream.deliveries(6)
         assert grouped >= 1  # six deliveries claimed together went out in fewer messages
         assert {d.record.record_id for d in deliveries} == {r.record_id for r in receipts}
 
@@ -379,22 +425,45 @@ def test_a_stream_opened_with_batches_groups_deliveries_and_results(hub: Running
         forged.signature = bytes(b ^ 1 for b in forged.signature)  # its verdict is the batch's first
         acks = [forged, *(fx.sign(d.record, d.delivery_id, "RECEIVED") for d in deliveries)]
         acks.append(fx.sign(deliveries[0].record, deliveries[0].delivery_id, "REJECTED", ""))  # no reason
-        outgoing.put(pb.SubscribeRequest(acknowledgements=pb.AcknowledgementBatch(acknowledgements=acks)))
-        results: list[pb.AckResult] = []
-        while len(results) < 8:
-            message = next(stream)
-            if message.WhichOneof("kind") == "ack_results":
-                results += message.ack_results.results
-            else:
-                results.append(message.ack_result)
+        results = stream.acknowledge(acks)
         assert [r.delivery_id for r in results] == [a.delivery_id for a in acks]  # in the batch's order
         assert [r.ok for r in results] == [False, True, True, True, True, True, True, False]
         assert "signature" in results[0].error.message and "reason" in results[-1].error.message
     finally:
-        outgoing.put(None)
-        stream.cancel()
+        stream.close()
     for receipt in receipts:
         record = hub.exchange_stub.GetRecord(
             pb.GetRecordRequest(record_id=receipt.record_id), metadata=hub.as_operator()
         )
         assert {d.recipient: d.state for d in record.deliveries}["fx"] == types_pb2.DELIVERY_STATE_RECEIVED
+
+
+def test_a_line_break_in_one_reason_does_not_fail_its_batch(hub: RunningHub) -> None:
+    """A stream batch where one acknowledgement's reason has a line break: that one is refused naming
+    `acknowledgement.reason`, every other one is answered and stored as if it came alone."""
+    fx = hub.agency("fx")
+    receipts = [_publish(hub) for _ in range(3)]
+    stream = _BatchStream(hub, "fx")
+    try:
+        assert stream.opened.batches
+        hub.dispatch()
+        deliveries, _ = stream.deliveries(3)
+        acks = [fx.sign(d.record, d.delivery_id, "RECEIVED", "ok") for d in deliveries]
+        acks[1] = _tampered(acks[1], reason="first line\nsecond line")
+        results = stream.acknowledge(acks)
+    finally:
+        stream.close()
+    assert [r.ok for r in results] == [True, False, True]
+    refused = results[1].error
+    assert refused.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert refused.metadata["fields"] == "acknowledgement.reason"
+    states = {
+        d.delivery_id: _state(hub, r.record_id, "fx").state
+        for r in receipts
+        for d in r.deliveries
+        if d.recipient == "fx"
+    }
+    bad = acks[1].delivery_id
+    assert {i: s == types_pb2.DELIVERY_STATE_RECEIVED for i, s in states.items()} == {
+        i: i != bad for i in states
+    }

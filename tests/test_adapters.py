@@ -7,11 +7,20 @@ import json
 from collections.abc import Sequence
 from datetime import date
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 
 from adapters.abc import Adapter, IssuerKey, RecordType
-from adapters.commerce import AutomaticImportLicence, CommerceAdapter, ImportLicence, LicenceUsage, add_months
+from adapters.commerce import (
+    NUMBER_EXAMPLE,
+    NUMBER_FORMAT,
+    AutomaticImportLicence,
+    CommerceAdapter,
+    ImportLicence,
+    LicenceUsage,
+    add_months,
+)
 from adapters.fx import ExportDeclarationForFx, FxVerification
 from adapters.loader import load
 from adapters.origin import DomesticCertificate, OriginAdapter, one_year
@@ -37,10 +46,10 @@ def _point(name: str, value: str) -> EntryPoint:
     return EntryPoint(name=name, value=value, group="ackhub.adapters")
 
 
-def test_installed_entry_points_load_the_four_adapters() -> None:
-    """The package declares commerce, origin, tax and fx; each loads and says where it came from."""
+def test_installed_entry_points_load_the_five_adapters() -> None:
+    """The package declares commerce, customs, origin, tax and fx; each loads and says where it came from."""
     adapters = load()
-    assert sorted(adapters.loaded) == ["commerce", "fx", "origin", "tax"] and adapters.broken == {}
+    assert sorted(adapters.loaded) == ["commerce", "customs", "fx", "origin", "tax"] and adapters.broken == {}
     assert adapters.loaded["commerce"].source.startswith("adapters.commerce:CommerceAdapter")
     assert "origin.foreign_certificate" in adapters.permit_kinds
 
@@ -84,6 +93,18 @@ def test_commerce_rules_uses_tolerance_and_validity() -> None:
     assert import_licence.check_number("06-AA-204966") is None
     assert import_licence.check_number("06-aa-204966") is not None
     assert import_licence.validate(licence()) == []
+
+
+def test_the_licence_number_docs_and_message_agree() -> None:
+    """docs/permits.md and the refusal name the same format, what each part is, and the same example,
+    which is itself a valid number; the example of a wrong one is refused."""
+    docs = (Path(__file__).parent.parent / "docs" / "permits.md").read_text(encoding="utf-8")
+    message = ImportLicence().check_number("26-aa-204966") or ""
+    assert f"`{NUMBER_FORMAT}`" in docs and f"`{NUMBER_EXAMPLE}`" in docs
+    for words in ("year of issue", "2 capital letters of the issuing office", "6-digit serial"):
+        assert words in docs and words in message
+    assert NUMBER_FORMAT in message and NUMBER_EXAMPLE in message and "'26-aa-204966'" in message
+    assert ImportLicence().check_number(NUMBER_EXAMPLE) is None
 
 
 def test_origin_rules() -> None:

@@ -25,6 +25,7 @@ from hub._proto.ackhub.v1 import audit_service_pb2_grpc as pb_grpc
 from hub.cli import main
 from hub.store.models import AuditEventRow
 from tests.harness import RunningHub, error_details
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 
@@ -32,7 +33,7 @@ TYPE = "customs.export_declaration.released"
 def _publish(hub: RunningHub, count: int) -> None:
     customs = hub.agency("customs")
     for _ in range(count):
-        customs.publish(TYPE, b'{"fob": 1}', subject_uscc="91110000600037341L", request_id=str(uuid.uuid4()))
+        customs.publish(TYPE, declaration(), subject_uscc="91110000600037341L", request_id=str(uuid.uuid4()))
 
 
 def _checkpoint(message: pb.Checkpoint) -> Checkpoint:
@@ -272,7 +273,9 @@ def test_a_clean_stop_leaves_every_event_in_a_signed_tree(database_url: str) -> 
     from tests.harness import start_hub
 
     hub = start_hub(database_url)
-    hub.agency("customs").publish("customs.export_declaration.released", b"{}", request_id=str(uuid.uuid4()))
+    hub.agency("customs").publish(
+        "customs.export_declaration.released", declaration(), request_id=str(uuid.uuid4())
+    )
     hub.stop()
     db = Database(database_url)
     try:

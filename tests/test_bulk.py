@@ -16,6 +16,7 @@ from hub.exchange.claims import _DUE, _NEXT_DUE
 from hub.exchange.publish import _STORED, _STORED_DELIVERIES
 from hub.store.bulk import _padded, select_rows
 from tests.harness import RunningHub
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 
@@ -37,7 +38,7 @@ def _both(hub: RunningHub, statement: Select[Any], params: dict[str, Any]) -> li
 def test_select_rows_matches_sqlalchemy(hub: RunningHub) -> None:
     request_ids = [str(uuid.uuid4()) for _ in range(3)]
     receipts = [
-        hub.agency("customs").publish(TYPE, b'{"fob": 1}', subject_uscc="91110000600037341L", request_id=rid)
+        hub.agency("customs").publish(TYPE, declaration(), subject_uscc="91110000600037341L", request_id=rid)
         for rid in request_ids
     ]
     record_ids = [receipt.record_id for receipt in receipts]
@@ -70,7 +71,7 @@ def test_in_lists_of_every_length_share_a_few_compiled_forms(hub: RunningHub) ->
     """A list is padded to the next power of two with its last value: the same rows, and lengths 1 to 300
     make ten compiled forms of a statement (lengths 1, 2, 4 … 512), not 300."""
     receipts = [
-        hub.agency("customs").publish(TYPE, b'{"fob": 2}', subject_uscc="91110000600037341L")
+        hub.agency("customs").publish(TYPE, declaration(note="2"), subject_uscc="91110000600037341L")
         for _ in range(5)
     ]
     delivery_ids = sorted(d.delivery_id for receipt in receipts for d in receipt.deliveries)

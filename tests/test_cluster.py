@@ -25,6 +25,7 @@ from hub.server import HubServer
 from hub.store.db import HEAD_REVISION, Database, alembic_config, stored_revision
 from tests.harness import base_config, start_hub
 from tests.process_hub import REPO, to_toml
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 USCC = "91110000600037341L"
@@ -64,7 +65,7 @@ def test_a_publish_on_one_process_reaches_an_agency_streaming_from_another(postg
         fx = hub_b.agency("fx")
         start_subscription(fx, lambda delivery: Verdict.received())
         customs = hub_a.agency("customs")
-        receipt = customs.publish(TYPE, b'{"n": 1}', subject_uscc=USCC)
+        receipt = customs.publish(TYPE, declaration(note="1"), subject_uscc=USCC)
         fx_delivery = next(d.delivery_id for d in receipt.deliveries if d.recipient == "fx")
         got = fx.results.get(timeout=10)  # the hub's answer to fx's signed RECEIVED
         assert (got.delivery_id, got.ok) == (fx_delivery, True)
@@ -180,11 +181,11 @@ def test_the_database_going_away_is_unavailable_then_healed(postgres_url: str) -
     hub = start_hub(postgres_url)
     try:
         customs = hub.agency("customs")
-        first = customs.publish(TYPE, b'{"n": 1}', subject_uscc=USCC, request_id=BEFORE)
+        first = customs.publish(TYPE, declaration(note="1"), subject_uscc=USCC, request_id=BEFORE)
         _block_connections(postgres_url, allow=False)
         try:
             with pytest.raises(grpc.RpcError) as refused:
-                customs.publish(TYPE, b'{"n": 2}', subject_uscc=USCC, request_id=DURING, timeout=20)
+                customs.publish(TYPE, declaration(note="2"), subject_uscc=USCC, request_id=DURING, timeout=20)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "database is unavailable" in (refused.value.details() or "")
         finally:
@@ -193,7 +194,9 @@ def test_the_database_going_away_is_unavailable_then_healed(postgres_url: str) -
         again = None
         while again is None:  # the first calls after may still meet a connection ended while blocked
             try:
-                again = customs.publish(TYPE, b'{"n": 2}', subject_uscc=USCC, request_id=DURING, timeout=5)
+                again = customs.publish(
+                    TYPE, declaration(note="2"), subject_uscc=USCC, request_id=DURING, timeout=5
+                )
             except grpc.RpcError as error:
                 if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                     raise
@@ -225,7 +228,7 @@ def test_the_console_of_any_process_shows_the_deployment(postgres_url: str, tmp_
     hub_a = start_hub(postgres_url, clock=clock, edit=edit)
     hub_b = start_hub(postgres_url, clock=clock, edit=edit)
     try:
-        hub_a.agency("customs").publish(TYPE, b'{"n": 1}', subject_uscc=USCC)
+        hub_a.agency("customs").publish(TYPE, declaration(note="1"), subject_uscc=USCC)
         with httpx.Client(base_url=console_url(hub_a), follow_redirects=False, timeout=10) as a:
             signed_in = a.post("/signin", data={"token": operator_token(clock), "next": "/"})
             assert signed_in.status_code == 303

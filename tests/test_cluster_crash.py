@@ -40,6 +40,7 @@ from tests.crash_kit import (
 )
 from tests.harness import key_id, private_key
 from tests.process_hub import FAST_RECONNECT, REPO, HubProcess, free_port, to_toml
+from tests.records import declaration
 
 PROCESSES = 3
 KILLS = int(os.environ.get("ACKHUB_TEST_KILLS", "20"))  # bench/cluster_soak.py does 100 and more
@@ -234,7 +235,10 @@ def test_workers_share_one_address_and_restart_one_at_a_time(postgres_url: str, 
                 while True:
                     try:
                         receipt = customs.publish(
-                            TYPE, b'{"n": 1}', subject_uscc="91110000600037341L", request_id=request_id
+                            TYPE,
+                            declaration(note="1"),
+                            subject_uscc="91110000600037341L",
+                            request_id=request_id,
                         )
                         published.append(receipt.record_id)
                         break

@@ -24,6 +24,7 @@ from tests.connector_kit import (
     stored_acks,
 )
 from tests.harness import RunningHub
+from tests.records import declaration
 
 
 @pytest.fixture(name="folders")
@@ -62,7 +63,7 @@ def test_record_goes_out_as_files_and_signed_ack_files_close_it(
 ) -> None:
     """The payload and its manifest land in the outbox; RECEIVED and ACCEPTED files from the inbox close it."""
     outbox, inbox = folders
-    payload = '{"申报": "出口", "fob": 12}'.encode()
+    payload = declaration(note="申报 出口")
     receipt = publish(drop_hub, payload)
     delivery_id = delivery_to(receipt, "tax")
     step(drop_hub, clock, "filedrop")

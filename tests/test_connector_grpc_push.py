@@ -22,6 +22,7 @@ from hub.clock import ManualClock
 from hub.sdk.agency import AgencyClient
 from tests.connector_kit import cases, connector_of, delivery_to, hub_with, publish, state, step, stored_acks
 from tests.harness import RunningHub
+from tests.records import declaration
 
 Behaviour = Callable[[pb.ReceiveDeliveryRequest, Any], pb.ReceiveDeliveryResponse]
 
@@ -79,13 +80,13 @@ def test_push_answer_is_the_received_ack_and_business_ack_follows(
 ) -> None:
     """ReceiveDelivery answers a signed RECEIVED; the agency's ACCEPTED later comes by AcknowledgeDelivery."""
     hub, receiver, _ = push_hub
-    receipt = publish(hub, b'{"refund": 1}')
+    receipt = publish(hub, declaration(note="refund"))
     delivery_id = delivery_to(receipt, "tax")
     step(hub, clock, "grpc_push")
 
     (request,) = receiver.requests
     assert request.delivery_id == delivery_id and request.attempt == 1
-    assert request.record.payload == b'{"refund": 1}' and request.record.digest == receipt.digest
+    assert request.record.payload == declaration(note="refund") and request.record.digest == receipt.digest
     assert request.required_level == types_pb2.ACK_LEVEL_BUSINESS
     assert state(hub, receipt.record_id, "tax").state == types_pb2.DELIVERY_STATE_RECEIVED
 

@@ -30,6 +30,7 @@ from tests.connector_kit import (
     stored_acks,
 )
 from tests.harness import RunningHub
+from tests.records import declaration
 
 Reply = tuple[int, dict[str, str], bytes]
 
@@ -118,7 +119,7 @@ def test_post_is_signed_by_the_hub_and_the_signed_receipt_is_stored(
 ) -> None:
     """The POST carries the record and a signature the hub's key verifies; fx's 2xx receipt closes it."""
     fx.behaviour = fx.receipt
-    receipt = publish(hook_hub, '{"外汇": "核销"}'.encode())
+    receipt = publish(hook_hub, declaration(note="外汇 核销"))
     delivery_id = delivery_to(receipt, "fx")
     step(hook_hub, clock, "webhook")
 
@@ -134,7 +135,7 @@ def test_post_is_signed_by_the_hub_and_the_signed_receipt_is_stored(
         signed_text(delivery_id, seen.headers["ackhub-timestamp"], seen.body),
     )
     envelope = json.loads(seen.body)
-    assert base64.b64decode(envelope["record"]["payload_base64"]) == '{"外汇": "核销"}'.encode()
+    assert base64.b64decode(envelope["record"]["payload_base64"]) == declaration(note="外汇 核销")
     assert envelope["record"]["digest"] == receipt.digest and envelope["attempt"] == 1
     assert state(hook_hub, receipt.record_id, "fx").state == types_pb2.DELIVERY_STATE_RECEIVED
     assert stored_acks(hook_hub, delivery_id) == [("RECEIVED", "webhook")]

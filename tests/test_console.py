@@ -137,6 +137,31 @@ def test_operator_in_jurisdiction_resolves_notes_and_redelivers(hub: RunningHub,
     assert {e.actor for e in _audit(hub, "delivery.redelivery_requested")} == {"operator:carol"}
 
 
+def test_the_escalations_page_says_which_states_it_shows_and_offers_the_others(
+    hub: RunningHub, clock: ManualClock
+) -> None:
+    """By default the page shows open cases and says so, with links to resolved, closed-by-ack and all;
+    a resolved case is one of those links away, in English and in 中文."""
+    record_id = publish(hub)
+    case = escalate(hub, clock, record_id)
+    with _signed_in(hub, operator_token(clock, "0202", "carol")) as client:
+        page = client.get("/escalations").text
+        assert "Showing open cases." in page and case.id in page
+        for state in ("RESOLVED", "CLOSED_BY_ACK", ""):
+            assert f'href="/escalations?state={state}"' in page
+        csrf = _csrf(page)
+        client.post(
+            f"/escalations/{case.id}/resolve", data={"csrf": csrf, "reason": "tax confirmed by phone"}
+        )
+        assert case.id not in client.get("/escalations").text
+        resolved = client.get("/escalations?state=RESOLVED").text
+        assert "Showing cases resolved by an operator." in resolved and case.id in resolved
+        assert 'href="/escalations?state=OPEN"' in resolved
+        assert "Showing cases in every state." in client.get("/escalations?state=").text
+        client.get("/lang/zh", params={"next": "/escalations"})
+        assert "当前显示：未结案件。" in client.get("/escalations").text
+
+
 def test_an_action_without_the_csrf_token_is_refused(hub: RunningHub, clock: ManualClock) -> None:
     """A POST whose CSRF token is missing or wrong changes nothing."""
     record_id = publish(hub)

@@ -13,9 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapters.loader import load
 from hub.cli import main
 from hub.config import load_settings
 from hub.demo import DEMO_CONFIG, ENTERPRISES, Declarations, demo_key_id, demo_private_key
+from hub.exchange.catalogue import build
 from hub.identifiers import check_declaration_number, check_hs_code, check_uscc
 from hub.signing import load_public_key, public_key_base64
 
@@ -45,7 +47,10 @@ def test_demo_config_passes_config_check(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_simulated_declarations_carry_valid_identifiers() -> None:
-    """Every exporter's USCC, every declaration number and every HS code the demo publishes is valid."""
+    """Every exporter's USCC, every declaration number and every HS code the demo publishes is valid, and
+    every declaration matches its type's schema in the catalogue."""
+    schema = build(load()).current("customs.export_declaration.released")
+    assert schema is not None
     assert all(check_uscc(e.uscc) is None for e in ENTERPRISES)
     declarations = Declarations(random.Random(7))
     for _ in range(50):
@@ -54,9 +59,10 @@ def test_simulated_declarations_carry_valid_identifiers() -> None:
         assert check_declaration_number(number) is None and number[8] == "0"  # an export
         assert document["declaration_number"] == number
         assert document["exporter"]["uscc"] == exporter.uscc
-        assert all(check_hs_code(line["hs_code"]) is None for line in document["lines"])
-        total = sum(float(line["fob_value_usd"]) for line in document["lines"])
+        assert all(check_hs_code(line["hs_code"]) is None for line in document["goods"])
+        total = sum(float(line["fob_value_usd"]) for line in document["goods"])
         assert abs(float(document["fob_value_usd"]) - total) < 0.01
+        assert schema.violations(payload) == []
 
 
 def test_demo_runs_publishes_and_gets_acknowledgements(tmp_path: Path) -> None:

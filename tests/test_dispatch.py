@@ -12,6 +12,7 @@ from hub.clock import ManualClock
 from hub.exchange.dispatcher import Dispatcher
 from hub.sdk.agency import Verdict, start_subscription
 from tests.harness import Inbox, RunningHub, wait_for
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 
@@ -34,7 +35,7 @@ def _own_passes(hub: RunningHub) -> Dispatcher:
 
 def _publish(hub: RunningHub) -> pb.Receipt:
     return hub.agency("customs").publish(
-        TYPE, b'{"fob": 1}', subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
+        TYPE, declaration(), subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
     )
 
 

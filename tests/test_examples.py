@@ -14,6 +14,7 @@ from hub.auth.jwt import issue
 from hub.clock import ManualClock, SystemClock
 from hub.signing import private_key_pem, public_key_base64
 from tests.harness import key_id, private_key, start_hub
+from tests.records import declaration
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples" / "python"
@@ -45,7 +46,7 @@ def test_agency_and_enterprise_examples(tmp_path: Path) -> None:
         key_file.write_text(private_key_pem(private_key("tax")))
         receipt = hub.agency("customs").publish(
             "customs.export_declaration.released",
-            b'{"fob": 1}',
+            declaration(),
             subject_uscc=USCC,
             request_id=str(uuid.uuid4()),
         )

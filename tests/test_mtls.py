@@ -22,6 +22,7 @@ from hub.clock import ManualClock
 from hub.config import parse_settings
 from hub.errors import ConfigError
 from tests.harness import RunningHub, base_config, error_details, start_hub
+from tests.records import declaration
 from tests.security_data import ALPHA, DECLARATION, TYPE
 
 NOW = dt.datetime.now(dt.UTC)
@@ -71,7 +72,7 @@ def _as(hub: RunningHub, ca_dir: Path, agency: str) -> Any:
 def _publish_request() -> pb.PublishRecordRequest:
     return pb.PublishRecordRequest(
         request_id=str(uuid.uuid4()), record_type=TYPE, subject_uscc=ALPHA,
-        declaration_number=DECLARATION, content_type="application/json", payload=b'{"fob": 1}',
+        declaration_number=DECLARATION, content_type="application/json", payload=declaration(),
     )  # fmt: skip
 
 

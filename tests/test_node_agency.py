@@ -19,6 +19,7 @@ from hub.clock import ManualClock, SystemClock
 from hub.signing import AckFields, verify_ack
 from hub.store.models import AcknowledgementRow
 from tests.harness import key_id, private_key, start_hub
+from tests.records import declaration, refund_registration
 
 ROOT = Path(__file__).parents[1]
 AGENCY = ROOT / "examples" / "node-agency"
@@ -70,7 +71,7 @@ def test_node_agency_acknowledgements_verify_at_the_hub(tmp_path: Path, node_age
     def edit(config: dict[str, Any]) -> None:
         config["routes"].append(
             {
-                "record_type": "tax.refund.registered",
+                "record_type": "tax.refund_registration.acknowledged",
                 "publishers": ["tax"],
                 "recipients": [{"agency": "customs", "ack_level": "RECEIVED"}],
             }
@@ -82,7 +83,7 @@ def test_node_agency_acknowledgements_verify_at_the_hub(tmp_path: Path, node_age
         customs = hub.agency("customs")
         receipts = [
             customs.publish(
-                "customs.export_declaration.released", f'{{"n": {n}}}'.encode(), request_id=str(uuid.uuid4())
+                "customs.export_declaration.released", declaration(note=str(n)), request_id=str(uuid.uuid4())
             )
             for n in range(2)
         ]
@@ -94,8 +95,8 @@ def test_node_agency_acknowledgements_verify_at_the_hub(tmp_path: Path, node_age
             "--agency", "tax",
             "--key-id", key_id("tax"),
             "--seed-hex", seed,
-            "--publish", "tax.refund.registered",
-            "--payload", '{"refund": "退税登记"}',
+            "--publish", "tax.refund_registration.acknowledged",
+            "--payload", refund_registration().decode(),
             "--expect", "2",
             "--timeout", "30",
         )  # fmt: skip
@@ -131,7 +132,7 @@ def test_node_agency_acknowledgements_verify_at_the_hub(tmp_path: Path, node_age
         record = hub.exchange_stub.GetRecord(
             pb.GetRecordRequest(record_id=published["record_id"]), metadata=hub.as_operator()
         )
-        assert record.record.publisher == "tax" and record.record.payload == '{"refund": "退税登记"}'.encode()
+        assert record.record.publisher == "tax" and record.record.payload == refund_registration()
         assert [d.recipient for d in record.deliveries] == ["customs"]
     finally:
         hub.stop()

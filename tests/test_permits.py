@@ -105,7 +105,7 @@ def test_create_is_idempotent_and_other_content_is_already_exists(permit_hub: Ru
 @pytest.mark.parametrize(
     ("document", "signer", "field", "words"),
     [
-        (licence(number="26-AA-20496"), None, "permit.content.number", "06-AA-204966"),
+        (licence(number="26-AA-20496"), None, "permit.content.number", "26-AA-204966"),
         (licence(number="25-AA-204966"), None, "permit.content.number", "year of issue: 26"),
         (licence(holder_uscc="91310115MA1G4L1WXK"), None, "permit.content.holder_uscc", "should be '7'"),
         (licence(customs_office=""), None, "permit.content.customs_office", "one customs office"),

@@ -20,6 +20,7 @@ from hub.auth import policy
 from hub.clock import ManualClock
 from hub.server import SERVICES
 from tests.harness import RunningHub, error_details, start_hub
+from tests.records import declaration as declaration_payload
 from tests.security_data import ALPHA, BETA, DECLARATION, TYPE, bearer, with_jwks
 
 A, E, OP, M = "agency", "enterprise", "operator", "administrator"
@@ -52,6 +53,8 @@ ALLOWED: dict[str, set[str]] = {
     "AuditService/GetConsistencyProof": ALL,
     "AuditService/GetInclusionProof": {OP, M},
     "AuditService/ListAuditEvents": {OP, M},
+    "CatalogueService/ListRecordTypes": ALL,
+    "CatalogueService/GetRecordType": ALL,
 }
 # An allowed caller with an empty request hears about the request, never about its role.
 NOT_A_ROLE_ANSWER = {
@@ -64,6 +67,7 @@ NOT_A_ROLE_ANSWER = {
 def methods() -> list[MethodDescriptor]:
     from hub._proto.ackhub.v1 import (
         audit_service_pb2,
+        catalogue_service_pb2,
         exchange_service_pb2,
         operations_service_pb2,
         permit_service_pb2,
@@ -77,6 +81,7 @@ def methods() -> list[MethodDescriptor]:
         permit_service_pb2,
         trace_service_pb2,
         audit_service_pb2,
+        catalogue_service_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
             if service.full_name in SERVICES:
@@ -181,7 +186,11 @@ def test_every_rpc_with_every_role(secured: RunningHub, clock: ManualClock) -> N
 
 def _publish(hub: RunningHub, uscc: str, declaration: str) -> str:
     receipt = hub.agency("customs").publish(
-        TYPE, b'{"fob": 1}', subject_uscc=uscc, declaration_number=declaration, request_id=str(uuid.uuid4())
+        TYPE,
+        declaration_payload(declaration, uscc),
+        subject_uscc=uscc,
+        declaration_number=declaration,
+        request_id=str(uuid.uuid4()),
     )
     return str(receipt.record_id)
 

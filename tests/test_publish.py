@@ -10,6 +10,7 @@ import pytest
 
 from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
 from tests.harness import RunningHub, error_details, table_counts
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 USCC = "91110000600037341L"
@@ -23,7 +24,7 @@ def _request(**changes: object) -> pb.PublishRecordRequest:
         "subject_uscc": USCC,
         "declaration_number": DECLARATION,
         "content_type": "application/json",
-        "payload": b'{"fob": 1000}',
+        "payload": declaration(),
     }
     fields.update(changes)
     return pb.PublishRecordRequest(**fields)  # type: ignore[arg-type]
@@ -62,6 +63,24 @@ def test_same_request_again_returns_the_first_receipt(hub: RunningHub) -> None:
     assert table_counts(hub) == before
 
 
+def test_without_a_request_id_the_call_is_not_idempotent_and_says_so(hub: RunningHub) -> None:
+    """request_id = "" twice stores two records (no idempotency key, AIP-155), and each receipt says
+    `idempotent = false`; with a request id the receipt says `idempotent = true`, on a replay as well."""
+    request = _request(request_id="")
+    first = hub.exchange_stub.PublishRecord(request, metadata=hub.as_agency("customs")).receipt
+    second = hub.exchange_stub.PublishRecord(request, metadata=hub.as_agency("customs")).receipt
+    assert first.record_id != second.record_id and not first.idempotent and not second.idempotent
+    assert not first.replayed and not second.replayed
+    keyed = _request()
+    once = hub.exchange_stub.PublishRecord(keyed, metadata=hub.as_agency("customs")).receipt
+    again = hub.exchange_stub.PublishRecord(keyed, metadata=hub.as_agency("customs")).receipt
+    assert once.idempotent and again.idempotent and again.replayed and again.record_id == once.record_id
+    results = hub.exchange_stub.PublishRecords(
+        pb.PublishRecordsRequest(records=[request, keyed]), metadata=hub.as_agency("customs")
+    ).results
+    assert [r.receipt.idempotent for r in results] == [False, True]
+
+
 def test_same_request_id_with_other_payload_is_already_exists(hub: RunningHub) -> None:
     """A reused request id with a different payload is ALREADY_EXISTS naming both digests, storing nothing."""
     request = _request()
@@ -69,12 +88,13 @@ def test_same_request_id_with_other_payload_is_already_exists(hub: RunningHub) -
     before = table_counts(hub)
     with pytest.raises(grpc.RpcError) as refused:
         hub.exchange_stub.PublishRecord(
-            _request(request_id=request.request_id, payload=b"other"), metadata=hub.as_agency("customs")
+            _request(request_id=request.request_id, payload=declaration(note="other")),
+            metadata=hub.as_agency("customs"),
         )
     code, reason, metadata, _ = error_details(refused.value)
     assert code == grpc.StatusCode.ALREADY_EXISTS and reason == "REQUEST_ID_REUSED"
     assert metadata["stored_digest"] == "sha256:" + hashlib.sha256(request.payload).hexdigest()
-    assert metadata["request_digest"] == "sha256:" + hashlib.sha256(b"other").hexdigest()
+    assert metadata["request_digest"] == "sha256:" + hashlib.sha256(declaration(note="other")).hexdigest()
     assert (
         metadata["stored_digest"] in refused.value.details()
         and metadata["request_digest"] in refused.value.details()

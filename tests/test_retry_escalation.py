@@ -21,13 +21,14 @@ from hub.clock import ManualClock
 from hub.sdk.agency import AgencyClient, Delivery, Verdict, start_subscription
 from hub.store.models import AuditEventRow
 from tests.harness import Inbox, RunningHub, error_details, start_hub, table_counts, wait_for
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 
 
 def _publish(hub: RunningHub) -> pb.Receipt:
     return hub.agency("customs").publish(
-        TYPE, b'{"fob": 1}', subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
+        TYPE, declaration(), subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
     )
 
 

@@ -12,6 +12,7 @@ from hub._proto.ackhub.v1 import operations_service_pb2 as ops
 from hub.config import parse_settings
 from hub.sdk.agency import Verdict, start_subscription
 from tests.harness import Inbox, RunningHub, base_config, wait_for
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 
@@ -27,7 +28,7 @@ def test_scheduled_sweep_escalates_without_help(database_url: str) -> None:
     """With the scheduler on and the system clock, a missed 300 ms deadline becomes a case on its own."""
     hub = RunningHub(parse_settings(_config(database_url), "test", {}), scheduled_sweeps=True)
     try:
-        hub.agency("customs").publish(TYPE, b"{}", request_id=str(uuid.uuid4()))
+        hub.agency("customs").publish(TYPE, declaration(), request_id=str(uuid.uuid4()))
         cases = wait_for(
             lambda: list(
                 hub.operations_stub.ListEscalations(
@@ -56,7 +57,7 @@ def test_two_hubs_share_one_postgres_without_double_sends(postgres_url: str) -> 
             inboxes.append(inbox)
         publisher = hubs[0].agency("customs")
         for _ in range(60):
-            publisher.publish(TYPE, b"{}", request_id=str(uuid.uuid4()))
+            publisher.publish(TYPE, declaration(), request_id=str(uuid.uuid4()))
         wait_for(lambda: sum(len(i.deliveries) for i in inboxes) >= 60, what="60 deliveries")
         for hub in hubs:
             hub.dispatch()
@@ -78,7 +79,7 @@ def test_audit_events_become_leaves_between_checkpoints(database_url: str) -> No
     hub = RunningHub(parse_settings(base_config(database_url), "test", {}), scheduled_sweeps=True)
     try:
         for _ in range(20):  # with the agencies' registrations, past 16 leaves: a stored subtree
-            hub.agency("customs").publish(TYPE, b"{}", request_id=str(uuid.uuid4()))
+            hub.agency("customs").publish(TYPE, declaration(), request_id=str(uuid.uuid4()))
 
         def unsequenced() -> int:
             with hub.server.db.transaction() as session:

@@ -10,6 +10,7 @@ from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
 from hub.sdk.agency import Delivery, Publication, Verdict, start_subscription
 from tests.harness import Inbox, RunningHub, wait_for
+from tests.records import declaration
 
 
 def _tax_state(hub: RunningHub, record_id: str) -> int:
@@ -33,7 +34,7 @@ def test_unconfirmed_acknowledgements_are_sent_again_on_the_next_stream(
     )
     thread.start()
     receipt = hub.agency("customs").publish(
-        "customs.export_declaration.released", b"{}", request_id=str(uuid.uuid4())
+        "customs.export_declaration.released", declaration(), request_id=str(uuid.uuid4())
     )
     assert first_stream_done.wait(10)
     assert _tax_state(hub, receipt.record_id) == types_pb2.DELIVERY_STATE_SENT
@@ -55,7 +56,9 @@ def test_publish_many_answers_each_record_and_deliveries_follow(hub: RunningHub)
     published ones reach the recipient like any other."""
 
     type_ = "customs.export_declaration.released"
-    good = [Publication(type_, b'{"n": %d}' % n, subject_uscc="91110000600037341L") for n in range(20)]
+    good = [
+        Publication(type_, declaration(note=str(n)), subject_uscc="91110000600037341L") for n in range(20)
+    ]
     bad = Publication("customs.no_such_type", b"{}")
     results = hub.agency("customs").publish_many([*good[:10], bad, *good[10:]])
     assert [r.WhichOneof("outcome") for r in results] == ["receipt"] * 10 + ["error"] + ["receipt"] * 10

@@ -24,6 +24,7 @@ from hub.clock import SystemClock
 from hub.sdk.agency import AgencyClient, Verdict
 from tests.harness import base_config, key_id, private_key, wait_for
 from tests.process_hub import HubProcess, free_port
+from tests.records import declaration
 from tests.security_data import ALPHA, DECLARATION, EC_KEY, ED_KEY, TYPE, bearer, write_jwks
 
 
@@ -54,7 +55,7 @@ def test_a_full_run_logs_no_token_key_or_payload(tmp_path: Path) -> None:
     config["auth"] = {"jwks_file": str(write_jwks(tmp_path / "jwks.json"))}
     hub = HubProcess(config, tmp_path)
     clock = SystemClock()
-    payload = f'{{"secret": "PAYLOAD-{uuid.uuid4().hex}"}}'.encode()
+    payload = declaration(note=f"secret PAYLOAD-{uuid.uuid4().hex}")
     metadata: dict[str, Any] = {
         "customs": bearer(clock, "agency", "customs"),
         "tax": bearer(clock, "agency", "tax", kid="ec-2026-01"),

@@ -26,6 +26,7 @@ from hub.identifiers import uscc_check_character
 from hub.sdk.agency import Verdict, start_subscription
 from hub.signing import public_key_base64
 from tests.harness import Inbox, RunningHub, error_details, start_hub, wait_for
+from tests.records import declaration as declaration_payload
 
 TYPE = "customs.export_declaration.released"
 ALPHA = "91110000600037341L"
@@ -55,7 +56,11 @@ def _token(clock: ManualClock, uscc: str, audience: str = "ackhub") -> tuple[tup
 
 def _publish(hub: RunningHub, uscc: str, declaration: str = DECLARATION) -> str:
     receipt = hub.agency("customs").publish(
-        TYPE, b'{"fob": 1}', subject_uscc=uscc, declaration_number=declaration, request_id=str(uuid.uuid4())
+        TYPE,
+        declaration_payload(declaration, uscc),
+        subject_uscc=uscc,
+        declaration_number=declaration,
+        request_id=str(uuid.uuid4()),
     )
     return str(receipt.record_id)
 

@@ -4,7 +4,10 @@
 // with a signature made by node:crypto (RECEIVED, then ACCEPTED or REJECTED).
 //
 //   node agency.js --target 127.0.0.1:7443 --agency tax --key-id tax-2026-01 --key keys/tax.pem \
-//       [--publish customs.export_declaration.released --payload '{"a":1}'] [--expect 3] [--timeout 30]
+//       [--publish tax.refund_registration.acknowledged --payload '<JSON>'] [--expect 3] [--timeout 30]
+//
+// A published payload must match its record type's schema (docs/record-types.md, or GetRecordType on the
+// hub, which gives examples); a mismatch is INVALID_ARGUMENT PAYLOAD_INVALID naming each bad path.
 //
 // Prints one JSON line per event on stdout (opened, published, delivery, ack_result, done).
 const crypto = require('node:crypto');

@@ -1,10 +1,17 @@
 """One error model for every RPC: domain errors become a canonical status code with `google.rpc.Status`
 details (`ErrorInfo` with reason, domain `ackhub` and metadata; `BadRequest` field violations). Anything
-unexpected is logged and answered INTERNAL without internals. Applied once, by `ErrorInterceptor`."""
+unexpected is logged and answered INTERNAL without internals. Applied once, by `ErrorInterceptor`.
+
+Request bytes that do not decode (truncated protobuf, a string field that is not UTF-8) are the caller's
+error, not ours: the interceptor's deserializer never raises (gRPC would answer UNKNOWN and log an error);
+it hands the servicer wrapper an `Undecodable`, which is answered INVALID_ARGUMENT (reason
+`UNDECODABLE_REQUEST`) for every RPC, unary or streaming."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -15,7 +22,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import DBAPIError
 
-from hub.errors import AckhubError, ResourceExhausted
+from hub.errors import AckhubError, FieldViolation, InvalidArgument, ResourceExhausted, StoreUnavailable
 from hub.store.db import driver_error
 
 DOMAIN = "ackhub"
@@ -39,7 +46,7 @@ def to_status(error: AckhubError) -> grpc.Status:
             )
         )
         details.append(bad)
-    if isinstance(error, ResourceExhausted):
+    if isinstance(error, ResourceExhausted | StoreUnavailable):
         retry = any_pb2.Any()
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(error.retry_after_ms)
@@ -60,7 +67,9 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
         await context.abort_with_status(to_status(exc))
     if is_store_unavailable(exc):
         log.warning("rpc.store_unavailable", method=method, why=type(exc).__name__)
-        await context.abort_with_status(_unavailable())
+        await context.abort_with_status(to_status(StoreUnavailable()))
+    if isinstance(exc, NotImplementedError):  # a generated servicer's default (grpc.health.v1's List)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this hub")
     log.error("rpc.crashed", method=method, exc_info=exc)
     await context.abort_with_status(_internal())
 
@@ -76,18 +85,45 @@ def is_store_unavailable(exc: BaseException) -> bool:
     )
 
 
-def _unavailable() -> grpc.Status:
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason="STORE_UNAVAILABLE", domain=DOMAIN))
-    retry = any_pb2.Any()
-    retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
-    return rpc_status.to_status(
-        status_pb2.Status(
-            code=code_pb2.UNAVAILABLE,
-            message=("the hub's database is unavailable; try again in a moment, with the same request_id"),
-            details=[info, retry],
+@dataclass(frozen=True)
+class Undecodable:
+    """Request bytes the method's message type could not parse, and why."""
+
+    why: str
+
+    def refusal(self) -> InvalidArgument:
+        return InvalidArgument(
+            [FieldViolation("request", f"is not a valid protobuf message of this method: {self.why}")],
+            reason="UNDECODABLE_REQUEST",
         )
-    )
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserialize` that answers `Undecodable` instead of raising."""
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # protobuf's DecodeError, or anything a parser raises on garbage
+            return Undecodable(str(exc)[:200] or type(exc).__name__)
+
+    return parse
+
+
+class _Refused:
+    """Set when a stream's request iterator met an undecodable message (then the stream ends)."""
+
+    def __init__(self) -> None:
+        self.error: InvalidArgument | None = None
+
+    async def decoded(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, Undecodable):
+                self.error = request.refusal()
+                return
+            yield request
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
@@ -105,6 +141,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
+                    if isinstance(request, Undecodable):
+                        raise request.refusal()
                     return await inner_unary(request, context)
                 except Exception as exc:
                     if isinstance(exc, grpc.aio.AbortError):
@@ -113,7 +151,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
@@ -122,9 +160,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             async def stream(
                 requests: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
+                refused = _Refused()
                 try:
-                    async for response in inner_stream(requests, context):
+                    async for response in inner_stream(refused.decoded(requests), context):
                         yield response
+                    if refused.error is not None:
+                        raise refused.error
                 except Exception as exc:
                     if isinstance(exc, grpc.aio.AbortError):
                         raise
@@ -132,7 +173,28 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
 
             return grpc.stream_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:  # grpc.health.v1.Health/Watch
+            inner_out = handler.unary_stream
+
+            async def out_generator(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                if isinstance(request, Undecodable):
+                    await _abort(context, request.refusal(), method)
+                async for response in inner_out(request, context):
+                    yield response
+
+            async def out_writer(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+                if isinstance(request, Undecodable):
+                    await _abort(context, request.refusal(), method)
+                await inner_out(request, context)  # writes with context.write (Health/Watch does)
+
+            return grpc.unary_stream_rpc_method_handler(
+                out_writer if inspect.iscoroutinefunction(inner_out) else out_generator,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

@@ -55,13 +55,14 @@ def _publish_request(message: pb.PublishRecordRequest) -> PublishRequest:
     )
 
 
-def _receipt(receipt: Receipt) -> pb.Receipt:
+def _receipt(receipt: Receipt, request: pb.PublishRecordRequest) -> pb.Receipt:
     return pb.Receipt(
         record_id=receipt.record_id,
         digest=f"sha256:{receipt.digest}",
         accept_time=convert.timestamp(receipt.accepted_ms),
         deliveries=[pb.DeliveryRef(delivery_id=d, recipient=r) for d, r in receipt.deliveries],
         replayed=receipt.replayed,
+        idempotent=bool(request.request_id),  # an empty one is no key: each call is another record
     )
 
 
@@ -107,7 +108,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     ) -> pb.PublishRecordResponse:
         publisher = policy.caller()
         receipt = await self.exchange.publish(publisher, _publish_request(request))
-        return pb.PublishRecordResponse(receipt=_receipt(receipt))
+        return pb.PublishRecordResponse(receipt=_receipt(receipt, request))
 
     async def PublishRecords(
         self, request: pb.PublishRecordsRequest, context: Context
@@ -129,8 +130,8 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             results=[
                 pb.PublishResult(error=convert.error_detail(outcome))
                 if isinstance(outcome, AckhubError)
-                else pb.PublishResult(receipt=_receipt(outcome))
-                for outcome in outcomes
+                else pb.PublishResult(receipt=_receipt(outcome, record))
+                for outcome, record in zip(outcomes, request.records, strict=True)
             ]
         )
 

@@ -47,6 +47,7 @@ _OPERATIONS = "/ackhub.v1.OperationsService/"
 _PERMITS = "/ackhub.v1.PermitService/"
 _TRACE = "/ackhub.v1.TraceService/"
 _AUDIT = "/ackhub.v1.AuditService/"
+_CATALOGUE = "/ackhub.v1.CatalogueService/"
 _ESCALATIONS = Rule(STAFF, "OPERATOR_ONLY", "work escalations")
 _AUDIT_EVENTS = Rule(STAFF, "OPERATOR_ONLY", "read audit events")
 _TRACING = Rule(frozenset({"enterprise", "operator", "administrator"}), "ENTERPRISE_ONLY", "trace records")
@@ -80,6 +81,8 @@ RULES: dict[str, Rule] = {
     _AUDIT + "GetConsistencyProof": Rule(ANYONE),
     _AUDIT + "GetInclusionProof": _AUDIT_EVENTS,
     _AUDIT + "ListAuditEvents": _AUDIT_EVENTS,
+    _CATALOGUE + "ListRecordTypes": Rule(ANYONE),  # what a record type must contain is for every party
+    _CATALOGUE + "GetRecordType": Rule(ANYONE),
 }
 # Served without identity: they reveal nothing about records.
 PUBLIC_SERVICES = frozenset(

@@ -329,13 +329,15 @@ class Console:
         level = int(params["level"]) if params.get("level", "").isdigit() else 0
         age = int(params["age"]) if params.get("age", "").isdigit() else 0
         state = params.get("state", "OPEN")
+        if state not in ("OPEN", "RESOLVED", "CLOSED_BY_ACK", ""):
+            state = "OPEN"
         if agency and agency not in {a.id for a in self.hub.settings.agencies}:
             agency = ""
         page = await self.db.read(
             queries.list_escalations,
             self.db,
             who,
-            state=state if state in ("OPEN", "RESOLVED", "CLOSED_BY_ACK") else "",
+            state=state,
             recipient=agency,
             min_level=level,
             size=200,

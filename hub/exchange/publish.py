@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import bindparam, select
 from sqlmodel import Session
@@ -144,9 +144,15 @@ def publish_many(
         try:
             validate(item.request, max_payload)
             recipients = router.recipients(item.request.record_type, item.publisher.id)
+            request = item.request  # the payload against its type's schema, before anything is stored
+            content_type = router.catalogue.check_payload(
+                request.record_type, request.content_type, request.payload
+            )
         except AckhubError as refusal:
             answers[index] = refusal
             continue
+        if content_type != request.content_type:  # none given: the type's own
+            item = replace(item, request=replace(request, content_type=content_type))
         digest = hashlib.sha256(item.request.payload).hexdigest()
         accepted.append((index, item, recipients, digest, item.request.request_id or new_id(item.now_ms)))
     receipts = _stored_receipts(session, {(item.publisher.id, rid) for _, item, _, _, rid in accepted})

@@ -5,11 +5,17 @@ from __future__ import annotations
 import functools
 
 from hub.config import RouteRecipient, Settings
-from hub.errors import FailedPrecondition, PermissionDenied
+from hub.errors import ConfigError, FailedPrecondition, PermissionDenied
+from hub.exchange.catalogue import Catalogue
 
 
 class Router:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalogue: Catalogue) -> None:
+        """Refuses (`ConfigError`) routes for record types the catalogue does not have."""
+        problems = catalogue.route_problems(settings)
+        if problems:
+            raise ConfigError("the configuration", problems)
+        self.catalogue = catalogue  # the schemas payloads are checked against at publish
         self._routes = {route.record_type: route for route in settings.routes}
         # Each delivery keeps its recipient's terms as JSON; serialized once per recipient of a route.
         self._terms = {id(r): r.model_dump_json() for route in settings.routes for r in route.recipients}

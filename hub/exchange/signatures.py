@@ -81,6 +81,9 @@ class SignatureChecks:
         return [self.refusal(recipient, key_id, fields, sig) for recipient, key_id, fields, sig in acks]
 
     def refusal(self, recipient: str, key_id: str, fields: AckFields, signature: bytes) -> AckhubError | None:
+        if "\n" in fields.reason or "\r" in fields.reason:  # no canonical text: the caller's error, refused
+            # here so that one such acknowledgement does not fail the others checked in the same call
+            return InvalidArgument([FieldViolation(f"{FIELD}.reason", "cannot contain line breaks")])
         public_key = self.keys.get(recipient, key_id)
         if public_key is None:
             return InvalidArgument(

@@ -32,7 +32,9 @@ class PublishRecordRequest(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-chosen UUID that makes the call idempotent."""
+    """Optional client-chosen UUID that makes the call idempotent; retry with the same one. Empty: the
+    call is not idempotent, and sending it again stores another record.
+    """
     record_type: _builtins.str
     subject_uscc: _builtins.str
     declaration_number: _builtins.str
@@ -67,10 +69,15 @@ class Receipt(_message.Message):
     ACCEPT_TIME_FIELD_NUMBER: _builtins.int
     DELIVERIES_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
+    IDEMPOTENT_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     digest: _builtins.str
     replayed: _builtins.bool
     """True when this answer repeats the receipt of an earlier identical request."""
+    idempotent: _builtins.bool
+    """True when the request carried a request_id: the same request again returns this receipt. False when
+    it had none: the call was not idempotent, and a retry would store another record.
+    """
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -83,10 +90,11 @@ class Receipt(_message.Message):
         accept_time: _timestamp_pb2.Timestamp | None = ...,
         deliveries: _abc.Iterable[Global___DeliveryRef] | None = ...,
         replayed: _builtins.bool = ...,
+        idempotent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "deliveries", b"deliveries", "digest", b"digest", "record_id", b"record_id", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "deliveries", b"deliveries", "digest", b"digest", "idempotent", b"idempotent", "record_id", b"record_id", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -73,8 +73,9 @@ class ExchangeServiceServicer:
 
     def PublishRecord(self, request, context):
         """Stores a record and one delivery per routed recipient in one transaction, then answers with a receipt.
-        Idempotent by request_id: the same request again returns the first receipt; the same request_id with a
-        different payload digest is ALREADY_EXISTS.
+        Idempotent when request_id is set (AIP-155): the same request again returns the first receipt; the same
+        request_id with a different payload digest is ALREADY_EXISTS. Without a request_id the call is not
+        idempotent: each call stores another record, and the receipt says so (`idempotent` is false).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

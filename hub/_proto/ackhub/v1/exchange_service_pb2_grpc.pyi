@@ -35,8 +35,9 @@ class ExchangeServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ExchangeServiceAsyncStub: ...
     PublishRecord: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.PublishRecordRequest, _exchange_service_pb2.PublishRecordResponse]
     """Stores a record and one delivery per routed recipient in one transaction, then answers with a receipt.
-    Idempotent by request_id: the same request again returns the first receipt; the same request_id with a
-    different payload digest is ALREADY_EXISTS.
+    Idempotent when request_id is set (AIP-155): the same request again returns the first receipt; the same
+    request_id with a different payload digest is ALREADY_EXISTS. Without a request_id the call is not
+    idempotent: each call stores another record, and the receipt says so (`idempotent` is false).
     """
     PublishRecords: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.PublishRecordsRequest, _exchange_service_pb2.PublishRecordsResponse]
     """Publishes several records in one call (an agency sending a backlog, or sending faster than one call at
@@ -62,8 +63,9 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     PublishRecord: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.PublishRecordRequest, _exchange_service_pb2.PublishRecordResponse]  # type: ignore[assignment]
     """Stores a record and one delivery per routed recipient in one transaction, then answers with a receipt.
-    Idempotent by request_id: the same request again returns the first receipt; the same request_id with a
-    different payload digest is ALREADY_EXISTS.
+    Idempotent when request_id is set (AIP-155): the same request again returns the first receipt; the same
+    request_id with a different payload digest is ALREADY_EXISTS. Without a request_id the call is not
+    idempotent: each call stores another record, and the receipt says so (`idempotent` is false).
     """
     PublishRecords: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.PublishRecordsRequest, _exchange_service_pb2.PublishRecordsResponse]  # type: ignore[assignment]
     """Publishes several records in one call (an agency sending a backlog, or sending faster than one call at
@@ -92,8 +94,9 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_service_pb2.PublishRecordResponse, _abc.Awaitable[_exchange_service_pb2.PublishRecordResponse]]:
         """Stores a record and one delivery per routed recipient in one transaction, then answers with a receipt.
-        Idempotent by request_id: the same request again returns the first receipt; the same request_id with a
-        different payload digest is ALREADY_EXISTS.
+        Idempotent when request_id is set (AIP-155): the same request again returns the first receipt; the same
+        request_id with a different payload digest is ALREADY_EXISTS. Without a request_id the call is not
+        idempotent: each call stores another record, and the receipt says so (`idempotent` is false).
         """
 
     @_abc_1.abstractmethod
