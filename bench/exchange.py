@@ -113,6 +113,7 @@ class Options:
     # records back (with 4 at 200/s, each call must return within 20 ms or the schedule slips).
     offered_publishers: int = 16
     workers: tuple[int, ...] = (1,)  # hub processes per PostgreSQL run (`ackhub serve --workers N`)
+    hub_repo: Path | None = None  # another checkout whose hub to run (before/after pairs)
 
     def publishers_for(self, rate: float) -> int:
         return self.offered_publishers if rate > 0 else self.publishers
@@ -252,8 +253,8 @@ class HubProcess(hubproc.ServeProcess):
     N` (a supervisor and N hub processes on one port): ready once all N started, and its CPU and memory
     are the N processes' together."""
 
-    def __init__(self, config: Path, log: Path, workers: int = 1) -> None:
-        super().__init__(config, log, ["--workers", str(workers)] if workers > 1 else [])
+    def __init__(self, config: Path, log: Path, workers: int = 1, repo: Path | None = None) -> None:
+        super().__init__(config, log, ["--workers", str(workers)] if workers > 1 else [], repo)
         self.workers = workers
 
     def start(self, timeout: float) -> str:
@@ -838,7 +839,7 @@ def run_backend(
         listen = "127.0.0.1:0" if workers == 1 else f"127.0.0.1:{free_port()}"
         config.write_text(hub_config(database_url, keys, opts, listen), encoding="utf-8")
         load_settings(config, environ={})  # a bad configuration fails here, with every problem named
-        hub = HubProcess(config, work / f"hub-{name}.log", workers)
+        hub = HubProcess(config, work / f"hub-{name}.log", workers, opts.hub_repo)
         if workers > 1:
             database += f", {workers} hub processes"
         result: dict[str, Any] = {
@@ -1271,6 +1272,12 @@ def parse_args(argv: list[str] | None) -> Options:
         "port); e.g. 1,2 runs PostgreSQL twice and prints the scaling ratio (default 1)",
     )
     parser.add_argument(
+        "--hub-repo",
+        type=Path,
+        help="run the hub of another checkout (e.g. a `git worktree` of an earlier commit) with this bench, "
+        "for before/after pairs; its configuration keys must be the ones this bench writes",
+    )
+    parser.add_argument(
         "--pg-admin", default=DEFAULT_PG_ADMIN, help="PostgreSQL URL that may create databases (loopback)"
     )
     parser.add_argument(
@@ -1314,6 +1321,7 @@ def parse_args(argv: list[str] | None) -> Options:
     if not workers or min(workers) < 1 or len(set(workers)) != len(workers):
         parser.error("--workers takes distinct whole numbers of 1 or more, e.g. 1,2")
     return Options(
+        hub_repo=args.hub_repo.resolve() if args.hub_repo else None,
         workers=workers,
         records=args.records,
         warmup=args.warmup,
@@ -1376,6 +1384,7 @@ def main(argv: list[str] | None = None) -> int:
             "backends": list(opts.backends),
             "postgres_workers": list(opts.workers),
             "hub": "subprocess",
+            "hub_repo": str(opts.hub_repo) if opts.hub_repo else None,
             "hub_log_level": opts.hub_log_level,
             "analyze_after_warmup": opts.analyze,
             "amqp_url": rabbitmq.redact(opts.amqp_url),

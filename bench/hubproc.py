@@ -16,11 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class ServeProcess:
-    def __init__(self, config: Path, log: Path, args: list[str] | None = None) -> None:
-        """`args`: more arguments of `serve` (such as `--workers 2`)."""
+    def __init__(
+        self, config: Path, log: Path, args: list[str] | None = None, repo: Path | None = None
+    ) -> None:
+        """`args`: more arguments of `serve` (such as `--workers 2`); `repo`: the checkout whose hub runs
+        (default this one; another one for before/after pairs in one run)."""
         self.config = config
         self.log = log
         self.args = args or []
+        self.repo = repo or REPO
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -31,14 +35,14 @@ class ServeProcess:
     def launch(self, append: bool = False) -> subprocess.Popen[bytes]:
         """Start the hub; its output goes to the log (`append`: after what an earlier run left there)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACKHUB_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.repo), env.get("PYTHONPATH", "")]))
         with self.log.open("ab" if append else "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config), *self.args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=REPO,
+                cwd=self.repo,
                 env=env,
             )
         return self.process

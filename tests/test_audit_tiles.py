@@ -17,6 +17,7 @@ from audit.note import parse_checkpoint
 from audit.tiles import Tile, TilePathError, parse_tile_path
 from hub.clock import ManualClock
 from tests.console_kit import console_url, operator_token, start_console_hub
+from tests.records import declaration
 
 
 def _mth(hashes: list[bytes]) -> bytes:
@@ -66,7 +67,9 @@ def test_a_mirror_rebuilds_the_log_from_tiles(tmp_path: Path, clock: ManualClock
         size = 0
         while size <= 300:
             for _ in range(40):
-                customs.publish("customs.export_declaration.released", b"{}", request_id=str(uuid.uuid4()))
+                customs.publish(
+                    "customs.export_declaration.released", declaration(), request_id=str(uuid.uuid4())
+                )
             hub.run(hub.server.checkpoint())
             assert hub.server.ledger is not None
             size = hub.run(hub.server.db.run(hub.server.ledger.get_checkpoint)).tree_size

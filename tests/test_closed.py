@@ -18,6 +18,7 @@ from hub.clock import ManualClock
 from hub.demo import snapshot, status_panel
 from hub.store.db import Database, alembic_config
 from tests.harness import RunningHub, error_details, table_counts
+from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
 OPEN, CLOSED = types_pb2.DELIVERY_CLOSURE_OPEN, types_pb2.DELIVERY_CLOSURE_CLOSED
@@ -27,7 +28,7 @@ def _published(hub: RunningHub) -> tuple[types_pb2.Record, dict[str, str]]:
     """A record customs published to tax (BUSINESS level) and fx (RECEIVED level); its delivery per agency."""
     receipt = hub.agency("customs").publish(
         TYPE,
-        b'{"fob": 1}',
+        declaration(),
         subject_uscc="91110000600037341L",
         declaration_number="020220260525641690",
         request_id=str(uuid.uuid4()),

@@ -37,6 +37,7 @@ from hub.store.models import (
 from hub.witnesses import COSIGNED, REFUSED
 from tests.console_kit import console_url, operator_token
 from tests.harness import RunningHub, start_hub
+from tests.records import declaration
 from tests.security_data import with_jwks
 from tests.witness_kit import WitnessProcess
 
@@ -74,7 +75,7 @@ class Setup:
         customs = self.hub.agency("customs")
         for _ in range(count):
             customs.publish(
-                TYPE, b'{"fob": 1}', subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
+                TYPE, declaration(), subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
             )
 
     def witness_round(self) -> dict[str, Any]:
@@ -348,7 +349,7 @@ def test_a_delivery_proof_carries_the_cosignatures_and_meets_a_quorum(
 
     customs = setup.hub.agency("customs")
     record = customs.publish(
-        TYPE, b'{"fob": 2}', subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
+        TYPE, declaration(note="2"), subject_uscc="91110000600037341L", request_id=str(uuid.uuid4())
     )
     outcomes = setup.witness_round()
     assert {o.state for o in outcomes.values()} == {COSIGNED}
@@ -415,7 +416,7 @@ def test_an_unresponsive_witness_never_holds_up_signing_or_publishing(
         assert server.witnesses is not None
         hub.run(server.witnesses.start(background=True))  # the sending task `ackhub serve` runs
         for _ in range(3):
-            hub.agency("customs").publish(TYPE, b"{}", request_id=str(uuid.uuid4()))
+            hub.agency("customs").publish(TYPE, declaration(), request_id=str(uuid.uuid4()))
             hub.run(server.checkpoint(), timeout=1)  # returns while the witness has not answered
         with server.db.transaction() as session:
             assert session.exec(select(AuditCheckpointRow)).all()
