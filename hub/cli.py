@@ -48,21 +48,11 @@ def _freeze_startup_objects() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from hub.config import load_settings
     from hub.errors import StartupError
     from hub.logging import configure
     from hub.server import HubServer
 
-    environ = dict(os.environ)
-    if args.database_url:
-        environ["ACKHUB_DATABASE_URL"] = args.database_url
-    if args.listen:
-        environ["ACKHUB_LISTEN"] = args.listen
-    try:
-        settings = load_settings(args.config, environ)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
+    settings = _settings_or_exit(args)
     if args.workers > 1:
         from hub.workers import run_workers
 
@@ -142,11 +132,15 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _settings_or_exit(args: argparse.Namespace) -> Settings:
+    """`--config` with the `--database-url` (and `--listen`, where the command has it) overrides; a
+    configuration with problems is printed and exits 2."""
     from hub.config import load_settings
 
     environ = dict(os.environ)
     if args.database_url:
         environ["ACKHUB_DATABASE_URL"] = args.database_url
+    if getattr(args, "listen", None):
+        environ["ACKHUB_LISTEN"] = args.listen
     try:
         return load_settings(args.config, environ)
     except ConfigError as error:

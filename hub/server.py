@@ -61,7 +61,7 @@ from hub.permits.service import Permits
 from hub.signing import load_public_key
 from hub.store.batching import GroupCommit
 from hub.store.cluster import Registry, Wakeups, shared_secret
-from hub.store.db import Database
+from hub.store.db import Database, first_line
 from hub.witnesses import Witnesses
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ class HubServer:
         try:
             await self.db.run(self.registry.heartbeat, self.clock.now_ms())
         except Exception as error:  # the database is away; the next beat tries again
-            log.warning("cluster.heartbeat_failed", why=str(error).splitlines()[0] if str(error) else "")
+            log.warning("cluster.heartbeat_failed", why=first_line(error))
 
     async def _sequence_audit(self) -> None:
         """The scheduled job: make new audit events leaves of the tree, in small transactions every

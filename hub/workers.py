@@ -18,7 +18,7 @@ behind a TCP load balancer; nothing else is needed.
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,11 +69,11 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, command: list[str], workers: int, env: dict[str, str]) -> None:
-        """`command`: how to run one hub process (`ackhub serve …` without `--workers`)."""
+    def __init__(self, command: list[str], workers: int) -> None:
+        """`command`: how to run one hub process (`ackhub serve …` without `--workers`); the children
+        inherit this process's environment."""
         self.command = command
         self.workers = workers
-        self.env = env
         self.children: dict[int, Child] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="ackhub-workers-"))
         self._stopping = False
@@ -85,8 +85,7 @@ class Supervisor:
 
     def spawn(self, index: int) -> Child:
         ready = self._dir / f"ready-{index}-{time.monotonic_ns()}"
-        env = {**self.env, "ACKHUB_WORKER": str(index)}
-        process = subprocess.Popen([*self.command, "--ready-file", str(ready)], env=env)
+        process = subprocess.Popen([*self.command, "--ready-file", str(ready)])
         self.say(f"worker {index} started (pid {process.pid})")
         return Child(index, process, ready)
 
@@ -128,6 +127,7 @@ class Supervisor:
         finally:
             for child in self.children.values():
                 self.stop_child(child)
+            shutil.rmtree(self._dir, ignore_errors=True)  # the ready files' folder, made in __init__
             self.say("stopped")
 
     def _watch(self) -> int:
@@ -183,5 +183,4 @@ def run_workers(settings: Settings, command: list[str], workers: int) -> int:
         db.prepare()
     finally:
         db.close()
-    env = {k: v for k, v in os.environ.items()}
-    return Supervisor(command, workers, env).run()
+    return Supervisor(command, workers).run()

@@ -80,11 +80,6 @@ class Dispatcher:
     def _claim_step(self, session: Session, requests: list[ClaimRequest]) -> list[Claim | AckhubError]:
         return list(claim_many(session, requests, self.rng))
 
-    @property
-    def generation(self) -> int:
-        """Moves on with every `wake` and publish: knowledge from before is void."""
-        return self._generation
-
     def generation_of(self, agency: str) -> tuple[int, int]:
         """What a claim for `agency` queued now has seen: the dispatcher's generation and the agency's."""
         return self._generation, self._agency_generation.get(agency, 0)
@@ -159,7 +154,6 @@ class Dispatcher:
         now = self.clock.now_ms()
         if full or self._last_full_ms is None or now - self._last_full_ms >= self.full_pass_ms:
             full, self._last_full_ms = True, now
-        generation = self._generation  # what the claims queued below will have seen
         wanted: list[tuple[Connector, Slot, int, tuple[int, int]]] = []
         probing: set[str] = set()  # a breaker that is not closed allows one probe: one slot per pass
         for connector in self.connectors:
@@ -167,7 +161,7 @@ class Dispatcher:
                 if self.paused_until.get(slot.agency, 0) > now or slot.agency in probing:
                     continue
                 drained = self.drained.get(slot.agency)
-                seen = (generation, self._agency_generation.get(slot.agency, 0))  # as generation_of
+                seen = self.generation_of(slot.agency)  # what its claim, queued below, will have seen
                 if not full and drained is not None and drained.holds(seen, now):
                     self.claims_skipped += 1
                     continue

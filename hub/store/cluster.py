@@ -44,10 +44,12 @@ SHARED_SECTIONS = ("agencies", "routes", "breaker", "notifiers", "permits")
 
 
 def shared_configuration(settings: Settings) -> dict[str, Any]:
-    """What must agree across processes, as plain data (secrets of notifiers included only as digests)."""
+    """What must agree across processes, as plain JSON data, stored in `hub_processes` and quoted in a
+    refusal. (The configuration holds keys as public keys or file paths; a URL written with credentials
+    in it would be stored as written.)"""
     data = settings.model_dump(mode="json", include=set(SHARED_SECTIONS))
     data["audit_origin"] = settings.audit.origin
-    return json.loads(json.dumps(data, sort_keys=True, default=str))  # type: ignore[no-any-return]
+    return data
 
 
 def _canonical(data: dict[str, Any]) -> str:
@@ -120,7 +122,7 @@ class Registry:
         return now_ms - STALE_AFTER_INTERVALS * self.interval_ms
 
     def register(self, now_ms: int) -> None:
-        """Blocking. Refuse (ConfigError) if a live process runs another configuration; else join."""
+        """Blocking. Refuse (StartupError) if a live process runs another configuration; else join."""
         with self.db.transaction() as session:
             live = session.exec(
                 select(HubProcessRow).where(col(HubProcessRow.heartbeat_ms) >= self.stale_before(now_ms))
@@ -184,14 +186,15 @@ class Registry:
 
 def shared_secret(db: Database, name: str, now_ms: int) -> bytes:
     """Blocking: the deployment's secret `name`, made (32 random bytes) by the first process to ask."""
+    insert = sqlite_insert if db.is_sqlite else pg_insert
     with db.transaction() as session:
-        insert = pg_insert if not db.is_sqlite else sqlite_insert
         session.exec(
             insert(HubSecretRow)
             .values(name=name, value=os.urandom(32), created_ms=now_ms)
             .on_conflict_do_nothing(index_elements=["name"])
         )
-    with db.transaction() as session:
+        # The winner's row, ours or another process's: a conflicting insert waits for the other
+        # transaction, and the next statement sees what it committed.
         return session.exec(select(HubSecretRow.value).where(HubSecretRow.name == name)).one()
 
 

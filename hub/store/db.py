@@ -43,6 +43,11 @@ def driver_error(failure: BaseException) -> BaseException:
     return original if isinstance(original, BaseException) else failure
 
 
+def first_line(error: BaseException) -> str:
+    """An error's message as one line for a log or a refusal (drivers add lines of context)."""
+    return next(iter(str(error).strip().splitlines()), type(error).__name__)
+
+
 def is_unique_race(failure: BaseException) -> bool:
     """A unique constraint broken: another transaction stored the same key first."""
     error = driver_error(failure)
@@ -164,9 +169,9 @@ def prepare(engine: Engine, url: str) -> None:
     try:
         stored = stored_revision(engine)
     except OperationalError as error:
-        reason = str(error.orig or error).strip().splitlines()[0] if (error.orig or error) else ""
+        why = first_line(driver_error(error))
         raise StartupError(
-            f"cannot reach the database at {shown(url)}: {reason}. Check that the server is running and "
+            f"cannot reach the database at {shown(url)}: {why}. Check that the server is running and "
             f"accepts connections at that host and port, that the database exists, and that the user may "
             f"connect (pg_hba.conf, password in the URL or PGPASSWORD)."
         ) from None
