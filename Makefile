@@ -7,15 +7,22 @@ BUF := node_modules/.bin/buf
 CONFIG ?= examples/demo.toml
 BREAKING_AGAINST ?= .git\#branch=main
 
-.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking bench clean node-agency docs
+.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking bench clean node-agency docs dist
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
 
-$(VENV)/.installed: pyproject.toml
+# The distributions, lowest first; each is installed editable (setuptools adds its src/ folder to the path, so the
+# `ackhub` namespace spans them all as it does when installed from wheels).
+DISTS := proto audit core adapters connectors client hub
+PYPROJECTS := $(foreach d,$(DISTS),$(d)/pyproject.toml)
+
+$(VENV)/.installed: $(PYPROJECTS)
 	$(PYTHON) -m venv $(VENV)
+	rm -rf ackhub.egg-info  # left by the single distribution of earlier versions: it would shadow the new ones
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet \
+		$(foreach d,$(filter-out hub,$(DISTS)),-e ./$(d)) -e './hub[dev]'
 	touch $@
 
 $(BUF): package.json package-lock.json
@@ -29,13 +36,13 @@ demo: $(VENV)/.installed ## run the hub with simulated agencies and watch delive
 serve: $(VENV)/.installed ## run the hub with CONFIG (default examples/demo.toml)
 	$(VENV)/bin/ackhub serve --config $(CONFIG)
 
-proto: $(VENV)/.installed ## regenerate hub/_proto from proto/
+proto: $(VENV)/.installed ## regenerate proto/src/ackhub/v1 (the ackhub-proto distribution) from proto/
 	$(PY) scripts/gen_proto.py
 
 proto-check: $(VENV)/.installed
 	$(PY) scripts/gen_proto.py --check
 
-docs: $(VENV)/.installed ## render docs/record-types.md from the record type catalogue (adapters/schemas/)
+docs: $(VENV)/.installed ## render docs/record-types.md from the record type catalogue (adapters/src/ackhub/adapters/schemas/)
 	$(PY) scripts/gen_record_types.py
 
 buf-lint: $(BUF)
@@ -44,10 +51,11 @@ buf-lint: $(BUF)
 breaking: $(BUF) ## compare proto/ with main (BREAKING_AGAINST) for breaking changes
 	$(BUF) breaking --against '$(BREAKING_AGAINST)'
 
-lint: $(VENV)/.installed buf-lint ## ruff, mypy and buf lint
+lint: $(VENV)/.installed buf-lint ## ruff, mypy, import-linter (one direction between distributions) and buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py bench/scale.py bench/catalogue.py
 	$(PY) scripts/gen_record_types.py --check
 	$(PY) scripts/check_schemas.py --against main
@@ -71,10 +79,14 @@ test: $(VENV)/.installed proto-check buf-lint chromium prometheus ## run the tes
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed ## ackhub's throughput and latency beside a RabbitMQ baseline (BENCH_ARGS="--records 2000")
-	$(PY) bench/exchange.py $(BENCH_ARGS)
+	$(PY) -m bench.exchange $(BENCH_ARGS)
 
 node-agency: ## install the Node.js example agency's pinned dependencies and check the ack vectors
 	cd examples/node-agency && npm ci --no-audit --no-fund --loglevel=error && npm test
 
+dist: $(VENV)/.installed ## build a wheel of every distribution into dist/
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist $(foreach d,$(DISTS),./$(d))
+	@ls -1 dist/*.whl
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache dist

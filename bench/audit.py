@@ -2,8 +2,8 @@
 group commit of many items, one event each), events sequenced into the tree per second, a checkpoint's
 cost, proofs per second, and events verified per second by `audit verify`.
 
-    .venv/bin/python bench/audit.py                       # SQLite in a temporary folder, 100k events
-    .venv/bin/python bench/audit.py --events 20000 --database-url postgresql://postgres@127.0.0.1:5432/bench
+    .venv/bin/python -m bench.audit                       # SQLite in a temporary folder, 100k events
+    .venv/bin/python -m bench.audit --events 20000 --database-url postgresql://postgres@127.0.0.1:5432/bench
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ import argparse
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from audit import log
-from audit.checkpoint import signing_key
-from audit.ledger import AuditLedger
-from audit.verify import verify_log
-from hub.clock import SystemClock
-from hub.server import SEQUENCE_CHUNK
-from hub.store.db import Database
+from ackhub.core.clock import SystemClock
+from ackhub.hub.ledger import log
+from ackhub.hub.ledger.keys import signing_key
+from ackhub.hub.ledger.ledger import AuditLedger
+from ackhub.hub.ledger.verify import verify_log
+from ackhub.hub.server import SEQUENCE_CHUNK
+from ackhub.hub.store.db import Database
 
 
 def append(db: Database, clock: SystemClock, start: int, events: int, batch: int) -> None:

@@ -10,7 +10,7 @@ publish's CPU at 1 KiB). Prints figures and the ratio; asserts nothing.
    /proc) over the run, per publish.
 3. The ratio: the check's CPU / the hub's CPU per publish.
 
-    .venv/bin/python bench/catalogue.py [--records 3000] [--payload-bytes 1024] [--threads 4]
+    .venv/bin/python -m bench.catalogue [--records 3000] [--payload-bytes 1024] [--threads 4]
 """
 
 from __future__ import annotations
@@ -28,23 +28,19 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
+from jsonschema import Draft202012Validator
+
+from ackhub.adapters.loader import load
+from ackhub.client.headers import AGENCY_HEADER
+from ackhub.hub.demo import ENTERPRISES, Declarations
+from ackhub.hub.exchange.catalogue import Catalogue, build
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import exchange_service_pb2_grpc as pb_grpc
+from bench import hubproc
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-if str(BENCH) not in sys.path:
-    sys.path.append(str(BENCH))
-
-import grpc  # noqa: E402
-import hubproc  # noqa: E402
-from jsonschema import Draft202012Validator  # noqa: E402
-
-from adapters.loader import load  # noqa: E402
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb  # noqa: E402
-from hub._proto.ackhub.v1 import exchange_service_pb2_grpc as pb_grpc  # noqa: E402
-from hub.auth.identity import AGENCY_HEADER  # noqa: E402
-from hub.demo import ENTERPRISES, Declarations  # noqa: E402
-from hub.exchange.catalogue import Catalogue, build  # noqa: E402
 
 RECORD_TYPE = "customs.export_declaration.released"
 
@@ -96,7 +92,7 @@ def check_costs(catalogue: Catalogue, items: list[bytes]) -> dict[str, float]:
 def hub_config(folder: Path) -> Path:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from hub.signing import public_key_base64
+    from ackhub.audit.acks import public_key_base64
 
     lines = [
         "[server]",

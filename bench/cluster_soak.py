@@ -5,8 +5,8 @@ three and agencies streaming from different ones keep going. Then the same check
 route requires, every acknowledgement a recipient was told was stored kept, at most one escalation case
 per delivery, and `ackhub audit verify` OK. It prints what it did and exits non-zero if a check failed.
 
-    .venv/bin/python bench/cluster_soak.py                 # 100 kills, seed 16
-    .venv/bin/python bench/cluster_soak.py --kills 300 --seed 7
+    .venv/bin/python -m bench.cluster_soak                 # 100 kills, seed 16
+    .venv/bin/python -m bench.cluster_soak --kills 300 --seed 7
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ Both sides publish from `--publishers` threads at full speed and `--offered-publ
 offered load, each waiting for its receipt (ackhub) or confirm (RabbitMQ) before its next record. Printed
 last: ackhub ÷ baseline acknowledged deliveries per second, per ackhub backend.
 
-    .venv/bin/python bench/exchange.py          # 20000 records, then 4000 at 200/s: SQLite, PostgreSQL, RabbitMQ
-    .venv/bin/python bench/exchange.py --records 300 --offered-records 200 --backends sqlite,rabbitmq
-    .venv/bin/python bench/exchange.py --json > bench.json      # one JSON object; progress on stderr
+    .venv/bin/python -m bench.exchange          # 20000 records, then 4000 at 200/s: SQLite, PostgreSQL, RabbitMQ
+    .venv/bin/python -m bench.exchange --records 300 --offered-records 200 --backends sqlite,rabbitmq
+    .venv/bin/python -m bench.exchange --json > bench.json      # one JSON object; progress on stderr
 
 Every wait is bounded (`--timeout` per phase). The PostgreSQL database, the SQLite file and the RabbitMQ
 exchange and queues are created for the run and removed afterwards. The exit code is 1 when a run failed; an
@@ -28,7 +28,6 @@ unreachable RabbitMQ (or pika not installed) is reported loudly as UNAVAILABLE a
 """
 
 # The repository goes on the path before `hub` is imported (run as a script, only bench/ is on it).
-# ruff: noqa: E402
 
 from __future__ import annotations
 
@@ -55,25 +54,20 @@ from queue import Queue
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH = Path(__file__).resolve().parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-if str(BENCH) not in sys.path:  # for `rabbitmq` when not run as a script; last, so bench/audit.py
-    sys.path.append(str(BENCH))  # never shadows the `audit` package
-
 import grpc
-import hubproc
 import psycopg
-import rabbitmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
 
-from hub._proto.ackhub.v1 import types_pb2
-from hub.config import Settings, load_settings
-from hub.identifiers import USCC_CHARSET, check_declaration_number, check_uscc, uscc_check_character
-from hub.sdk.agency import AgencyClient, Delivery, Handler, Publication, Verdict, start_subscription
-from hub.signing import public_key_base64
+from ackhub.audit.acks import public_key_base64
+from ackhub.client.agency import AgencyClient, Delivery, Handler, Publication, Verdict, start_subscription
+from ackhub.core.identifiers import USCC_CHARSET, check_declaration_number, check_uscc, uscc_check_character
+from ackhub.hub.config import Settings, load_settings
+from ackhub.v1 import types_pb2
+from bench import hubproc, rabbitmq
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 
 RECORD_TYPE = "customs.export_declaration.released"
 PUBLISHER = "customs"

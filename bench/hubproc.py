@@ -38,7 +38,7 @@ class ServeProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.repo), env.get("PYTHONPATH", "")]))
         with self.log.open("ab" if append else "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config), *self.args],
+                [sys.executable, "-m", "ackhub.hub.cli", "serve", "--config", str(self.config), *self.args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -5,12 +5,11 @@ A real hub (`ackhub serve`) runs in its own process on loopback with a fresh dat
 registers a signed import licence; customs then verifies from `--concurrency` concurrent callers. Every
 verification is stored and audited by the hub, as in production.
 
-    .venv/bin/python bench/permits.py                                  # SQLite
-    .venv/bin/python bench/permits.py --database-url postgresql://postgres@127.0.0.1:5432/bench_permits
+    .venv/bin/python -m bench.permits                                  # SQLite
+    .venv/bin/python -m bench.permits --database-url postgresql://postgres@127.0.0.1:5432/bench_permits
 """
 
 # The repository goes on the path before `hub` is imported (run as a script, only bench/ is on it).
-# ruff: noqa: E402
 
 from __future__ import annotations
 
@@ -26,18 +25,16 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub._proto.ackhub.v1 import permit_service_pb2 as pb
-from hub._proto.ackhub.v1 import permit_service_pb2_grpc as pb_grpc
-from hub.api.permits import signed_message
-from hub.permits.document import PermitDocument, PermitLine
-from hub.signing import public_key_base64
+from ackhub.audit.acks import public_key_base64
+from ackhub.core.permit_document import PermitDocument, PermitLine
+from ackhub.hub.api.permits import signed_message
+from ackhub.v1 import permit_service_pb2 as pb
+from ackhub.v1 import permit_service_pb2_grpc as pb_grpc
+
+REPO = Path(__file__).resolve().parents[1]
 
 HOLDER = "91110000600037341L"
 CUSTOMS = (("x-ackhub-agency", "customs"),)
@@ -165,7 +162,9 @@ def main() -> int:
         probe.close()
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         config = _config(Path(tmp), url, port, commerce)
-        hub = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--config", str(config)], cwd=REPO)
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "ackhub.hub.cli", "serve", "--config", str(config)], cwd=REPO
+        )
         try:
             target = f"127.0.0.1:{port}"
             channel = grpc.insecure_channel(target)

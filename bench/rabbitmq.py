@@ -1,7 +1,7 @@
 """The RabbitMQ baseline of bench/exchange.py: the same records, in the same shape, through a message broker
 that does not sign, verify or audit anything. Run it through exchange.py:
 
-    .venv/bin/python bench/exchange.py --backends rabbitmq --records 2000
+    .venv/bin/python -m bench.exchange --backends rabbitmq --records 2000
 
 What it does, on the machine's RabbitMQ (`--amqp-url`, default guest@127.0.0.1:5672, loopback only):
 
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    from exchange import Options, Tracker, Workload
+    from bench.exchange import Options, Tracker, Workload
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 CONNECT_TIMEOUT_S = 5.0

@@ -5,7 +5,7 @@ store with the hub's own migrations, bulk-loads records in the shape a running h
 measures:
 
 - the retry sweep (`hub.exchange.sweep.sweep`) with nothing due and with a fixed amount of due work, and
-  the dispatcher's due-claim query (`hub.exchange.claims.claim_due`), in process, each in a transaction
+  the dispatcher's due-claim query (`ackhub.hub.exchange.claims.claim`), in process, each in a transaction
   that is rolled back so every repetition finds the same work;
 - `TraceRecord`, `ListRecords` (several shapes) and `GetDeliveryProof` p50/p99 through a real hub over
   gRPC (`ackhub serve` in its own process, enterprises authenticated by JWT);
@@ -14,8 +14,8 @@ measures:
 - the query plans (EXPLAIN QUERY PLAN / EXPLAIN) of every statement those operations run, flagging any
   that scans a table that grows with the records.
 
-    .venv/bin/python bench/scale.py                                    # SQLite: 1,000 then 1,000,000
-    .venv/bin/python bench/scale.py --sizes 1000,100000 --backends sqlite,postgres --json > scale.json
+    .venv/bin/python -m bench.scale                                    # SQLite: 1,000 then 1,000,000
+    .venv/bin/python -m bench.scale --sizes 1000,100000 --backends sqlite,postgres --json > scale.json
 
 The stored shape, per record: a customs export declaration (`--payload-bytes`, 1 KiB of JSON) for one of
 many enterprises (a few big exporters hold most records), 2 deliveries (tax at level BUSINESS, fx at
@@ -37,7 +37,6 @@ the table of a saved `--json` run. Figures and findings: bench/SCALE.md.
 """
 
 # The repository goes on the path before `hub` is imported (run as a script, only bench/ is on it).
-# ruff: noqa: E402
 
 from __future__ import annotations
 
@@ -63,15 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH = Path(__file__).resolve().parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-if str(BENCH) not in sys.path:  # for `hubproc` when not run as a script; last, so bench/audit.py
-    sys.path.append(str(BENCH))  # never shadows the `audit` package
-
 import grpc
-import hubproc
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -79,29 +70,34 @@ from sqlalchemy import event, inspect
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
-from audit import checkpoint as checkpoints
-from audit import log as audit_log
-from audit import merkle
-from audit.ledger import AuditLedger
-from hub._proto.ackhub.v1 import trace_service_pb2 as trace_pb
-from hub._proto.ackhub.v1 import trace_service_pb2_grpc as trace_grpc
-from hub._proto.ackhub.v1 import types_pb2
-from hub.auth.identity import Principal
-from hub.auth.jwt import issue
-from hub.clock import ManualClock, SystemClock
-from hub.config import RouteRecipient, Settings, parse_settings
-from hub.exchange import sweep as sweeps
-from hub.exchange import trace
-from hub.exchange.claims import claim_due
-from hub.exchange.keys import sync_agencies
-from hub.identifiers import uscc_check_character
-from hub.signing import AckFields, public_key_base64, sign_ack
-from hub.store.db import Database
-from hub.store.models import AuditEventRow
+from ackhub.audit import checkpoint as checkpoints
+from ackhub.audit import merkle
+from ackhub.audit.acks import AckFields, public_key_base64, sign_ack
+from ackhub.core.clock import ManualClock, SystemClock
+from ackhub.core.identifiers import uscc_check_character
+from ackhub.core.principal import Principal
+from ackhub.hub.auth.jwt import issue
+from ackhub.hub.config import RouteRecipient, Settings, parse_settings
+from ackhub.hub.exchange import sweep as sweeps
+from ackhub.hub.exchange import trace
+from ackhub.hub.exchange.claims import Claim, ClaimRequest, claim
+from ackhub.hub.exchange.keys import sync_agencies
+from ackhub.hub.ledger import log as audit_log
+from ackhub.hub.ledger.keys import signing_key
+from ackhub.hub.ledger.ledger import AuditLedger
+from ackhub.hub.store.db import Database
+from ackhub.hub.store.models import AuditEventRow
+from ackhub.v1 import trace_service_pb2 as trace_pb
+from ackhub.v1 import trace_service_pb2_grpc as trace_grpc
+from ackhub.v1 import types_pb2
+from bench import hubproc
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 
 is_stored_level: Callable[[int], bool] | None
 try:  # the store keeps interior hashes of the audit tree (audit/tree.py); hubs before 0004 keep none
-    from audit.tree import is_stored_level
+    from ackhub.hub.ledger.tree import is_stored_level
 except ImportError:  # pragma: no cover - measuring a hub from before the change
     is_stored_level = None
 
@@ -111,6 +107,16 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 DUE = 20  # deliveries past their deadline, and open cases whose next rung is due, at every size
 CLAIM_LIMIT = 16  # deliveries per claim_due call (the dispatcher refills a stream's window in such bites)
+
+
+def claim_due(
+    db: Database, recipient: str, limit: int, now_ms: int, connector: str, session_id: str, rng: random.Random
+) -> Claim:
+    """The dispatcher's due-claim query for one recipient, in a transaction of its own."""
+    with db.transaction() as session:
+        return claim(session, ClaimRequest(recipient, limit, now_ms, connector, session_id), rng)
+
+
 OPEN_SHARE, OPEN_MIN = 0.002, 64
 REJECTED_SHARE, REJECTED_MIN = 0.005, DUE + 5
 # Tables whose rows grow with the records: a full scan of one of these is what the benchmark looks for.
@@ -898,7 +904,7 @@ def load(
     db.close()
     route = settings.routes[0]
     shape = Shape(records, now_ms, opts.seed, route.recipients[0].deadline)
-    key, _ = checkpoints.signing_key(None, database_url)
+    key, _ = signing_key(None, database_url)
     frontier = merkle.Frontier()
     loader = Loader("sqlite" if url.startswith("sqlite") else "postgres", url)
     loader.drop_indexes()
@@ -1099,7 +1105,7 @@ def in_process(database_url: str, loaded: Loaded, opts: Options) -> dict[str, An
     some = rng.randrange(shape.records)
     samples = shape.sampled()
     sampled = samples[len(samples) // 2] if samples else some
-    key, _ = checkpoints.signing_key(None, database_url)
+    key, _ = signing_key(None, database_url)
     results: dict[str, Any] = {}
     try:
         due = sweeps.sweep(db, now)
@@ -1116,13 +1122,13 @@ def in_process(database_url: str, loaded: Loaded, opts: Options) -> dict[str, An
                 lambda: claim_due(db, "tax", CLAIM_LIMIT, now, "stream", "bench", random.Random(1)),
             )
         )
-        from hub.console.metrics import Metrics
+        from ackhub.hub.console.metrics import Metrics
 
         scrape = Metrics(db, ManualClock(now), dict, [a.id for a in loaded.settings.agencies]).render
         results["metrics_scrape_ms"] = percentiles(timed(opts.repeats, scrape))
         ledger = AuditLedger(db, key, loaded.settings.audit.origin, SystemClock())
-        from audit import proof  # imported late: it imports the exchange's trace module
-        from audit.verify import verify_delivery_proof
+        from ackhub.audit.proofs import verify_delivery_proof
+        from ackhub.hub.ledger import proof  # imported late: it imports the exchange's trace module
 
         enterprise = Principal("enterprise", shape.subject(sampled))
         # Rolled-back transactions take with them any interior hashes the ledger stored, so it must forget

@@ -11,12 +11,11 @@ figure is printed, since on a shared machine one run's noise is larger than the 
 records/s, publish latency (p50, p99, max) and the hub's CPU per record, and, for the witnessed runs, the
 tree size each witness cosigned at the end against the hub's newest checkpoint.
 
-    .venv/bin/python bench/witness.py                       # 3000 records on a fresh SQLite file each
-    .venv/bin/python bench/witness.py --records 500 --modes none,down
+    .venv/bin/python -m bench.witness                       # 3000 records on a fresh SQLite file each
+    .venv/bin/python -m bench.witness --records 500 --modes none,down
 """
 
 # The repository goes on the path before `hub` is imported (run as a script, only bench/ is on it).
-# ruff: noqa: E402
 
 from __future__ import annotations
 
@@ -33,17 +32,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from exchange import HubProcess
 
-from audit.checkpoint import log_verifier
-from hub.sdk.agency import AgencyClient
-from hub.signing import public_key_base64
+from ackhub.audit.acks import public_key_base64
+from ackhub.audit.checkpoint import log_verifier
+from ackhub.client.agency import AgencyClient
+from bench.exchange import HubProcess
 from tests.witness_kit import WitnessProcess
+
+REPO = Path(__file__).resolve().parents[1]
 
 ORIGIN = "bench.example/ackhub"
 RECORD_TYPE = "customs.export_declaration.released"

@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub.exchange.catalogue import line_of
-from hub.exchange.schema_compat import incompatibilities
+from ackhub.hub.exchange.catalogue import line_of
+from ackhub.hub.exchange.schema_compat import incompatibilities
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = "adapters/schemas"
+SCHEMAS = "adapters/src/ackhub/adapters/schemas"
 
 
 def _at(ref: str, path: str) -> str | None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adapters.loader import load
-from hub.exchange.catalogue import build
-from hub.exchange.catalogue_docs import ROOT, render
+from ackhub.adapters.loader import load
+from ackhub.hub.exchange.catalogue import build
+from ackhub.hub.exchange.catalogue_docs import ROOT, render
 
 PAGE = ROOT / "docs" / "record-types.md"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub.clock import ManualClock, SystemClock
-from hub.store.db import Database
+from ackhub.core.clock import ManualClock, SystemClock
+from ackhub.hub.store.db import Database
 from tests.harness import RunningHub, start_hub
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"

@@ -11,12 +11,13 @@ from typing import Any
 
 from sqlmodel import select
 
-from connectors._push import PushConnector
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import types_pb2
-from hub.clock import ManualClock, to_rfc3339_ms
-from hub.signing import AckFields, sign_ack
-from hub.store.models import AcknowledgementRow, EscalationRow
+from ackhub.audit.acks import AckFields, sign_ack
+from ackhub.audit.times import to_rfc3339_ms
+from ackhub.connectors._push import PushConnector
+from ackhub.core.clock import ManualClock
+from ackhub.hub.store.models import AcknowledgementRow, EscalationRow
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import types_pb2
 from tests.harness import RunningHub, key_id, private_key, start_hub
 from tests.records import declaration
 

@@ -7,9 +7,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hub.clock import ManualClock
-from hub.exchange import queries
-from hub.store.models import EscalationRow
+from ackhub.core.clock import ManualClock
+from ackhub.hub.exchange import queries
+from ackhub.hub.store.models import EscalationRow
 from tests.harness import RunningHub, start_hub
 from tests.records import declaration as declaration_payload
 from tests.security_data import ALPHA, DECLARATION, TYPE, bearer, with_jwks
@@ -61,6 +61,6 @@ def escalate(hub: RunningHub, clock: ManualClock, record_id: str) -> EscalationR
 
 
 def _hq() -> Any:
-    from hub.auth.identity import SYSTEM
+    from ackhub.core.principal import SYSTEM
 
     return SYSTEM

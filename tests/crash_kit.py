@@ -16,11 +16,11 @@ import grpc
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import types_pb2
-from hub.api.convert import ACK_STATUS_NAMES
-from hub.sdk.agency import AgencyClient, Delivery
-from hub.store.models import AcknowledgementRow, DeliveryRow, RecordRow
+from ackhub.client.agency import AgencyClient, Delivery
+from ackhub.hub.api.convert import ACK_STATUS_NAMES
+from ackhub.hub.store.models import AcknowledgementRow, DeliveryRow, RecordRow
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import types_pb2
 from tests.harness import base_config, key_id, private_key
 from tests.process_hub import FAST_RECONNECT, free_port
 from tests.records import declaration

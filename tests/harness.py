@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub._proto.ackhub.v1 import exchange_service_pb2_grpc, operations_service_pb2_grpc
-from hub.auth.identity import AGENCY_HEADER, OPERATOR_HEADER
-from hub.clock import Clock
-from hub.config import Settings, parse_settings
-from hub.sdk.agency import AgencyClient
-from hub.server import HubServer
-from hub.signing import public_key_base64
+from ackhub.audit.acks import public_key_base64
+from ackhub.client.agency import AgencyClient
+from ackhub.client.headers import AGENCY_HEADER, OPERATOR_HEADER
+from ackhub.core.clock import Clock
+from ackhub.hub.config import Settings, parse_settings
+from ackhub.hub.server import HubServer
+from ackhub.v1 import exchange_service_pb2_grpc, operations_service_pb2_grpc
 
 T = TypeVar("T")
 

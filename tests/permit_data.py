@@ -8,10 +8,10 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from hub._proto.ackhub.v1 import permit_service_pb2 as pb
-from hub.api.permits import signed_message
-from hub.permits.document import PermitDocument, PermitLine
-from hub.signing import public_key_base64
+from ackhub.audit.acks import public_key_base64
+from ackhub.core.permit_document import PermitDocument, PermitLine
+from ackhub.hub.api.permits import signed_message
+from ackhub.v1 import permit_service_pb2 as pb
 from tests.harness import key_id, private_key
 
 # 2026-06-15 10:00 in Beijing: a fixed "today" for every permit test.

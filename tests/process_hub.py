@@ -93,7 +93,7 @@ class HubProcess:
             log.write(f"--- start {self.starts + 1} ---\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config_path)],
+                [sys.executable, "-m", "ackhub.hub.cli", "serve", "--config", str(self.config_path)],
                 cwd=REPO,
                 env=environ,
                 stdin=subprocess.DEVNULL,

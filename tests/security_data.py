@@ -10,8 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.auth.jwt import PrivateKey, issue_token, jwk
-from hub.clock import Clock
+from ackhub.core.clock import Clock
+from ackhub.hub.auth.jwt import PrivateKey, issue_token, jwk
 
 ED_KEY = Ed25519PrivateKey.from_private_bytes(b"security-tests-ed".ljust(32, b"\0"))
 EC_KEY = ec.derive_private_key(0x5EC0417, ec.SECP256R1())

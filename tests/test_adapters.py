@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.abc import Adapter, IssuerKey, RecordType
-from adapters.commerce import (
+from ackhub.adapters.commerce import (
     NUMBER_EXAMPLE,
     NUMBER_FORMAT,
     AutomaticImportLicence,
@@ -21,11 +20,12 @@ from adapters.commerce import (
     LicenceUsage,
     add_months,
 )
-from adapters.fx import ExportDeclarationForFx, FxVerification
-from adapters.loader import load
-from adapters.origin import DomesticCertificate, OriginAdapter, one_year
-from adapters.tax import RefundRegistration, ReleasedExportDeclaration
-from hub.permits.document import PermitLine, format_quantity, parse_quantity
+from ackhub.adapters.fx import ExportDeclarationForFx, FxVerification
+from ackhub.adapters.loader import load
+from ackhub.adapters.origin import DomesticCertificate, OriginAdapter, one_year
+from ackhub.adapters.tax import RefundRegistration, ReleasedExportDeclaration
+from ackhub.core.adapter import Adapter, IssuerKey, RecordType
+from ackhub.core.permit_document import PermitLine, format_quantity, parse_quantity
 from tests.harness import private_key
 from tests.permit_data import certificate, licence
 
@@ -50,7 +50,7 @@ def test_installed_entry_points_load_the_five_adapters() -> None:
     """The package declares commerce, customs, origin, tax and fx; each loads and says where it came from."""
     adapters = load()
     assert sorted(adapters.loaded) == ["commerce", "customs", "fx", "origin", "tax"] and adapters.broken == {}
-    assert adapters.loaded["commerce"].source.startswith("adapters.commerce:CommerceAdapter")
+    assert adapters.loaded["commerce"].source.startswith("ackhub.adapters.commerce:CommerceAdapter")
     assert "origin.foreign_certificate" in adapters.permit_kinds
 
 
@@ -58,15 +58,15 @@ def test_broken_adapters_are_reported_by_name_and_the_others_load() -> None:
     """A missing module, a non-adapter and a wrong kind are each reported with what is wrong."""
     adapters = load(
         [
-            _point("commerce", "adapters.commerce:CommerceAdapter"),
-            _point("missing", "adapters.no_such_module:Adapter"),
+            _point("commerce", "ackhub.adapters.commerce:CommerceAdapter"),
+            _point("missing", "ackhub.adapters.no_such_module:Adapter"),
             _point("thing", "tests.test_adapters:NotAnAdapter"),
             _point("customs", "tests.test_adapters:WrongKind"),
         ]
     )
     assert list(adapters.loaded) == ["commerce"]
     assert "ModuleNotFoundError" in adapters.broken["missing"]
-    assert "not a subclass of adapters.abc.Adapter" in adapters.broken["thing"]
+    assert "not a subclass of ackhub.core.adapter.Adapter" in adapters.broken["thing"]
     assert "'customs-x'" in adapters.broken["customs"]
 
 

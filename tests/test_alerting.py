@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.clock import ManualClock
-from hub.sdk.agency import Verdict, start_subscription
+from ackhub.client.agency import Verdict, start_subscription
+from ackhub.core.clock import ManualClock
 from tests.console_kit import console_url, escalate, publish, start_console_hub
 from tests.harness import Inbox, RunningHub, wait_for
 

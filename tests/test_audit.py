@@ -15,15 +15,16 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from audit import log, merkle
-from audit.checkpoint import Checkpoint
-from audit.ledger import AuditLedger
-from audit.tree import MissingLeaf
-from audit.verify import verify_log
-from hub._proto.ackhub.v1 import audit_service_pb2 as pb
-from hub._proto.ackhub.v1 import audit_service_pb2_grpc as pb_grpc
-from hub.cli import main
-from hub.store.models import AuditEventRow
+from ackhub.audit import merkle
+from ackhub.audit.checkpoint import Checkpoint
+from ackhub.hub.cli import main
+from ackhub.hub.ledger import log
+from ackhub.hub.ledger.ledger import AuditLedger
+from ackhub.hub.ledger.tree import MissingLeaf
+from ackhub.hub.ledger.verify import verify_log
+from ackhub.hub.store.models import AuditEventRow
+from ackhub.v1 import audit_service_pb2 as pb
+from ackhub.v1 import audit_service_pb2_grpc as pb_grpc
 from tests.harness import RunningHub, error_details
 from tests.records import declaration
 
@@ -268,8 +269,8 @@ def test_a_clean_stop_leaves_every_event_in_a_signed_tree(database_url: str) -> 
     """Stopping the hub sequences what is left and signs a checkpoint over all of it."""
     from sqlalchemy import func
 
-    from hub.store.db import Database
-    from hub.store.models import AuditCheckpointRow
+    from ackhub.hub.store.db import Database
+    from ackhub.hub.store.models import AuditCheckpointRow
     from tests.harness import start_hub
 
     hub = start_hub(database_url)

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from audit import merkle
+from ackhub.audit import merkle
 
 
 def _leaves(n: int) -> list[bytes]:

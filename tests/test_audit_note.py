@@ -10,8 +10,8 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit import checkpoint as checkpoints
-from audit.note import (
+from ackhub.audit import checkpoint as checkpoints
+from ackhub.audit.note import (
     COSIGNATURE_V1,
     ED25519,
     NoteError,

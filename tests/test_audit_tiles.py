@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from audit.note import parse_checkpoint
-from audit.tiles import Tile, TilePathError, parse_tile_path
-from hub.clock import ManualClock
+from ackhub.audit.note import parse_checkpoint
+from ackhub.audit.tiles import Tile, TilePathError, parse_tile_path
+from ackhub.core.clock import ManualClock
 from tests.console_kit import console_url, operator_token, start_console_hub
 from tests.records import declaration
 

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from audit import log, merkle
-from audit.tree import STRIDE, StoredTree, is_stored_level
-from hub.store.db import Database
-from hub.store.models import AuditCheckpointRow, AuditEventRow, AuditTreeNodeRow
+from ackhub.audit import merkle
+from ackhub.hub.ledger import log
+from ackhub.hub.ledger.tree import STRIDE, StoredTree, is_stored_level
+from ackhub.hub.store.db import Database
+from ackhub.hub.store.models import AuditCheckpointRow, AuditEventRow, AuditTreeNodeRow
 
 LEAVES = 700  # past 256 and 512, so levels 4 and 8 are stored and level 8 is partly complete
 
@@ -198,8 +199,8 @@ def test_the_ledger_forgets_a_sync_its_transaction_lost(
     stored, roll back; the ledger answers with the other checkpoint and its proofs still verify."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from audit.ledger import AuditLedger
-    from hub.clock import ManualClock
+    from ackhub.core.clock import ManualClock
+    from ackhub.hub.ledger.ledger import AuditLedger
 
     _append(db, 100)
     key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -233,8 +234,8 @@ def test_the_hubs_chunks_grow_the_tree_from_the_hashes_just_computed(db: Databas
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from sqlalchemy import event
 
-    from audit.ledger import AuditLedger
-    from hub.clock import ManualClock
+    from ackhub.core.clock import ManualClock
+    from ackhub.hub.ledger.ledger import AuditLedger
 
     _append(db, LEAVES)
     _sequence(db, 40)  # sequenced by someone else: not in this ledger's tree yet

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import Select
 
-from audit.log import _UNSEQUENCED
-from hub.exchange.acknowledge import _STORED_ACKS, _TO_ACKNOWLEDGE
-from hub.exchange.claims import _DUE, _NEXT_DUE
-from hub.exchange.publish import _STORED, _STORED_DELIVERIES
-from hub.store.bulk import _padded, select_rows
+from ackhub.hub.exchange.acknowledge import _STORED_ACKS, _TO_ACKNOWLEDGE
+from ackhub.hub.exchange.claims import _DUE, _NEXT_DUE
+from ackhub.hub.exchange.publish import _STORED, _STORED_DELIVERIES
+from ackhub.hub.ledger.log import _UNSEQUENCED
+from ackhub.hub.store.bulk import _padded, select_rows
 from tests.harness import RunningHub
 from tests.records import declaration
 

@@ -11,17 +11,17 @@ from typing import Any
 import grpc
 import pytest
 
-from adapters.abc import Adapter, RecordType, SchemaVersion
-from adapters.commerce import LicenceUsage
-from adapters.loader import Adapters, Loaded, load
-from adapters.origin import CertificateUsage
-from hub._proto.ackhub.v1 import catalogue_service_pb2 as catalogue_pb
-from hub._proto.ackhub.v1 import catalogue_service_pb2_grpc
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub.errors import ConfigError
-from hub.exchange.catalogue import MAX_VIOLATIONS, Catalogue, build, line_of
-from hub.exchange.catalogue_docs import render
-from hub.permits.document import format_quantity
+from ackhub.adapters.commerce import LicenceUsage
+from ackhub.adapters.loader import Adapters, Loaded, load
+from ackhub.adapters.origin import CertificateUsage
+from ackhub.core.adapter import Adapter, RecordType, SchemaVersion
+from ackhub.core.errors import ConfigError
+from ackhub.core.permit_document import format_quantity
+from ackhub.hub.exchange.catalogue import MAX_VIOLATIONS, Catalogue, build, line_of
+from ackhub.hub.exchange.catalogue_docs import render
+from ackhub.v1 import catalogue_service_pb2 as catalogue_pb
+from ackhub.v1 import catalogue_service_pb2_grpc
+from ackhub.v1 import exchange_service_pb2 as pb
 from tests.harness import RunningHub, error_details, start_hub, table_counts
 from tests.records import ALPHA, DECLARATION, declaration, declaration_document
 
@@ -395,7 +395,7 @@ def test_config_check_refuses_a_route_without_a_schema(
 ) -> None:
     """`ackhub config check` on the demo configuration with its route renamed to a type no adapter brings:
     exit 1, naming the route and the catalogue's types."""
-    from hub.cli import main
+    from ackhub.hub.cli import main
 
     demo = (Path(__file__).parent.parent / "examples" / "demo.toml").read_text(encoding="utf-8")
     config = tmp_path / "hub.toml"

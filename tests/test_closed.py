@@ -11,12 +11,12 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import trace_service_pb2 as trace_pb2
-from hub._proto.ackhub.v1 import trace_service_pb2_grpc, types_pb2
-from hub.clock import ManualClock
-from hub.demo import snapshot, status_panel
-from hub.store.db import Database, alembic_config
+from ackhub.core.clock import ManualClock
+from ackhub.hub.demo import snapshot, status_panel
+from ackhub.hub.store.db import Database, alembic_config
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import trace_service_pb2 as trace_pb2
+from ackhub.v1 import trace_service_pb2_grpc, types_pb2
 from tests.harness import RunningHub, error_details, table_counts
 from tests.records import declaration
 

@@ -18,11 +18,11 @@ import psycopg
 import pytest
 from alembic import command
 
-from hub.config import parse_settings
-from hub.errors import StartupError
-from hub.sdk.agency import Verdict, start_subscription
-from hub.server import HubServer
-from hub.store.db import HEAD_REVISION, Database, alembic_config, stored_revision
+from ackhub.client.agency import Verdict, start_subscription
+from ackhub.core.errors import StartupError
+from ackhub.hub.config import parse_settings
+from ackhub.hub.server import HubServer
+from ackhub.hub.store.db import HEAD_REVISION, Database, alembic_config, stored_revision
 from tests.harness import base_config, start_hub
 from tests.process_hub import REPO, to_toml
 from tests.records import declaration
@@ -122,7 +122,7 @@ def test_a_store_at_an_older_schema_is_refused_until_upgraded(database_url: str,
 
 def _ackhub(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ackhub.hub.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=60
     )
 
 
@@ -214,7 +214,7 @@ def test_the_database_going_away_is_unavailable_then_healed(postgres_url: str) -
 def test_the_console_of_any_process_shows_the_deployment(postgres_url: str, tmp_path: Path) -> None:
     """Two processes with consoles: a session made by one is good on the other (their session key is the
     deployment's), and either one's /metrics counts both processes and the deliveries of both."""
-    from hub.clock import ManualClock, SystemClock
+    from ackhub.core.clock import ManualClock, SystemClock
     from tests.console_kit import console_url, operator_token
     from tests.security_data import with_jwks
 

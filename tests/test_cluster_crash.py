@@ -24,9 +24,9 @@ import psycopg
 import pytest
 from sqlmodel import Session, select
 
-from hub.sdk.agency import AgencyClient
-from hub.store.db import make_engine
-from hub.store.models import EscalationRow
+from ackhub.client.agency import AgencyClient
+from ackhub.hub.store.db import make_engine
+from ackhub.hub.store.models import EscalationRow
 from tests.crash_kit import (
     ANSWERS,
     PUBLISHER,
@@ -156,7 +156,7 @@ def test_three_processes_killed_at_random_lose_nothing(
         assert events is not None
         config = str(hubs[0].config_path)
         key = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "audit", "key", "--config", config],
+            [sys.executable, "-m", "ackhub.hub.cli", "audit", "key", "--config", config],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -166,7 +166,7 @@ def test_three_processes_killed_at_random_lose_nothing(
         # Trusting the hub's key and every event stored: one gapless log, all of it signed.
         anchor = [f"--log-key={key}", f"--min-size={events[0]}"]
         verify = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "audit", "verify", "--config", config, *anchor],
+            [sys.executable, "-m", "ackhub.hub.cli", "audit", "verify", "--config", config, *anchor],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -209,7 +209,7 @@ def test_workers_share_one_address_and_restart_one_at_a_time(postgres_url: str, 
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ACKHUB_")}
     log = (tmp_path / "workers.log").open("wb")
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--config", str(config_file), "--workers", "2"],
+        [sys.executable, "-m", "ackhub.hub.cli", "serve", "--config", str(config_file), "--workers", "2"],
         cwd=REPO,
         env=environ,
         stdout=log,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import load_settings, parse_settings
-from hub.errors import ConfigError
+from ackhub.core.errors import ConfigError
+from ackhub.hub.config import load_settings, parse_settings
 from tests.harness import base_config
 
 GOOD = """
@@ -138,7 +138,7 @@ def test_cross_references_are_checked() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ackhub.hub.cli", *args], capture_output=True, text=True, timeout=60
     )
 
 

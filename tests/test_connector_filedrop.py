@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.filedrop import FiledropConnector, write_atomically
-from hub._proto.ackhub.v1 import types_pb2
-from hub.clock import ManualClock
+from ackhub.connectors.filedrop import FiledropConnector, write_atomically
+from ackhub.core.clock import ManualClock
+from ackhub.v1 import types_pb2
 from tests.connector_kit import (
     connector_of,
     delivery_to,

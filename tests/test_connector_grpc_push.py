@@ -14,12 +14,12 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from connectors.grpc_push import GrpcPushConnector
-from hub._proto.ackhub.v1 import receiver_service_pb2 as pb
-from hub._proto.ackhub.v1 import receiver_service_pb2_grpc as pb_grpc
-from hub._proto.ackhub.v1 import types_pb2
-from hub.clock import ManualClock
-from hub.sdk.agency import AgencyClient
+from ackhub.client.agency import AgencyClient
+from ackhub.connectors.grpc_push import GrpcPushConnector
+from ackhub.core.clock import ManualClock
+from ackhub.v1 import receiver_service_pb2 as pb
+from ackhub.v1 import receiver_service_pb2_grpc as pb_grpc
+from ackhub.v1 import types_pb2
 from tests.connector_kit import cases, connector_of, delivery_to, hub_with, publish, state, step, stored_acks
 from tests.harness import RunningHub
 from tests.records import declaration

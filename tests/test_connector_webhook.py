@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from connectors.webhook import WebhookConnector, signed_text
-from hub._proto.ackhub.v1 import operations_service_pb2 as ops
-from hub._proto.ackhub.v1 import types_pb2
-from hub.clock import ManualClock
+from ackhub.connectors.webhook import WebhookConnector, signed_text
+from ackhub.core.clock import ManualClock
+from ackhub.v1 import operations_service_pb2 as ops
+from ackhub.v1 import types_pb2
 from tests.connector_kit import (
     cases,
     connector_of,

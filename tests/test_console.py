@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from hub.clock import ManualClock
-from hub.store.models import AuditEventRow, EscalationRow
+from ackhub.core.clock import ManualClock
+from ackhub.hub.store.models import AuditEventRow, EscalationRow
 from tests.console_kit import console_url, escalate, operator_token, publish, start_console_hub
 from tests.harness import RunningHub
 from tests.security_data import bearer
@@ -212,7 +212,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_report_what_operators_alert_on(hub: RunningHub, clock: ManualClock) -> None:
     """/metrics has, per agency, open deliveries, the oldest one's age, those past deadline, open cases by
     level and breakers; the audit log's checkpoint ages; and ack latency observed on acknowledgement."""
-    from hub.sdk.agency import Verdict, start_subscription
+    from ackhub.client.agency import Verdict, start_subscription
     from tests.harness import Inbox, wait_for
 
     record_id = publish(hub)
@@ -258,7 +258,7 @@ def test_record_page_says_what_is_closed_and_what_waits(hub: RunningHub, clock: 
     (amber); the timeline says why fx's is closed; the words change with the language, the meanings not."""
     import re
 
-    from hub.sdk.agency import Verdict, start_subscription
+    from ackhub.client.agency import Verdict, start_subscription
     from tests.harness import Inbox, wait_for
 
     record_id = publish(hub)

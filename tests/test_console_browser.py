@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as exchange_pb
-from hub._proto.ackhub.v1 import types_pb2
-from hub.clock import ManualClock
-from hub.sdk.agency import Verdict, start_subscription
+from ackhub.client.agency import Verdict, start_subscription
+from ackhub.core.clock import ManualClock
+from ackhub.v1 import exchange_service_pb2 as exchange_pb
+from ackhub.v1 import types_pb2
 from tests.console_kit import console_url, escalate, operator_token, publish, start_console_hub
 from tests.harness import Inbox, RunningHub, wait_for
 from tests.security_data import bearer

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from hub.store.db import make_engine
+from ackhub.hub.store.db import make_engine
 from tests.crash_kit import (
     ANSWERS,
     PUBLISHER,

@@ -13,13 +13,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.loader import load
-from hub.cli import main
-from hub.config import load_settings
-from hub.demo import DEMO_CONFIG, ENTERPRISES, Declarations, demo_key_id, demo_private_key
-from hub.exchange.catalogue import build
-from hub.identifiers import check_declaration_number, check_hs_code, check_uscc
-from hub.signing import load_public_key, public_key_base64
+from ackhub.adapters.loader import load
+from ackhub.audit.acks import load_public_key, public_key_base64
+from ackhub.core.identifiers import check_declaration_number, check_hs_code, check_uscc
+from ackhub.hub.cli import main
+from ackhub.hub.config import load_settings
+from ackhub.hub.demo import (
+    DEMO_CONFIG,
+    ENTERPRISES,
+    Declarations,
+    demo_key_id,
+    demo_private_key,
+    fresh_sqlite_file,
+)
+from ackhub.hub.exchange.catalogue import build
 
 ROOT = Path(__file__).resolve().parent.parent
 STATUS_LINE = re.compile(
@@ -69,7 +76,7 @@ def test_demo_runs_publishes_and_gets_acknowledgements(tmp_path: Path) -> None:
     """An 8-second demo exits 0, prints a status line a second, leaves records and ACCEPTED deliveries, and
     its console lets the printed operator token sign in."""
     database = tmp_path / "demo.db"
-    command = [sys.executable, "-m", "hub.cli", "demo", "--duration", "8"]
+    command = [sys.executable, "-m", "ackhub.hub.cli", "demo", "--duration", "8"]
     command += ["--listen", "127.0.0.1:0", "--database-url", f"sqlite:///{database}"]
     command += ["--console-listen", "127.0.0.1:0"]
     with subprocess.Popen(
@@ -92,7 +99,7 @@ def test_demo_runs_publishes_and_gets_acknowledgements(tmp_path: Path) -> None:
     run = subprocess.CompletedProcess(command, process.returncode, "\n".join(seen) + "\n" + out, err)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    log_file = tmp_path / "demo.log"
+    log_file = tmp_path / "demo.db.log"
     assert str(log_file) in lines[0]  # says at once where the logs are
     assert len([line for line in lines if STATUS_LINE.match(line)]) >= 6, run.stdout
     assert lines[-1].startswith("stopped after")
@@ -113,3 +120,23 @@ def test_demo_runs_publishes_and_gets_acknowledgements(tmp_path: Path) -> None:
     events = [json.loads(line) for line in log_lines]
     names = {event["event"] for event in events}
     assert {"hub.started", "record.published", "delivery.acknowledged", "hub.stopped"} <= names
+
+
+def test_demo_refuses_a_database_file_it_did_not_create(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ackhub demo --database-url sqlite:///FILE` with someone's FILE: refused, naming it, and FILE is left
+    exactly as it was; a file the demo made itself is started afresh."""
+    mine = tmp_path / "mine.db"
+    mine.write_bytes(b"my own data")
+    (tmp_path / "mine.db-wal").write_bytes(b"my own wal")
+    code = main(["demo", "--duration", "1", "--database-url", f"sqlite:///{mine}", "--listen", "127.0.0.1:0"])
+    assert code != 0
+    assert str(mine) in capsys.readouterr().err
+    assert mine.read_bytes() == b"my own data" and (tmp_path / "mine.db-wal").read_bytes() == b"my own wal"
+
+    made = tmp_path / "demo" / "made.db"
+    assert fresh_sqlite_file(f"sqlite:///{made}") == made
+    made.write_bytes(b"an earlier demo's database")
+    assert fresh_sqlite_file(f"sqlite:///{made}") == made  # its own: deleted, started afresh
+    assert not made.exists()

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import uuid
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import types_pb2
-from hub.clock import ManualClock
-from hub.exchange.dispatcher import Dispatcher
-from hub.sdk.agency import Verdict, start_subscription
+from ackhub.client.agency import Verdict, start_subscription
+from ackhub.core.clock import ManualClock
+from ackhub.hub.exchange.dispatcher import Dispatcher
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import types_pb2
 from tests.harness import Inbox, RunningHub, wait_for
 from tests.records import declaration
 
@@ -131,8 +131,8 @@ def test_claims_in_one_transaction_write_together_and_never_take_a_delivery_twic
     from sqlalchemy import func
     from sqlmodel import select
 
-    from hub.exchange.claims import ClaimRequest, claim_many
-    from hub.store.models import AttemptRow, DeliveryRow
+    from ackhub.hub.exchange.claims import ClaimRequest, claim_many
+    from ackhub.hub.store.models import AttemptRow, DeliveryRow
 
     _own_passes(hub)  # no agency is connected either: the deliveries wait, PENDING
     receipts = [_publish(hub) for _ in range(5)]

@@ -8,13 +8,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from hub import errors
-from hub.permits.verify import REASONS as VERIFICATION_REASONS
+from ackhub.core import errors
+from ackhub.hub.permits.verify import REASONS as VERIFICATION_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "errors.md"
 UPPER_SNAKE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-# The exception classes of hub/errors.py → the status code each answers.
+# The exception classes of ackhub.core.errors → the status code each answers.
 CODES = {
     name: getattr(cls, "code", "")
     for name, cls in vars(errors).items()
@@ -23,8 +23,8 @@ CODES = {
 
 
 def _sources() -> Iterator[Path]:
-    for folder in ("hub", "adapters", "connectors"):
-        yield from (p for p in (ROOT / folder).rglob("*.py") if "_proto" not in p.parts)
+    for folder in ("hub", "core", "adapters", "connectors"):
+        yield from (ROOT / folder / "src").rglob("*.py")
 
 
 def _constants(node: ast.AST) -> set[str]:

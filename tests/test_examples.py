@@ -8,11 +8,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import types_pb2
-from hub.auth.jwt import issue
-from hub.clock import ManualClock, SystemClock
-from hub.signing import private_key_pem, public_key_base64
+from ackhub.audit.acks import private_key_pem, public_key_base64
+from ackhub.core.clock import ManualClock, SystemClock
+from ackhub.hub.auth.jwt import issue
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import types_pb2
 from tests.harness import key_id, private_key, start_hub
 from tests.records import declaration
 

@@ -21,8 +21,8 @@ from grpc_reflection.v1alpha import reflection_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub.clock import ManualClock, SystemClock
+from ackhub.core.clock import ManualClock, SystemClock
+from ackhub.v1 import exchange_service_pb2 as pb
 from tests.harness import RunningHub, error_details, start_hub, table_counts
 from tests.records import declaration
 from tests.security_data import ALPHA, DECLARATION, TYPE, bearer, with_jwks

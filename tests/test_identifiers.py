@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.identifiers import check_declaration_number, check_hs_code, check_uscc, uscc_check_character
+from ackhub.core.identifiers import check_declaration_number, check_hs_code, check_uscc, uscc_check_character
 
 
 @pytest.mark.parametrize("code", ["91110000600037341L", "91350100M000100Y43", "91310115MA1G4L1W0D"])

@@ -12,11 +12,11 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import operations_service_pb2 as ops_pb
-from hub._proto.ackhub.v1 import permit_service_pb2 as permit_pb
-from hub._proto.ackhub.v1 import permit_service_pb2_grpc
-from hub.clock import ManualClock
+from ackhub.core.clock import ManualClock
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import operations_service_pb2 as ops_pb
+from ackhub.v1 import permit_service_pb2 as permit_pb
+from ackhub.v1 import permit_service_pb2_grpc
 from tests.harness import RunningHub, error_details, start_hub, table_counts
 
 

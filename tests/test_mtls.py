@@ -14,13 +14,13 @@ from typing import Any
 import grpc
 import pytest
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import exchange_service_pb2_grpc
-from hub.auth import pki
-from hub.cli import main
-from hub.clock import ManualClock
-from hub.config import parse_settings
-from hub.errors import ConfigError
+from ackhub.core.clock import ManualClock
+from ackhub.core.errors import ConfigError
+from ackhub.hub.auth import pki
+from ackhub.hub.cli import main
+from ackhub.hub.config import parse_settings
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import exchange_service_pb2_grpc
 from tests.harness import RunningHub, base_config, error_details, start_hub
 from tests.records import declaration
 from tests.security_data import ALPHA, DECLARATION, TYPE

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hub._proto.ackhub.v1 import permit_service_pb2_grpc as pb_grpc
-from hub.cli import main
-from hub.clock import ManualClock
+from ackhub.core.clock import ManualClock
+from ackhub.hub.cli import main
+from ackhub.v1 import permit_service_pb2_grpc as pb_grpc
 from tests.harness import RunningHub, start_hub
 from tests.permit_data import NOW_MS, create_request, licence, permit_config
 
@@ -69,7 +69,7 @@ def test_adapters_list(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for line in (
         "commerce   Ministry of Commerce",
-        "from adapters.origin:OriginAdapter",
+        "from ackhub.adapters.origin:OriginAdapter",
         "issues commerce.import_licence",
         "sends tax.refund_registration.acknowledged",
     ):

@@ -10,10 +10,10 @@ import grpc
 import pytest
 from sqlmodel import select
 
-from hub._proto.ackhub.v1 import permit_service_pb2 as pb
-from hub._proto.ackhub.v1 import permit_service_pb2_grpc as pb_grpc
-from hub.clock import ManualClock
-from hub.store.models import DrawDownRow, PermitLineRow, RecordRow
+from ackhub.core.clock import ManualClock
+from ackhub.hub.store.models import DrawDownRow, PermitLineRow, RecordRow
+from ackhub.v1 import permit_service_pb2 as pb
+from ackhub.v1 import permit_service_pb2_grpc as pb_grpc
 from tests.harness import RunningHub, error_details, start_hub
 from tests.permit_data import NOW_MS, create_request, draw_request, goods, licence, permit_config
 

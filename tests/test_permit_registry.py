@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from adapters.commerce import licence_to_native
-from hub._proto.ackhub.v1 import permit_service_pb2 as pb
-from hub._proto.ackhub.v1 import permit_service_pb2_grpc as pb_grpc
-from hub.clock import ManualClock
-from hub.permits.document import PermitDocument
+from ackhub.adapters.commerce import licence_to_native
+from ackhub.core.clock import ManualClock
+from ackhub.core.permit_document import PermitDocument
+from ackhub.v1 import permit_service_pb2 as pb
+from ackhub.v1 import permit_service_pb2_grpc as pb_grpc
 from tests.harness import RunningHub, key_id, private_key, start_hub
 from tests.permit_data import NOW_MS, draw_request, goods, licence, permit_config, reasons, verify_request
 

@@ -15,13 +15,13 @@ import grpc
 import pytest
 from sqlmodel import select
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as ex_pb
-from hub._proto.ackhub.v1 import permit_service_pb2 as pb
-from hub._proto.ackhub.v1 import permit_service_pb2_grpc as pb_grpc
-from hub.clock import ManualClock
-from hub.permits.document import PermitLine
-from hub.sdk.agency import Verdict
-from hub.store.models import AuditEventRow, PermitCheckRow
+from ackhub.client.agency import Verdict
+from ackhub.core.clock import ManualClock
+from ackhub.core.permit_document import PermitLine
+from ackhub.hub.store.models import AuditEventRow, PermitCheckRow
+from ackhub.v1 import exchange_service_pb2 as ex_pb
+from ackhub.v1 import permit_service_pb2 as pb
+from ackhub.v1 import permit_service_pb2_grpc as pb_grpc
 from tests.harness import Inbox, RunningHub, error_details, start_hub, table_counts, wait_for
 from tests.permit_data import (
     DECLARATION,
@@ -296,7 +296,7 @@ def test_foreign_certificate_signed_with_a_key_revoked_after_a_date(permit_hub: 
 
 def test_tampered_stored_permit_verifies_signature_invalid(permit_hub: RunningHub) -> None:
     """Signatures are checked again at every verification: a stored permit altered in the database fails."""
-    from hub.store.models import PermitRow
+    from ackhub.hub.store.models import PermitRow
 
     stub(permit_hub).CreatePermit(create_request(licence()), metadata=COMMERCE)
     with permit_hub.server.db.transaction() as session:
@@ -424,8 +424,8 @@ def test_an_enterprise_verifies_only_its_own_permits(tmp_path: Path) -> None:
     """With a JWT carrying its USCC, the holder verifies and shows its licence; another enterprise is refused."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from hub.auth.jwt import issue
-    from hub.signing import public_key_base64
+    from ackhub.audit.acks import public_key_base64
+    from ackhub.hub.auth.jwt import issue
 
     signer = Ed25519PrivateKey.from_private_bytes(b"enterprise-issuer".ljust(32, b"\0"))
 

@@ -13,12 +13,12 @@ import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as ex_pb
-from hub._proto.ackhub.v1 import operations_service_pb2 as ops_pb
-from hub._proto.ackhub.v1 import trace_service_pb2, trace_service_pb2_grpc
-from hub.auth import policy
-from hub.clock import ManualClock
-from hub.server import SERVICES
+from ackhub.core.clock import ManualClock
+from ackhub.hub.auth import policy
+from ackhub.hub.server import SERVICES
+from ackhub.v1 import exchange_service_pb2 as ex_pb
+from ackhub.v1 import operations_service_pb2 as ops_pb
+from ackhub.v1 import trace_service_pb2, trace_service_pb2_grpc
 from tests.harness import RunningHub, error_details, start_hub
 from tests.records import declaration as declaration_payload
 from tests.security_data import ALPHA, BETA, DECLARATION, TYPE, bearer, with_jwks
@@ -65,7 +65,7 @@ NOT_A_ROLE_ANSWER = {
 
 
 def methods() -> list[MethodDescriptor]:
-    from hub._proto.ackhub.v1 import (
+    from ackhub.v1 import (
         audit_service_pb2,
         catalogue_service_pb2,
         exchange_service_pb2,
@@ -148,8 +148,8 @@ def test_every_rpc_has_exactly_one_policy_entry() -> None:
 
 def test_a_method_without_a_rule_is_refused_to_everyone() -> None:
     """The policy fails closed for a method it does not know."""
-    from hub.auth.identity import Principal
-    from hub.errors import PermissionDenied
+    from ackhub.core.errors import PermissionDenied
+    from ackhub.core.principal import Principal
 
     with pytest.raises(PermissionDenied) as refused:
         policy.authorize(

@@ -8,7 +8,7 @@ import uuid
 import grpc
 import pytest
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import exchange_service_pb2 as pb
 from tests.harness import RunningHub, error_details, table_counts
 from tests.records import declaration
 
@@ -221,7 +221,7 @@ def test_list_deliveries_paginates(hub: RunningHub) -> None:
 
 def test_list_filters_naming_unknown_agencies_are_invalid(hub: RunningHub) -> None:
     """Filtering deliveries or escalations by an agency that does not exist is INVALID_ARGUMENT."""
-    from hub._proto.ackhub.v1 import operations_service_pb2 as ops
+    from ackhub.v1 import operations_service_pb2 as ops
 
     for call, request in [
         (hub.exchange_stub.ListDeliveries, pb.ListDeliveriesRequest(recipient="nobody")),

@@ -14,12 +14,12 @@ import grpc
 import pytest
 from sqlmodel import select
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import operations_service_pb2 as ops
-from hub._proto.ackhub.v1 import types_pb2
-from hub.clock import ManualClock
-from hub.sdk.agency import AgencyClient, Delivery, Verdict, start_subscription
-from hub.store.models import AuditEventRow
+from ackhub.client.agency import AgencyClient, Delivery, Verdict, start_subscription
+from ackhub.core.clock import ManualClock
+from ackhub.hub.store.models import AuditEventRow
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import operations_service_pb2 as ops
+from ackhub.v1 import types_pb2
 from tests.harness import Inbox, RunningHub, error_details, start_hub, table_counts, wait_for
 from tests.records import declaration
 

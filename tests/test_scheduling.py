@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from hub._proto.ackhub.v1 import operations_service_pb2 as ops
-from hub.config import parse_settings
-from hub.sdk.agency import Verdict, start_subscription
+from ackhub.client.agency import Verdict, start_subscription
+from ackhub.hub.config import parse_settings
+from ackhub.v1 import operations_service_pb2 as ops
 from tests.harness import Inbox, RunningHub, base_config, wait_for
 from tests.records import declaration
 
@@ -74,7 +74,7 @@ def test_audit_events_become_leaves_between_checkpoints(database_url: str) -> No
     minute of events to sequence or hash at once."""
     from sqlalchemy import func, select
 
-    from hub.store.models import AuditCheckpointRow, AuditEventRow, AuditTreeNodeRow
+    from ackhub.hub.store.models import AuditCheckpointRow, AuditEventRow, AuditTreeNodeRow
 
     hub = RunningHub(parse_settings(base_config(database_url), "test", {}), scheduled_sweeps=True)
     try:

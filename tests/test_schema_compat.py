@@ -13,13 +13,20 @@ from typing import Any
 
 import pytest
 
-from hub.exchange.schema_compat import incompatibilities
+from ackhub.hub.exchange.schema_compat import incompatibilities
 
 ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT / "adapters" / "src" / "ackhub" / "adapters" / "schemas"
 SCHEMA = json.loads(
-    (ROOT / "adapters" / "schemas" / "customs.export_declaration.released.v1.json").read_text(
-        encoding="utf-8"
-    )
+    (
+        ROOT
+        / "adapters"
+        / "src"
+        / "ackhub"
+        / "adapters"
+        / "schemas"
+        / "customs.export_declaration.released.v1.json"
+    ).read_text(encoding="utf-8")
 )
 
 

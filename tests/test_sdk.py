@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import uuid
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import types_pb2
-from hub.clock import ManualClock
-from hub.sdk.agency import Delivery, Publication, Verdict, start_subscription
+from ackhub.client.agency import Delivery, Publication, Verdict, start_subscription
+from ackhub.core.clock import ManualClock
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import types_pb2
 from tests.harness import Inbox, RunningHub, wait_for
 from tests.records import declaration
 

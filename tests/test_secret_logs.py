@@ -13,15 +13,10 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hub._proto.ackhub.v1 import exchange_service_pb2 as pb
-from hub._proto.ackhub.v1 import (
-    exchange_service_pb2_grpc,
-    trace_service_pb2,
-    trace_service_pb2_grpc,
-    types_pb2,
-)
-from hub.clock import SystemClock
-from hub.sdk.agency import AgencyClient, Verdict
+from ackhub.client.agency import AgencyClient, Verdict
+from ackhub.core.clock import SystemClock
+from ackhub.v1 import exchange_service_pb2 as pb
+from ackhub.v1 import exchange_service_pb2_grpc, trace_service_pb2, trace_service_pb2_grpc, types_pb2
 from tests.harness import base_config, key_id, private_key, wait_for
 from tests.process_hub import HubProcess, free_port
 from tests.records import declaration

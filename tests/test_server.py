@@ -9,8 +9,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy import inspect
 from sqlmodel import select
 
-from hub.store.db import Database
-from hub.store.models import AgencyKeyRow, AuditEventRow
+from ackhub.hub.store.db import Database
+from ackhub.hub.store.models import AgencyKeyRow, AuditEventRow
 from tests.harness import RunningHub, start_hub
 
 
@@ -54,7 +54,7 @@ def test_head_revision_is_alembics_head(database_url: str) -> None:
     migration; a store at it skips the upgrade, a store without the table gets every migration."""
     from alembic.script import ScriptDirectory
 
-    from hub.store.db import HEAD_REVISION, MIGRATIONS, alembic_config, stored_revision
+    from ackhub.hub.store.db import HEAD_REVISION, MIGRATIONS, alembic_config, stored_revision
 
     db = Database(database_url)
     try:

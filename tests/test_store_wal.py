@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from hub.store.db import WAL_AUTOCHECKPOINT_PAGES, Database
-from hub.store.models import AgencyRow
+from ackhub.hub.store.db import WAL_AUTOCHECKPOINT_PAGES, Database
+from ackhub.hub.store.models import AgencyRow
 
 
 def _wal_frames(db: Database) -> tuple[int, int]:

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from sqlmodel import select
 
-from hub.store.db import Database
-from hub.store.models import AgencyRow
+from ackhub.hub.store.db import Database
+from ackhub.hub.store.models import AgencyRow
 
 
 def _driver_connection(db: Database) -> Any:

@@ -11,10 +11,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.auth.jwt import Claims, Tokens, issue_token
-from hub.cli import main
-from hub.clock import ManualClock
-from hub.errors import Unauthenticated
+from ackhub.core.clock import ManualClock
+from ackhub.core.errors import Unauthenticated
+from ackhub.hub.auth.jwt import Claims, Tokens, issue_token
+from ackhub.hub.cli import main
 from tests.security_data import ALPHA, ED_KEY, KEYS, write_jwks
 
 NOW_S = 1_780_000_000

@@ -13,18 +13,18 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.verify import verify_delivery_proof
-from hub._proto.ackhub.v1 import exchange_service_pb2 as exchange_pb
-from hub._proto.ackhub.v1 import operations_service_pb2 as ops_pb
-from hub._proto.ackhub.v1 import trace_service_pb2 as pb
-from hub._proto.ackhub.v1 import trace_service_pb2_grpc as pb_grpc
-from hub._proto.ackhub.v1 import types_pb2
-from hub.auth.jwt import issue
-from hub.cli import main
-from hub.clock import ManualClock
-from hub.identifiers import uscc_check_character
-from hub.sdk.agency import Verdict, start_subscription
-from hub.signing import public_key_base64
+from ackhub.audit.acks import public_key_base64
+from ackhub.audit.proofs import verify_delivery_proof
+from ackhub.client.agency import Verdict, start_subscription
+from ackhub.core.clock import ManualClock
+from ackhub.core.identifiers import uscc_check_character
+from ackhub.hub.auth.jwt import issue
+from ackhub.hub.cli import main
+from ackhub.v1 import exchange_service_pb2 as exchange_pb
+from ackhub.v1 import operations_service_pb2 as ops_pb
+from ackhub.v1 import trace_service_pb2 as pb
+from ackhub.v1 import trace_service_pb2_grpc as pb_grpc
+from ackhub.v1 import types_pb2
 from tests.harness import Inbox, RunningHub, error_details, start_hub, wait_for
 from tests.records import declaration as declaration_payload
 
@@ -265,9 +265,9 @@ def test_trace_command_prints_the_timeline(
 
 def test_an_abort_shows_in_the_timeline_with_its_reason() -> None:
     """A recipient's "abort" is a timeline entry that says why, and has a kind in the contract."""
-    from hub.api.trace import _KINDS
-    from hub.exchange.trace import _entry
-    from hub.store.models import AuditEventRow
+    from ackhub.hub.api.trace import _KINDS
+    from ackhub.hub.exchange.trace import _entry
+    from ackhub.hub.store.models import AuditEventRow
 
     event = AuditEventRow(
         seq=7, time_ms=1, kind="delivery.aborted", actor="agency:fx", data='{"reason":"unknown exporter"}'

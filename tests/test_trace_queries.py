@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from hub.auth.identity import Principal
-from hub.exchange import trace
-from hub.exchange.trace import list_records
-from hub.identifiers import uscc_check_character
-from hub.store.db import Database
-from hub.store.models import DeliveryRow, RecordRow
+from ackhub.core.identifiers import uscc_check_character
+from ackhub.core.principal import Principal
+from ackhub.hub.exchange import trace
+from ackhub.hub.exchange.trace import list_records
+from ackhub.hub.store.db import Database
+from ackhub.hub.store.models import DeliveryRow, RecordRow
 
 ALPHA = "91110000600037341L"
 BETA = "91310000MA1FL0000" + uscc_check_character("91310000MA1FL0000")

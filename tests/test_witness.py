@@ -12,9 +12,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit import merkle
-from audit.note import ED25519, Signer, parse_checkpoint, parse_note
-from hub.errors import ConfigError
+from ackhub.audit import merkle
+from ackhub.audit.note import ED25519, Signer, parse_checkpoint, parse_note
+from ackhub.core.errors import ConfigError
 from tests.witness_kit import WitnessProcess, run_witness
 
 ORIGIN = "customs.example/ackhub"
@@ -193,7 +193,7 @@ def test_a_log_key_that_is_not_ed25519_is_refused_naming_the_line(tmp_path: Path
 def test_the_hub_refuses_bad_witness_configuration_naming_the_line(tmp_path: Path) -> None:
     """A duplicated witness name, or a witness key that is not an Ed25519 cosignature key, stops the hub's
     configuration with the line of the table."""
-    from hub.config import load_settings
+    from ackhub.hub.config import load_settings
 
     w = WitnessProcess(tmp_path / "w", "tax.example/witness", [LOG.verifier])
     table = (
@@ -212,15 +212,17 @@ def test_the_hub_refuses_bad_witness_configuration_naming_the_line(tmp_path: Pat
 
 
 def test_the_witness_needs_nothing_of_the_hub() -> None:
-    """Importing and running the witness loads no module of the hub: it can ship in the client alone."""
+    """Importing and running the witness loads no module of the hub or its store: it ships in the client."""
     import subprocess
     import sys
 
     from tests.witness_kit import REPO
 
     probe = (
-        "import sys, witness.cli, witness.server, witness.service, witness.state; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'hub', 'adapters', 'connectors', 'sqlmodel', 'grpc'}))"
+        "import sys, ackhub.client.witness.cli, ackhub.client.witness.server, ackhub.client.witness.service, "
+        "ackhub.client.witness.state; ours = {'.'.join(m.split('.')[:2]) for m in sys.modules}; "
+        "print(sorted((ours | {m.split('.')[0] for m in sys.modules}) "
+        "& {'ackhub.hub', 'ackhub.core', 'ackhub.adapters', 'ackhub.connectors', 'sqlmodel', 'sqlalchemy'}))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=30

@@ -20,21 +20,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 
-from audit import checkpoint as checkpoints
-from audit import log, merkle
-from audit.note import parse_checkpoint
-from hub._proto.ackhub.v1 import audit_service_pb2 as audit_pb
-from hub._proto.ackhub.v1 import audit_service_pb2_grpc as audit_grpc
-from hub.cli import main
-from hub.clock import ManualClock
-from hub.store.models import (
+from ackhub.audit import checkpoint as checkpoints
+from ackhub.audit import merkle
+from ackhub.audit.note import parse_checkpoint
+from ackhub.core.clock import ManualClock
+from ackhub.hub.cli import main
+from ackhub.hub.ledger import log
+from ackhub.hub.store.models import (
     AuditCheckpointRow,
     AuditCosignatureRow,
     AuditEventRow,
     AuditTreeNodeRow,
     AuditWitnessRow,
 )
-from hub.witnesses import COSIGNED, REFUSED
+from ackhub.hub.witnesses import COSIGNED, REFUSED
+from ackhub.v1 import audit_service_pb2 as audit_pb
+from ackhub.v1 import audit_service_pb2_grpc as audit_grpc
 from tests.console_kit import console_url, operator_token
 from tests.harness import RunningHub, start_hub
 from tests.records import declaration
@@ -196,7 +197,7 @@ def test_the_console_shows_each_witness_and_serves_the_cosigned_checkpoint(setup
 def test_a_stale_checkpoint_from_another_hub_process_is_no_rollback(setup: Setup) -> None:
     """A second hub process on the same database that still holds an older checkpoint sends the store's
     newest instead, and what is already cosigned is not sent again: no alarm, no extra request."""
-    from hub.witnesses import Witnesses
+    from ackhub.hub.witnesses import Witnesses
 
     server = setup.hub.server
     assert server.ledger is not None
@@ -344,8 +345,8 @@ def test_a_delivery_proof_carries_the_cosignatures_and_meets_a_quorum(
 ) -> None:
     """The proof is against the cosigned checkpoint; `proof verify` passes with quorum 2 of the two
     witnesses, and fails naming the witness when it requires one that did not cosign."""
-    from hub._proto.ackhub.v1 import trace_service_pb2 as trace_pb
-    from hub._proto.ackhub.v1 import trace_service_pb2_grpc as trace_grpc
+    from ackhub.v1 import trace_service_pb2 as trace_pb
+    from ackhub.v1 import trace_service_pb2_grpc as trace_grpc
 
     customs = setup.hub.agency("customs")
     record = customs.publish(

@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.note import COSIGNATURE_V1, Signer, Verifier
+from ackhub.audit.note import COSIGNATURE_V1, Signer, Verifier
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,7 +63,7 @@ class WitnessProcess:
 
     def start(self) -> WitnessProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "witness", "serve", "--config", str(self.config)],
+            [sys.executable, "-m", "ackhub.client.witness", "serve", "--config", str(self.config)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=open(self.dir / "stderr.log", "a"),  # noqa: SIM115 - lives as long as the process
@@ -100,5 +100,9 @@ class WitnessProcess:
 def run_witness(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m witness ARGS` to its end (for commands that exit: check, or serve refusing to start)."""
     return subprocess.run(
-        [sys.executable, "-m", "witness", *args], cwd=REPO, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "ackhub.client.witness", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )

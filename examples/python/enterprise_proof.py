@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from audit.note import parse_vkey
-from audit.verify import WitnessPolicy
-from hub._proto.ackhub.v1 import types_pb2
-from hub.sdk import EnterpriseClient
-from hub.signing import load_public_key
+from ackhub.audit.acks import load_public_key
+from ackhub.audit.note import parse_vkey
+from ackhub.audit.proofs import WitnessPolicy
+from ackhub.client import EnterpriseClient
+from ackhub.v1 import types_pb2
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ import argparse
 import hashlib
 import threading
 
-from hub.sdk import AgencyClient, Delivery, Verdict
+from ackhub.client import AgencyClient, Delivery, Verdict
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 'use strict';
-// Reproduces shared/vectors/ack-v1.json byte for byte: canonical text, public key and signature.
+// Reproduces the acknowledgement test vectors byte for byte: canonical text, public key and signature.
+// The vectors: tests/data/ack-v1.json of this repository (a copy of the project's shared ack-v1 vectors).
 // Run: node test/vectors.test.js [path/to/ack-v1.json]
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
@@ -7,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const ack = require('../ack');
 
-const file = process.argv[2] || path.join(__dirname, '..', '..', '..', '..', 'shared', 'vectors', 'ack-v1.json');
+const file = process.argv[2] || path.join(__dirname, '..', '..', '..', 'tests', 'data', 'ack-v1.json');
 const { vectors } = JSON.parse(fs.readFileSync(file, 'utf8'));
 assert.ok(vectors.length > 0, 'no vectors');
 

@@ -1,1 +1,0 @@
-"""How deliveries reach an agency: one connector per transport, all behind `connectors.abc.Connector`."""

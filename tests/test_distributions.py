@@ -1,0 +1,131 @@
+"""The partners' client as a partner installs it: its wheels alone in a fresh virtual environment pull in
+no server library, and its `ackhub-client` traces a record, downloads its proof and verifies it against a
+real hub."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ackhub.audit.acks import public_key_base64
+from ackhub.core.clock import ManualClock
+from tests.harness import RunningHub, start_hub
+from tests.test_trace import ALPHA, DECLARATION, _delivered, _token, _with_tokens
+
+ROOT = Path(__file__).resolve().parents[1]
+# What `pip install ackhub-client` may bring: the client, the contract, the audit formats, and gRPC,
+# protobuf and cryptography with what they need themselves.
+ALLOWED = {
+    "ackhub-client",
+    "ackhub-proto",
+    "ackhub-audit",
+    "grpcio",
+    "protobuf",
+    "googleapis-common-protos",
+    "cryptography",
+    "cffi",
+    "pycparser",
+    "typing-extensions",
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(name="client_env", scope="module")
+def fixture_client_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the wheels of ackhub-proto, ackhub-audit and ackhub-client."""
+    base = tmp_path_factory.mktemp("client")
+    wheels = base / "wheels"
+    sources = []
+    for name in ("proto", "audit", "client"):  # built from copies: a build writes into its source folder
+        shutil.copytree(ROOT / name, base / name, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+        sources.append(str(base / name))
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels)]
+    subprocess.run([*build, *sources], check=True, timeout=300)
+    env = base / "venv"
+    venv.create(env, with_pip=False)
+    python = env / "bin" / "python"
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
+    subprocess.run([*install, *map(str, sorted(wheels.glob("*.whl")))], check=True, timeout=600)
+    return env
+
+
+def _installed(env: Path) -> set[str]:
+    listing = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python"), "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = {re.split(r"[=@ ]", line)[0].lower().replace("_", "-") for line in listing.split()}
+    return names - {"pip", "setuptools", "wheel"}
+
+
+def test_the_client_installs_without_the_server(client_env: Path) -> None:
+    """Nothing of the server (SQLModel, Alembic, psycopg, Starlette, pydantic ...) comes with the client."""
+    installed = _installed(client_env)
+    assert {"ackhub-client", "ackhub-proto", "ackhub-audit"} <= installed
+    assert installed <= ALLOWED, f"the client pulled in {sorted(installed - ALLOWED)}"
+    found = subprocess.run(
+        [str(client_env / "bin" / "python"), "-c", "import ackhub.client, ackhub.audit.proofs, ackhub.v1"],
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 0, found.stderr
+    absent = subprocess.run(
+        [str(client_env / "bin" / "python"), "-c", "import ackhub.hub"], capture_output=True, text=True
+    )
+    assert "No module named 'ackhub.hub'" in absent.stderr
+
+
+@pytest.fixture(name="traced")
+def fixture_traced(database_url: str, clock: ManualClock) -> Iterator[RunningHub]:
+    running = start_hub(database_url, clock=clock, edit=_with_tokens)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_the_client_alone_traces_and_verifies(
+    client_env: Path, traced: RunningHub, clock: ManualClock, tmp_path: Path
+) -> None:
+    """From the fresh environment: `ackhub-client trace`, `proof get` and `proof verify` against a real hub."""
+    record_id = _delivered(traced, clock)
+    token = _token(clock, ALPHA)[0][1].removeprefix("Bearer ")
+    client = str(client_env / "bin" / "ackhub-client")
+    options = ["--target", traced.target, "--token", token]
+
+    traced_out = subprocess.run(
+        [client, "trace", DECLARATION, *options], capture_output=True, text=True, timeout=60
+    )
+    assert traced_out.returncode == 0, traced_out.stderr
+    assert "(tax): ACCEPTED, closed by ACCEPTED" in traced_out.stdout
+
+    proof = tmp_path / "proof.json"
+    got = subprocess.run(
+        [client, "proof", "get", record_id, "--out", str(proof), *options], capture_output=True, text=True
+    )
+    assert got.returncode == 0, got.stderr
+    ledger = traced.server.ledger
+    assert ledger is not None
+    hub_key = public_key_base64(ledger.public_key)
+    checked = subprocess.run(
+        [client, "proof", "verify", str(proof), "--hub-key", hub_key], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "(tax) accepted record" in checked.stdout and checked.stdout.rstrip().endswith("checks out.")
+
+    proof.write_text(proof.read_text(encoding="utf-8").replace("value mismatch", "value matched"))
+    forged = subprocess.run(
+        [client, "proof", "verify", str(proof), "--hub-key", hub_key], capture_output=True, text=True
+    )
+    assert forged.returncode == 1
+    assert "✗ fx's REJECTED acknowledgement: the signature does not verify" in forged.stdout

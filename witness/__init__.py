@@ -1,5 +1,0 @@
-"""A C2SP tlog-witness for the hub's audit log, run by a partner agency (docs/audit.md).
-
-It imports only `audit.note`, `audit.merkle`, the standard library and `cryptography`, so that it can ship in
-the partners' client distribution without the hub.
-"""
