@@ -56,7 +56,7 @@ lint: $(VENV)/.installed buf-lint ## ruff, mypy, import-linter (one direction be
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy bench/exchange.py bench/rabbitmq.py bench/scale.py bench/catalogue.py
+	$(VENV)/bin/mypy bench
 	$(PY) scripts/gen_record_types.py --check
 	$(PY) scripts/check_schemas.py --against main
 

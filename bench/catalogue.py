@@ -33,11 +33,11 @@ from jsonschema import Draft202012Validator
 
 from ackhub.adapters.loader import load
 from ackhub.client.headers import AGENCY_HEADER
+from ackhub.hub import launch
 from ackhub.hub.demo import ENTERPRISES, Declarations
 from ackhub.hub.exchange.catalogue import Catalogue, build
 from ackhub.v1 import exchange_service_pb2 as pb
 from ackhub.v1 import exchange_service_pb2_grpc as pb_grpc
-from bench import hubproc
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -137,8 +137,8 @@ def hub_cpu_per_publish(records: list[tuple[bytes, str, str]], threads: int) -> 
     """(hub CPU µs per publish, publishes per second) for `records`, one per PublishRecord call."""
     with tempfile.TemporaryDirectory(prefix="ackhub-catalogue-bench-") as tmp:
         folder = Path(tmp)
-        hub = hubproc.ServeProcess(hub_config(folder), folder / "hub.log")
-        hub.launch()
+        hub = launch.HubProcess(hub_config(folder), folder / "hub.log")
+        hub.launch(append=False)
         try:
             port = 0
             deadline = time.monotonic() + 60
@@ -180,7 +180,7 @@ def hub_cpu_per_publish(records: list[tuple[bytes, str, str]], threads: int) -> 
             channel.close()
             return used / len(work) * 1e6, len(work) / elapsed
         finally:
-            hub.terminate(timeout=10)
+            hub.stop(timeout=10)
 
 
 def main() -> int:

@@ -27,8 +27,6 @@ exchange and queues are created for the run and removed afterwards. The exit cod
 unreachable RabbitMQ (or pika not installed) is reported loudly as UNAVAILABLE and leaves it at 0.
 """
 
-# The repository goes on the path before `hub` is imported (run as a script, only bench/ is on it).
-
 from __future__ import annotations
 
 import argparse
@@ -62,9 +60,10 @@ from sqlalchemy.engine import make_url
 from ackhub.audit.acks import public_key_base64
 from ackhub.client.agency import AgencyClient, Delivery, Handler, Publication, Verdict, start_subscription
 from ackhub.core.identifiers import USCC_CHARSET, check_declaration_number, check_uscc, uscc_check_character
+from ackhub.hub import launch
 from ackhub.hub.config import Settings, load_settings
 from ackhub.v1 import types_pb2
-from bench import hubproc, rabbitmq
+from bench import rabbitmq
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -242,7 +241,7 @@ def hub_config(
     return "\n".join(lines)
 
 
-class HubProcess(hubproc.ServeProcess):
+class HubProcess(launch.HubProcess):
     """The hub under test; learns its port from the log. With `workers` > 1 it is `ackhub serve --workers
     N` (a supervisor and N hub processes on one port): ready once all N started, and its CPU and memory
     are the N processes' together."""
@@ -251,8 +250,10 @@ class HubProcess(hubproc.ServeProcess):
         super().__init__(config, log, ["--workers", str(workers)] if workers > 1 else [], repo)
         self.workers = workers
 
-    def start(self, timeout: float) -> str:
-        self.launch()
+    def start(self, timeout: float = 20) -> float:
+        """Launch and wait until every hub process logged its start; the address is then in `target`."""
+        began = time.perf_counter()
+        self.launch(append=False)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_running()
@@ -262,7 +263,8 @@ class HubProcess(hubproc.ServeProcess):
                 if '"hub.started"' in line
             ]
             if len(started) >= self.workers:
-                return f"127.0.0.1:{started[0]['port']}"
+                self.target = f"127.0.0.1:{started[0]['port']}"
+                return time.perf_counter() - began
             time.sleep(0.05)
         raise TimeoutError(f"the hub did not start within {timeout:.0f} s:\n{self.tail()}")
 
@@ -274,9 +276,6 @@ class HubProcess(hubproc.ServeProcess):
             children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
             return [int(child) for child in children]
         return []
-
-    def stop(self, timeout: float = 15) -> None:
-        self.terminate(timeout)
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -770,7 +769,8 @@ def drive(
 ) -> None:
     """Start the hub, connect the agencies (kept in `clients`, for the caller to close), run the phases
     and put each measured phase's figures in `result` under its name."""
-    target = hub.start(timeout=60)
+    hub.start(timeout=60)
+    target = hub.target
     report(f"{backend}: hub pid {hub.pid} on {target} ({result['database']})", True)
     trackers = [Tracker(0)]
 
@@ -852,7 +852,7 @@ def run_backend(
         finally:
             for client in clients:
                 client.close()
-            hub.stop()
+            hub.stop(15)
         if any(step.name in result for step in phase_plan(opts)):
             try:
                 result["store"] = store_counts(database_url)
@@ -1269,7 +1269,9 @@ def parse_args(argv: list[str] | None) -> Options:
         "--hub-repo",
         type=Path,
         help="run the hub of another checkout (e.g. a `git worktree` of an earlier commit) with this bench, "
-        "for before/after pairs; its configuration keys must be the ones this bench writes",
+        "for before/after pairs; its configuration keys must be the ones this bench writes. With a .venv of "
+        "its own (`make .venv/.installed` there; needed for a checkout from before the ackhub namespace) "
+        "it runs with that",
     )
     parser.add_argument(
         "--pg-admin", default=DEFAULT_PG_ADMIN, help="PostgreSQL URL that may create databases (loopback)"

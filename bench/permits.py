@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,11 +29,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ackhub.audit.acks import public_key_base64
 from ackhub.core.permit_document import PermitDocument, PermitLine
+from ackhub.hub import launch
 from ackhub.hub.api.permits import signed_message
 from ackhub.v1 import permit_service_pb2 as pb
 from ackhub.v1 import permit_service_pb2_grpc as pb_grpc
-
-REPO = Path(__file__).resolve().parents[1]
 
 HOLDER = "91110000600037341L"
 CUSTOMS = (("x-ackhub-agency", "customs"),)
@@ -162,9 +160,8 @@ def main() -> int:
         probe.close()
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         config = _config(Path(tmp), url, port, commerce)
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "ackhub.hub.cli", "serve", "--config", str(config)], cwd=REPO
-        )
+        hub = launch.HubProcess(config, Path(tmp) / "hub.log", target=f"127.0.0.1:{port}")
+        hub.start(30)
         try:
             target = f"127.0.0.1:{port}"
             channel = grpc.insecure_channel(target)
@@ -190,8 +187,7 @@ def main() -> int:
             )
             channel.close()
         finally:
-            hub.terminate()
-            hub.wait(10)
+            hub.stop(15)
     figures = {
         "backend": url.split(":", 1)[0],
         "verifications": args.verifications,

@@ -36,8 +36,6 @@ Every wait is bounded; progress goes to stderr; the table (or `--json`) to stdou
 the table of a saved `--json` run. Figures and findings: bench/SCALE.md.
 """
 
-# The repository goes on the path before `hub` is imported (run as a script, only bench/ is on it).
-
 from __future__ import annotations
 
 import argparse
@@ -65,7 +63,6 @@ from typing import Any, ClassVar
 import grpc
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
@@ -76,6 +73,7 @@ from ackhub.audit.acks import AckFields, public_key_base64, sign_ack
 from ackhub.core.clock import ManualClock, SystemClock
 from ackhub.core.identifiers import uscc_check_character
 from ackhub.core.principal import Principal
+from ackhub.hub import launch
 from ackhub.hub.auth.jwt import issue
 from ackhub.hub.config import RouteRecipient, Settings, parse_settings
 from ackhub.hub.exchange import sweep as sweeps
@@ -90,7 +88,6 @@ from ackhub.hub.store.models import AuditEventRow
 from ackhub.v1 import trace_service_pb2 as trace_pb
 from ackhub.v1 import trace_service_pb2_grpc as trace_grpc
 from ackhub.v1 import types_pb2
-from bench import hubproc
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -1224,37 +1221,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class Hub(hubproc.ServeProcess):
+class Hub(launch.HubProcess):
     """The hub under test; ready when health says SERVING."""
 
     def __init__(self, config: Path, log: Path, target: str) -> None:
-        super().__init__(config, log)
-        self.target = target
+        super().__init__(config, log, target=target)
 
-    def start(self, timeout: float) -> float:
-        """Launch and wait for SERVING; returns the seconds from launch to the first SERVING answer."""
-        channel = grpc.insecure_channel(self.target, options=FAST_RECONNECT)
-        health = health_pb2_grpc.HealthStub(channel)
-        began = time.perf_counter()
-        self.launch(append=True)
-        try:
-            while time.perf_counter() - began < timeout:
-                self.check_running()
-                try:
-                    answer = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
-                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                        return time.perf_counter() - began
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.01)
-            raise TimeoutError(f"the hub did not serve within {timeout:.0f} s:\n{self.tail()}")
-        finally:
-            channel.close()
-
-    def stop(self, timeout: float) -> float:
-        """SIGTERM and wait (a clean stop signs a last checkpoint); returns how long it took."""
+    def stop(self, timeout: float, kill_wait: float = 10, on_kill: Callable[[], None] | None = None) -> float:
+        """SIGTERM and wait (a clean stop signs a last checkpoint); how long it took."""
         warning = f"  the hub did not stop within {timeout:.0f} s: killing it"
-        return self.terminate(timeout, kill_wait=10, on_kill=lambda: progress(warning))
+        return super().stop(timeout, kill_wait, on_kill or (lambda: progress(warning)))
 
 
 class Calls:

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ackhub.audit.acks import public_key_base64
 from ackhub.audit.checkpoint import log_verifier
 from ackhub.client.agency import AgencyClient
-from bench.exchange import HubProcess
+from bench.exchange import HubProcess, process_cpu_seconds
 from tests.witness_kit import WitnessProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,17 +156,18 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     hub = HubProcess(
         hub_config(work, database_url, hub_key, witnesses, args.checkpoint_interval), work / "hub.log"
     )
-    target = hub.start(60)
+    hub.start(60)
+    target = hub.target
     try:
         publish(target, min(200, args.records), args.publishers)  # warm-up
-        cpu, began = hub.cpu_seconds(), time.perf_counter()
+        cpu, began = process_cpu_seconds(hub.pid), time.perf_counter()
         latencies = publish(target, args.records, args.publishers)
-        elapsed, cpu = time.perf_counter() - began, hub.cpu_seconds() - cpu
+        elapsed, cpu = time.perf_counter() - began, process_cpu_seconds(hub.pid) - cpu
         time.sleep(
             2 * float(args.checkpoint_interval.removesuffix("s")) + 1
         )  # let the last checkpoint go out
     finally:
-        hub.terminate(30)
+        hub.stop(30)
         for process in processes:
             process.stop()
         if silent is not None:

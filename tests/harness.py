@@ -3,11 +3,9 @@ with real keys, and helpers that wait for a condition with a bound instead of sl
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -18,7 +16,7 @@ from ackhub.client.agency import AgencyClient
 from ackhub.client.headers import AGENCY_HEADER, OPERATOR_HEADER
 from ackhub.core.clock import Clock
 from ackhub.hub.config import Settings, parse_settings
-from ackhub.hub.server import HubServer
+from ackhub.hub.launch import HubThread
 from ackhub.v1 import exchange_service_pb2_grpc, operations_service_pb2_grpc
 
 T = TypeVar("T")
@@ -85,26 +83,20 @@ def base_config(database_url: str) -> dict[str, Any]:
     }
 
 
-class RunningHub:
-    """A started `HubServer`; `run()` executes a coroutine on its loop from the test's thread."""
+class RunningHub(HubThread):
+    """The hub's in-process launcher, started, with stubs and agency clients for the test; scheduled sweeps
+    off unless asked for (the tests sweep when they choose)."""
 
     def __init__(
         self, settings: Settings, clock: Clock | None = None, scheduled_sweeps: bool = False
     ) -> None:
-        self.server = HubServer(settings, clock=clock, scheduled_sweeps=scheduled_sweeps)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="hub-loop")
-        self.thread.start()
-        self.port = self.run(self.server.start())
+        super().__init__(settings, clock=clock, scheduled_sweeps=scheduled_sweeps)
+        self.port = self.start()
         self.target = f"127.0.0.1:{self.port}"
         self.channel = grpc.insecure_channel(self.target)
         self.exchange_stub = exchange_service_pb2_grpc.ExchangeServiceStub(self.channel)
         self.operations_stub = operations_service_pb2_grpc.OperationsServiceStub(self.channel)
         self.clients: list[AgencyClient] = []
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        return future.result(timeout)
 
     def sweep(self) -> Any:
         assert self.server.exchange is not None
@@ -136,14 +128,11 @@ class RunningHub:
     def as_operator(name: str = "alice") -> tuple[tuple[str, str]]:
         return ((OPERATOR_HEADER, name),)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 0.5) -> None:
         for client in self.clients:
             client.close()
         self.channel.close()
-        self.run(self.server.stop(0.5))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        super().stop(grace_s)
 
 
 def start_hub(

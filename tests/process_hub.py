@@ -1,29 +1,19 @@
-"""`ackhub serve` as a real subprocess, for tests that kill and restart it: a TOML configuration written
-from a config dict, a free loopback port, readiness by the gRPC health check, SIGKILL and SIGTERM."""
+"""`ackhub serve` as a real subprocess, for tests that kill and restart it: the hub's own launcher
+(`ackhub.hub.launch.HubProcess`) on a TOML configuration written from a config dict, on a free loopback
+port."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ackhub.hub import launch
 
 REPO = Path(__file__).resolve().parent.parent
-# Reconnect within a fraction of a second once the hub is back (gRPC's default backoff grows to minutes).
-FAST_RECONNECT = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 300),
-)
+FAST_RECONNECT = launch.FAST_RECONNECT
 
 
 def free_port() -> int:
@@ -73,80 +63,11 @@ def to_toml(config: dict[str, Any]) -> str:
     return text
 
 
-class HubProcess:
-    """One `ackhub serve --config <file>`; `start()` again after `kill()` restarts it on the same store."""
+class HubProcess(launch.HubProcess):
+    """`ackhub serve` of a configuration dict written to `workdir/hub.toml`, its log in `workdir/hub.log`."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
-        self.target: str = config["server"]["listen"]
+    def __init__(self, config: dict[str, Any], workdir: Path, args: list[str] | None = None) -> None:
         self.config_path = workdir / "hub.toml"
         self.config_path.write_text(to_toml(config), encoding="utf-8")
         self.log_path = workdir / "hub.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, ready_timeout: float = 20) -> None:
-        """Start the hub and return once its health check answers SERVING."""
-        assert self.process is None or self.process.poll() is not None, "the hub is already running"
-        # Only the file decides: no ACKHUB_* override from the environment running the tests.
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("ACKHUB_")}
-        with self.log_path.open("ab") as log:
-            log.write(f"--- start {self.starts + 1} ---\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ackhub.hub.cli", "serve", "--config", str(self.config_path)],
-                cwd=REPO,
-                env=environ,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.starts += 1
-        self.wait_ready(ready_timeout)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def wait_ready(self, timeout: float) -> None:
-        """Poll `grpc.health.v1.Health/Check` until SERVING; fail if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target, options=FAST_RECONNECT) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise AssertionError(
-                        f"ackhub serve exited with {self.process.returncode} before it was ready\n{self.log_tail()}"
-                    )
-                try:
-                    answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5, wait_for_ready=True)
-                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass  # not listening yet
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"ackhub serve not SERVING after {timeout}s\n{self.log_tail()}")
-
-    def kill(self, timeout: float = 10) -> None:
-        """SIGKILL: no shutdown code runs, nothing is flushed or closed by the hub."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout)
-
-    def terminate(self, timeout: float = 15) -> int:
-        """SIGTERM and wait for the hub's orderly shutdown; returns the exit code."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def close(self) -> None:
-        """Make sure the process is gone (for `finally` blocks and fixtures)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        super().__init__(self.config_path, self.log_path, args or (), target=config["server"]["listen"])

@@ -39,7 +39,7 @@ from tests.crash_kit import (
     wait_until,
 )
 from tests.harness import key_id, private_key
-from tests.process_hub import FAST_RECONNECT, REPO, HubProcess, free_port, to_toml
+from tests.process_hub import FAST_RECONNECT, REPO, HubProcess, free_port
 from tests.records import declaration
 
 PROCESSES = 3
@@ -105,7 +105,7 @@ def test_three_processes_killed_at_random_lose_nothing(
         wait_until(
             lambda: sum(p.receipted() for p in publishers) >= 30,
             20,
-            lambda: f"no flow: {[p.errors for p in publishers]}\n{hubs[0].log_tail()}",
+            lambda: f"no flow: {[p.errors for p in publishers]}\n{hubs[0].tail()}",
         )
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.1, 0.8))
@@ -130,7 +130,7 @@ def test_three_processes_killed_at_random_lose_nothing(
         wait_until(
             lambda: not open_deliveries(engine, record_ids),
             60,
-            lambda: f"still open: {open_deliveries(engine, record_ids)[:10]}\n{hubs[0].log_tail()}",
+            lambda: f"still open: {open_deliveries(engine, record_ids)[:10]}\n{hubs[0].tail()}",
         )
         wait_until(
             lambda: all(r.unconfirmed() == 0 for r in recipients.values()),
@@ -142,7 +142,7 @@ def test_three_processes_killed_at_random_lose_nothing(
             assert recipient.refused == [], recipient.refused
         last_pids = [hub.pid for hub in hubs]
         for hub in hubs:
-            assert hub.terminate() == 0, hub.log_tail()
+            assert hub.terminate() == 0, hub.tail()
 
         per_ack = check_nothing_lost(engine, receipts, recipients)
         with Session(engine) as session:
@@ -204,22 +204,11 @@ def test_workers_share_one_address_and_restart_one_at_a_time(postgres_url: str, 
     an agency keeps publishing through that port without a refusal; SIGTERM stops them all."""
     config: dict[str, Any] = crash_config(postgres_url)
     config["server"]["listen"] = f"127.0.0.1:{free_port()}"
-    config_file = tmp_path / "hub.toml"
-    config_file.write_text(to_toml(config), encoding="utf-8")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ACKHUB_")}
-    log = (tmp_path / "workers.log").open("wb")
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "ackhub.hub.cli", "serve", "--config", str(config_file), "--workers", "2"],
-        cwd=REPO,
-        env=environ,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    supervisor = HubProcess(config, tmp_path, ["--workers", "2"])
+    supervisor.launch()
     customs = _client([config["server"]["listen"]], PUBLISHER)
     try:
-        wait_until(
-            lambda: len(_serving_pids(postgres_url)) == 2, 30, lambda: (tmp_path / "workers.log").read_text()
-        )
+        wait_until(lambda: len(_serving_pids(postgres_url)) == 2, 30, lambda: supervisor.tail())
         first = _serving_pids(postgres_url)
         published: list[str] = []
         stop = threading.Event()
@@ -253,11 +242,11 @@ def test_workers_share_one_address_and_restart_one_at_a_time(postgres_url: str, 
         thread = threading.Thread(target=publish, daemon=True)
         thread.start()
         wait_until(lambda: len(published) >= 10, 10, lambda: str(failures))
-        supervisor.send_signal(signal.SIGHUP)
+        os.kill(supervisor.pid, signal.SIGHUP)
         wait_until(
             lambda: len(_serving_pids(postgres_url)) == 2 and not (_serving_pids(postgres_url) & first),
             60,
-            lambda: (tmp_path / "workers.log").read_text(),
+            lambda: supervisor.tail(),
         )
         count = len(published)
         wait_until(lambda: len(published) >= count + 10, 10, lambda: str(failures))
@@ -266,12 +255,8 @@ def test_workers_share_one_address_and_restart_one_at_a_time(postgres_url: str, 
         assert failures == []
         assert len(set(published)) == len(published)  # a retried publish returned its first record
         print(f"\n{len(published)} publishes across the rolling restart, {len(retried)} retried once cut off")
-        supervisor.send_signal(signal.SIGTERM)
-        assert supervisor.wait(60) == 0
+        assert supervisor.terminate(60) == 0
         assert _serving_pids(postgres_url) == set()
     finally:
         customs.close()
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait(10)
-        log.close()
+        supervisor.close()

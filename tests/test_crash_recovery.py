@@ -68,7 +68,7 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
             lambda: (
                 f"{publishers.receipted()} receipts, "
                 f"{ {a: r.confirmed_count() for a, r in recipients.items()} } confirmed acks; "
-                f"errors {publishers.errors}\n{hub_process.log_tail()}"
+                f"errors {publishers.errors}\n{hub_process.tail()}"
             ),
         )
 
@@ -88,9 +88,9 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
             15,
             lambda: f"publishing did not resume: {publishers.receipted()} receipts",
         )
-        assert publishers.errors == [], hub_process.log_tail()
+        assert publishers.errors == [], hub_process.tail()
         publishers.stop()
-        assert publishers.errors == [], hub_process.log_tail()
+        assert publishers.errors == [], hub_process.tail()
         items = publishers.items
         assert all(item.receipt is not None for item in items)
         receipts = {item.request_id: item.receipt for item in items if item.receipt is not None}
@@ -100,7 +100,7 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
             lambda: not open_deliveries(engine, record_ids),
             45,  # a few seconds unless the machine is very busy
             lambda: (
-                f"deliveries still open: {open_deliveries(engine, record_ids)[:10]}\n{hub_process.log_tail()}"
+                f"deliveries still open: {open_deliveries(engine, record_ids)[:10]}\n{hub_process.tail()}"
             ),
         )
         wait_until(
@@ -126,7 +126,7 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
             assert set(recipient.stream_errors) <= {grpc.StatusCode.UNAVAILABLE}, recipient.stream_errors
             assert recipient.opened >= 2, "the subscription never came back after the restart"
         customs.close()
-        assert hub_process.terminate() == 0, hub_process.log_tail()
+        assert hub_process.terminate() == 0, hub_process.tail()
 
         per_ack = check_nothing_lost(engine, receipts, recipients)
 

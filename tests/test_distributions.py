@@ -4,12 +4,15 @@ real hub."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from collections.abc import Iterator
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -34,8 +37,6 @@ ALLOWED = {
     "pycparser",
     "typing-extensions",
 }
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(name="client_env", scope="module")
@@ -68,6 +69,7 @@ def _installed(env: Path) -> set[str]:
     return names - {"pip", "setuptools", "wheel"}
 
 
+@pytest.mark.slow
 def test_the_client_installs_without_the_server(client_env: Path) -> None:
     """Nothing of the server (SQLModel, Alembic, psycopg, Starlette, pydantic ...) comes with the client."""
     installed = _installed(client_env)
@@ -94,6 +96,7 @@ def fixture_traced(database_url: str, clock: ManualClock) -> Iterator[RunningHub
         running.stop()
 
 
+@pytest.mark.slow
 def test_the_client_alone_traces_and_verifies(
     client_env: Path, traced: RunningHub, clock: ManualClock, tmp_path: Path
 ) -> None:
@@ -129,3 +132,37 @@ def test_the_client_alone_traces_and_verifies(
     )
     assert forged.returncode == 1
     assert "✗ fx's REJECTED acknowledgement: the signature does not verify" in forged.stdout
+
+
+def _imported_libraries(source: Path) -> set[str]:
+    """The top-level names a distribution's code imports, other than its own namespace and the stdlib."""
+    found: set[str] = set()
+    for path in source.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"ackhub", "__future__"}
+
+
+def _declared(folder: Path) -> set[str]:
+    project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {_normal(re.split(r"[<>=!\[; ]", requirement)[0]) for requirement in project["dependencies"]}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+@pytest.mark.parametrize("folder", ["proto", "audit", "core", "adapters", "connectors", "client", "hub"])
+def test_every_imported_library_is_declared_where_it_is_imported(folder: str) -> None:
+    """Each distribution declares every library its code imports (not one that another brings along)."""
+    providers = packages_distributions()
+    generated = folder == "proto"  # protoc's code imports grpc and google.protobuf
+    missing = {
+        module: providers.get(module, ["?"])
+        for module in _imported_libraries(ROOT / folder / "src")
+        if not {_normal(name) for name in providers.get(module, [])} & _declared(ROOT / folder)
+    }
+    assert not missing or (generated and set(missing) <= {"grpc", "google"}), missing

@@ -12,7 +12,6 @@ The agencies' private keys are derived from public seeds: demo only, never for p
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -23,7 +22,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -45,8 +43,8 @@ from ackhub.hub.auth.jwt import issue_token
 from ackhub.hub.config import Console, Settings, load_settings
 from ackhub.hub.exchange import queries
 from ackhub.hub.exchange.states import CASE_CLOSED_BY_ACK, CASE_OPEN, DELIVERY_STATES
+from ackhub.hub.launch import HubThread
 from ackhub.hub.logging import configure
-from ackhub.hub.server import HubServer
 from ackhub.hub.store.db import Database
 from ackhub.hub.store.models import AttemptRow, DeliveryRow, EscalationRow, RecordRow
 from ackhub.v1 import exchange_service_pb2 as pb
@@ -308,17 +306,8 @@ class Agencies:
 
 
 # -- the hub on its own event loop ------------------------------------------------------------------
-class HubThread:
-    """`HubServer` on an event loop in a background thread (as tests/harness.py `RunningHub` does)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.server = HubServer(settings)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="hub-loop")
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+class DemoHub(HubThread):
+    """The demo's hub, in this process."""
 
     def breaker_notes(self) -> list[str]:
         """Circuit breakers that are not closed (read on the hub's loop), e.g. "fx circuit OPEN"."""
@@ -329,15 +318,6 @@ class HubThread:
 
         states = self.run(read(), 5)
         return [f"{agency} circuit {state}" for agency, state in sorted(states.items()) if state != "CLOSED"]
-
-    def stop(self) -> None:
-        try:
-            self.run(self.server.stop(0.5), 15)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            if not self.thread.is_alive():
-                self.loop.close()
 
 
 # -- the live view --------------------------------------------------------------------------------
@@ -571,11 +551,11 @@ def run_demo(
 
     stop = threading.Event()
     previous_handlers = _on_stop_signals(stop)
-    hub = HubThread(settings)
+    hub = DemoHub(settings)
     agencies: Agencies | None = None
     try:
         try:
-            port = hub.run(hub.server.start())
+            port = hub.start()
         except (OSError, RuntimeError) as error:
             print(f"cannot start the hub on {settings.server.listen}: {error}", file=sys.stderr)
             return 1
