@@ -26,6 +26,8 @@ from connectors.stream import StreamConnector
 from hub._proto.ackhub.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    case_service_pb2,
+    case_service_pb2_grpc,
     catalogue_service_pb2,
     catalogue_service_pb2_grpc,
     exchange_service_pb2,
@@ -38,6 +40,7 @@ from hub._proto.ackhub.v1 import (
     trace_service_pb2_grpc,
 )
 from hub.api.audit import AuditServicer
+from hub.api.cases import CaseServicer
 from hub.api.catalogue import CatalogueServicer
 from hub.api.errors import ErrorInterceptor
 from hub.api.exchange import ExchangeServicer
@@ -46,6 +49,7 @@ from hub.api.operations import OperationsServicer
 from hub.api.permits import PermitServicer
 from hub.api.trace import TraceServicer
 from hub.auth.tls import listen
+from hub.cases import CaseBook
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.exchange.breaker import Breakers
@@ -80,6 +84,7 @@ SERVICES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
     catalogue_service_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name,
+    case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name,
 )
 
 
@@ -102,6 +107,7 @@ class HubServer:
         self._dispatch_task: asyncio.Task[None] | None = None
         self.exchange: Exchange | None = None
         self.permits: Permits | None = None
+        self.cases: CaseBook | None = None  # cases between parties (hub/cases/)
         self.ledger: AuditLedger | None = None
         self.witnesses: Witnesses | None = None  # sends checkpoints to [[audit.witnesses]] to cosign
         self.streams = StreamConnector()
@@ -181,6 +187,8 @@ class HubServer:
         )
         self.permits = self._permits(self.exchange)
         permit_service_pb2_grpc.add_PermitServiceServicer_to_server(PermitServicer(self.permits), server)
+        self.cases = CaseBook(settings, self.db, self.clock, notifications, self.ledger, self.permits.issuers)
+        case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(self.cases), server)
         catalogue_service_pb2_grpc.add_CatalogueServiceServicer_to_server(
             CatalogueServicer(self.catalogue, {route.record_type for route in settings.routes}), server
         )
@@ -275,6 +283,10 @@ class HubServer:
             result = await exchange.sweep()
             if result.deadlines or result.steps:
                 log.info("sweep.done", deadlines=result.deadlines, escalation_steps=result.steps)
+            if self.cases is not None:
+                told = await self.cases.sweep()
+                if told:
+                    log.info("sweep.cases", notices=len(told))
         except Exception:
             log.exception("sweep.failed")
 
