@@ -391,3 +391,71 @@ def test_a_missed_deadline_notifies_and_climbs_the_ladder(hub: RunningHub, clock
     ).case
     assert (answered.level, answered.awaited_party) == (0, "customs:0202")
     assert answered.respond_by_time.ToMilliseconds() == clock.now_ms() + 2 * DAY
+
+
+OK, HIDDEN, DENIED = "OK", "NOT_FOUND", "PERMISSION_DENIED"
+ROLES = ("exporter", "stranger", "fx", "tax", "customs", "op0202", "op5300", "admin")
+# Each role × each CaseService RPC on a case the exporter opened about its record's fx delivery (for
+# OpenCase: about the record itself). Parties: the exporter, customs (publisher), fx, customs office 0202.
+_SEES = {"exporter": OK, "stranger": HIDDEN, "fx": OK, "tax": HIDDEN, "customs": OK, "op0202": OK,
+         "op5300": HIDDEN, "admin": OK}  # fmt: skip
+_STAFF = {**{r: DENIED for r in ROLES}, "op0202": OK, "op5300": HIDDEN, "admin": OK}
+MATRIX: dict[str, dict[str, str]] = {
+    "OpenCase": {**_SEES, "tax": OK},  # tax has a delivery of the record: it may open a case about it
+    "GetCase": _SEES,
+    "ListCases": _SEES,
+    "AddCaseMessage": _SEES,
+    "ReopenCase": _SEES,
+    "WithdrawCase": {**_SEES, "fx": DENIED, "customs": DENIED},  # the opener or an operator
+    "ResolveCase": _STAFF,
+    "AddCaseParty": _STAFF,
+}
+
+
+def _as(clock: ManualClock, role: str) -> Any:
+    return {
+        "exporter": lambda: bearer(clock, "enterprise", ALPHA),
+        "stranger": lambda: bearer(clock, "enterprise", BETA),
+        "fx": lambda: bearer(clock, "agency", "fx"),
+        "tax": lambda: bearer(clock, "agency", "tax"),
+        "customs": lambda: bearer(clock, "agency", "customs"),
+        "op0202": lambda: bearer(clock, "operator", "olga", jurisdiction="0202"),
+        "op5300": lambda: bearer(clock, "operator", "oscar", jurisdiction="5300"),
+        "admin": lambda: bearer(clock, "administrator", "root", kid="ec-2026-01"),
+    }[role]()
+
+
+def test_every_role_with_every_case_rpc(hub: RunningHub, clock: ManualClock) -> None:
+    """Row-level authorization of every CaseService RPC for every kind of caller: parties act, others hear
+    NOT_FOUND exactly as for a missing case; resolve and add-party are operators'; withdraw the opener's."""
+    stub = pb_grpc.CaseServiceStub(hub.channel)
+    record_id = _publish(hub)
+    exporter = _as(clock, "exporter")
+    assert set(MATRIX) == {m.name for m in pb.DESCRIPTOR.services_by_name["CaseService"].methods}
+    for method, expected in MATRIX.items():
+        for role in ROLES:
+            case = _open_not_received(stub, record_id, exporter)
+            if method == "ReopenCase":
+                stub.WithdrawCase(
+                    pb.WithdrawCaseRequest(case_id=case.case_id, reason="found"), metadata=exporter
+                )
+            requests: dict[str, Any] = {
+                "OpenCase": pb.OpenCaseRequest(
+                    kind=pb.CASE_KIND_OTHER, record=pb.RecordSubject(record_id=record_id)
+                ),
+                "GetCase": pb.GetCaseRequest(case_id=case.case_id),
+                "ListCases": pb.ListCasesRequest(record_id=record_id, page_size=1),
+                "AddCaseMessage": pb.AddCaseMessageRequest(case_id=case.case_id, text="a word"),
+                "ReopenCase": pb.ReopenCaseRequest(case_id=case.case_id, reason="missing again"),
+                "WithdrawCase": pb.WithdrawCaseRequest(case_id=case.case_id, reason="done"),
+                "ResolveCase": pb.ResolveCaseRequest(case_id=case.case_id, resolution="settled"),
+                "AddCaseParty": pb.AddCasePartyRequest(case_id=case.case_id, party="agency:tax"),
+            }
+            try:
+                answer = getattr(stub, method)(requests[method], metadata=_as(clock, role))
+                outcome = OK
+                if method == "ListCases" and [c.case_id for c in answer.cases] != [case.case_id]:
+                    outcome = HIDDEN  # an empty list: the case is not the caller's to see
+            except grpc.RpcError as error:
+                outcome = error_details(error)[0].name
+            assert outcome == expected[role], f"{method} as {role}: {outcome}, expected {expected[role]}"
