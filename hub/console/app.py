@@ -30,6 +30,7 @@ from audit.verify import verify_log
 from hub.auth import policy
 from hub.auth.identity import Principal
 from hub.console import charts, data
+from hub.console.cases import CasesPage
 from hub.console.i18n import LANGUAGES, choose, translator
 from hub.console.metrics import Metrics
 from hub.console.session import LANG_COOKIE, SESSION_COOKIE, Sessions, tokens_from_settings
@@ -503,6 +504,7 @@ class Console:
 
     def app(self) -> Starlette:
         page, action = self.page, self.action
+        cases = CasesPage(self)
         return Starlette(
             routes=[
                 Route("/", page(self.overview)),
@@ -515,6 +517,9 @@ class Console:
                 Route("/records/{record_id}", page(self.record)),
                 Route("/escalations", page(self.escalations)),
                 Route("/escalations/{escalation_id}/{what}", action(self.case_action), methods=["POST"]),
+                Route("/cases", page(cases.list)),
+                Route("/cases/{case_id}", page(cases.detail)),
+                Route("/cases/{case_id}/{what}", action(cases.act), methods=["POST"]),
                 Route("/agencies", page(self.agencies)),
                 Route("/permits", page(self.permits)),
                 Route("/audit", page(self.audit)),
