@@ -173,7 +173,7 @@ class HubServer:
             origin=settings.audit.origin,
             vkey=log_verifier(settings.audit.origin, key.public_key()).vkey(),
         )
-        self.witnesses = Witnesses(settings, self.ledger, self.clock)
+        self.witnesses = Witnesses(settings, self.ledger, self.clock, notifications=notifications)
         await self.witnesses.start(background=self.scheduled_sweeps)
         exchange_service_pb2_grpc.add_ExchangeServiceServicer_to_server(
             ExchangeServicer(self.exchange, self.streams), server

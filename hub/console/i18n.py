@@ -56,6 +56,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "none": ("None.", "无。"),
     "escalations.showing": ("Showing {state}.", "当前显示：{state}。"),
     "escalations.others": ("Show instead:", "改为显示："),
+    "escalations.top_level": (
+        "Top-level case about the hub itself ({what}), tied to no delivery.",
+        "关于本中心自身（{what}）的最高级别案件，不涉及具体投递。",
+    ),
     "cases.OPEN": ("open cases", "未结案件"),
     "cases.RESOLVED": ("cases resolved by an operator", "操作员已结案件"),
     "cases.CLOSED_BY_ACK": ("cases closed by a late acknowledgement", "因迟到确认而关闭的案件"),

@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 from audit import log as audit_log
 from hub.auth.identity import Principal
 from hub.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from hub.exchange.escalation import Notice, resolve_case
+from hub.exchange.escalation import Notice, resolve_case, resolve_top_level_case
 from hub.exchange.states import CASE_OPEN, FINAL, PENDING, RECEIVED
 from hub.store.db import Database
 from hub.store.models import DeliveryRow, EscalationNoteRow, EscalationRow
@@ -56,6 +56,8 @@ def resolve(
                 reason="ESCALATION_CLOSED",
                 metadata={"escalation_id": escalation_id, "state": case.state},
             )
+        if not case.delivery_id:  # a top-level case (a witness's refusal): no delivery to settle
+            return case, [resolve_top_level_case(session, case, reason, operator.actor, now_ms)]
         notice = resolve_case(
             session, case, _delivery(session, case.delivery_id), reason, operator.actor, now_ms
         )
