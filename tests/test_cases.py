@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -459,3 +461,61 @@ def test_every_role_with_every_case_rpc(hub: RunningHub, clock: ManualClock) -> 
             except grpc.RpcError as error:
                 outcome = error_details(error)[0].name
             assert outcome == expected[role], f"{method} as {role}: {outcome}, expected {expected[role]}"
+
+
+class Hook:
+    """A webhook notifier's receiving end: every POSTed JSON body, in order."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                hook.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(b["event"], b["case"]["awaited_party"]) for b in self.bodies]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_awaited_party_hears_through_its_own_notifier(tmp_path: Path, clock: ManualClock) -> None:
+    """fx's webhook (`[cases] party_notifiers`) is told when a case awaits fx and when fx misses its deadline;
+    not when the turn passes to customs."""
+    hook = Hook()
+
+    def edit(config: dict[str, Any]) -> None:
+        _config(tmp_path)(config)
+        config["notifiers"] = [{"name": "safe-hook", "kind": "webhook", "url": hook.url}]
+        config["cases"]["party_notifiers"] = {"fx": ["safe-hook"]}
+
+    hub = start_hub(f"sqlite:///{tmp_path / 'hub.db'}", clock=clock, edit=edit)
+    try:
+        as_ = As(clock)
+        stub = pb_grpc.CaseServiceStub(hub.channel)
+        case = _open_not_received(stub, _publish(hub), as_.exporter())
+        assert hook.events() == [("case.awaiting", "agency:fx")]
+        assert hook.bodies[0]["case"]["case_id"] == case.case_id
+        clock.advance(2 * DAY)
+        assert hub.server.cases is not None
+        hub.run(hub.server.cases.sweep())
+        assert hook.events()[-1] == ("case.deadline_missed", "agency:fx")
+        stub.AddCaseMessage(
+            pb.AddCaseMessageRequest(case_id=case.case_id, text="found it"), metadata=as_.agency("fx")
+        )
+        assert len(hook.bodies) == 2
+    finally:
+        hub.stop()
+        hook.stop()

@@ -285,11 +285,19 @@ def customs_party(declaration_number: str) -> str:
 
 
 def may_see_case(principal: Principal, case: CaseRow, parties: Sequence[str]) -> bool:
-    """Agencies and enterprises: the cases naming them; operators: their jurisdiction's, and those they
-    are a party to; headquarters, administrators and the hub itself: all."""
+    """Agencies and enterprises: the cases naming them; operators: their jurisdiction's (the declaration's
+    office, or a `customs:<office>` party in it) and those they are a party to; headquarters,
+    administrators and the hub itself: all."""
     if principal.kind == "system" or (principal.kind in STAFF and in_jurisdiction(principal, "")):
         return True
-    if principal.kind in STAFF and in_jurisdiction(principal, case.declaration_number or None):
+    if principal.kind in STAFF and (
+        in_jurisdiction(principal, case.declaration_number or None)
+        or any(
+            in_jurisdiction(principal, p.removeprefix("customs:"))
+            for p in parties
+            if p.startswith("customs:")
+        )
+    ):
         return True
     return party_of(principal) in parties
 
@@ -300,7 +308,14 @@ def case_clause(principal: Principal) -> ColumnElement[bool]:
         return true()
     named = col(CaseRow.id).in_(select(CasePartyRow.case_id).where(CasePartyRow.party == party_of(principal)))
     if principal.kind in STAFF and principal.jurisdiction:
-        return or_(named, col(CaseRow.declaration_number).startswith(principal.jurisdiction, autoescape=True))
+        office = select(CasePartyRow.case_id).where(
+            col(CasePartyRow.party).startswith(f"customs:{principal.jurisdiction}", autoescape=True)
+        )
+        return or_(
+            named,
+            col(CaseRow.declaration_number).startswith(principal.jurisdiction, autoescape=True),
+            col(CaseRow.id).in_(office),
+        )
     if principal.kind in ("agency", "enterprise") or principal.kind in STAFF:
         return named
     return false()

@@ -81,6 +81,13 @@ def _files(attachments: Sequence[NewAttachment]) -> list[list[Any]]:
     return [[a.filename, a.content_type, store.sha256_hex(a.content)] for a in attachments]
 
 
+def _customs(case: CaseRow, parties: Sequence[str]) -> str:
+    """The customs office party of the case (the operators who decide when nobody else is awaited)."""
+    return next(
+        (p for p in parties if p.startswith("customs:")), policy.customs_party(case.declaration_number)
+    )
+
+
 class CaseBook:
     """Cases between parties. `ledger` attaches the record's delivery proof as evidence; `issuers` gives a
     permit's issuer and its key history (both optional, for a hub without them)."""
@@ -227,6 +234,17 @@ class CaseBook:
             await self.notifications.dispatch(notices)
         return answer
 
+    def _told(self, case: CaseRow, before: str) -> list[Notice]:
+        """`case.awaiting` for the party whose turn it now is, to its own notifiers (`[cases]
+        party_notifiers`), when the turn moved to it; nothing for a party without notifiers."""
+        party = case.awaited_party
+        targets = self.limits.party_notifiers.get(party.removeprefix("agency:"), []) + (
+            self.limits.party_notifiers.get(party, []) if party else []
+        )
+        if not party or party == before or not targets:
+            return []
+        return [store.notice("case.awaiting", case, list(dict.fromkeys(targets)))]
+
     # --- opening ----------------------------------------------------------------------------------------
 
     async def open(
@@ -282,7 +300,7 @@ class CaseBook:
                 message_id = store.add_message(
                     session, case, caller.actor, text or "(attachments)", attachments, now_ms, ""
                 )
-            return case.id, message_id, []
+            return case.id, message_id, self._told(case, "")
 
         return await self._mutate(caller, request_id, "OpenCase", digest, change)
 
@@ -389,6 +407,7 @@ class CaseBook:
             evidence = record_evidence(session, seen.deliveries)
             evidence["delivery_proof"] = delivery_proof
             declaration = record.declaration_number or ""
+            office = ""
             uscc = record.subject_uscc or ""
             if uscc:
                 party(f"enterprise:{uscc}", "ENTERPRISE")
@@ -413,6 +432,7 @@ class CaseBook:
                 "summary": f"{check.kind} {check.number} was verified {check.verdict}", "deliveries": [],
                 "delivery_proof": None, "permit": None}  # fmt: skip
             declaration = check.declaration_number
+            office = check.customs_office
             uscc = check.declarant_uscc
             party(f"enterprise:{uscc}", "ENTERPRISE")
             if permit is not None and permit.holder_uscc != uscc:
@@ -425,7 +445,7 @@ class CaseBook:
                 party(check.actor, "PUBLISHER")
             what = f"{check.kind} {check.number}"
             record_id, delivery_id, check_id = None, None, check.id
-        customs = policy.customs_party(declaration)
+        customs = policy.customs_party(declaration or office)
         party(customs, "CUSTOMS")
         party(caller.actor, "OPENER")
         if kind == "OTHER" or not against or against == caller.actor:
@@ -564,6 +584,7 @@ class CaseBook:
 
         def change(session: Session, now_ms: int) -> tuple[str, str, list[Notice]]:
             case, parties = store.locked_case(session, caller, case_id)
+            before = case.awaited_party
             store.require_open(case, "take messages")
             if await_party and await_party not in parties:
                 raise InvalidArgument(
@@ -574,7 +595,7 @@ class CaseBook:
                         )
                     ]
                 )
-            customs = policy.customs_party(case.declaration_number)
+            customs = _customs(case, parties)
             answering = case.awaited_party == caller.actor or (
                 caller.kind in policy.STAFF and case.awaited_party.startswith("customs:")
             )
@@ -595,7 +616,7 @@ class CaseBook:
                     else "; nobody is awaited now"
                 )
             message_id = store.add_message(session, case, caller.actor, text, attachments, now_ms, turn)
-            return case.id, message_id, []
+            return case.id, message_id, self._told(case, before)
 
         return await self._mutate(caller, request_id, "AddCaseMessage", digest, change)
 
@@ -677,7 +698,7 @@ class CaseBook:
         window = self.limits.reopen_window
 
         def change(session: Session, now_ms: int) -> tuple[str, str, list[Notice]]:
-            case, _ = store.locked_case(session, caller, case_id)
+            case, parties = store.locked_case(session, caller, case_id)
             if case.state not in CLOSED_STATES:
                 raise FailedPrecondition(
                     f"case {case.id!r} is {case.state}: only a resolved or withdrawn case can be reopened",
@@ -698,13 +719,13 @@ class CaseBook:
                 )
             was = case.state
             case.close_reason, case.closed_by, case.closed_ms = "", "", None
-            customs = policy.customs_party(case.declaration_number)
+            customs = _customs(case, parties)
             store.await_party(case, customs, self.limits.deadline(case.kind), now_ms)
             store.record_change(
                 session, case, "case.reopened", caller.actor, now_ms,
                 f"reopened by {caller.actor} (was {was}): {reason}; awaiting {customs}", {"reason": reason, "was": was},
             )  # fmt: skip
-            return case.id, "", [store.notice("case.reopened", case, ["log"])]
+            return case.id, "", [store.notice("case.reopened", case, ["log"]), *self._told(case, "")]
 
         return await self._mutate(caller, request_id, "ReopenCase", digest, change)
 
@@ -731,6 +752,7 @@ class CaseBook:
 
         def change(session: Session, now_ms: int) -> tuple[str, str, list[Notice]]:
             case, parties = store.locked_case(session, caller, case_id)
+            before = case.awaited_party
             store.require_open(case, "take parties")
             if party not in parties:
                 session.add(CasePartyRow(case_id=case.id, party=party, role="ADDED"))
@@ -741,7 +763,7 @@ class CaseBook:
                 f"{caller.actor} added {party}" + (f"; now awaiting {party}" if await_party else ""),
                 {"party": party, "awaited_party": case.awaited_party},
             )  # fmt: skip
-            return case.id, "", []
+            return case.id, "", self._told(case, before)
 
         return await self._mutate(caller, request_id, "AddCaseParty", digest, change)
 
