@@ -546,7 +546,11 @@ class CaseBook:
             rows = list(session.exec(query.order_by(col(CaseRow.seq).desc()).limit(limit + 1)))
             more = len(rows) > limit
             rows = rows[:limit]
-            views = [store.view(session, r, self.limits.reopen_window, full=False) for r in rows]
+            page_parties = store.parties_of(session, [r.id for r in rows])  # one query for the page
+            views = [
+                store.view(session, r, self.limits.reopen_window, full=False, party_rows=page_parties[r.id])
+                for r in rows
+            ]
         return Page(views, encode_token(rows[-1].seq or 0, shape) if more else "")
 
     def cases_of_record(self, session: Session, record_id: str) -> list[CaseRow]:

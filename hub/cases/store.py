@@ -179,9 +179,19 @@ def await_party(case: CaseRow, party: str, deadline_ms: int, now_ms: int) -> Non
     case.next_step_ms = None
 
 
-def view(session: Session, case: CaseRow, reopen_window_ms: int, *, full: bool = True) -> CaseView:
-    """The case as its parties see it; `full` adds the thread, the history and the whole evidence."""
-    parties = tuple(Party(p.party, p.role) for p in parties_of(session, [case.id])[case.id])
+def view(
+    session: Session,
+    case: CaseRow,
+    reopen_window_ms: int,
+    *,
+    full: bool = True,
+    party_rows: Sequence[CasePartyRow] | None = None,
+) -> CaseView:
+    """The case as its parties see it; `full` adds the thread, the history and the whole evidence.
+    `party_rows`: the case's parties when the caller read them already (a page reads all at once)."""
+    if party_rows is None:
+        party_rows = parties_of(session, [case.id])[case.id]
+    parties = tuple(Party(p.party, p.role) for p in party_rows)
     evidence: dict[str, Any] = json.loads(case.evidence)
     messages: tuple[Message, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
