@@ -519,3 +519,22 @@ def test_the_awaited_party_hears_through_its_own_notifier(tmp_path: Path, clock:
     finally:
         hub.stop()
         hook.stop()
+
+
+def test_the_enterprise_client_opens_and_follows_a_case(hub: RunningHub, clock: ManualClock) -> None:
+    """`EnterpriseClient` (hub/sdk/enterprise.py): open NOT_RECEIVED against fx, find it, answer, read it."""
+    from hub.sdk import EnterpriseClient
+
+    record_id = _delivered(hub, clock)
+    client = EnterpriseClient(hub.target, token=lambda: As(clock).exporter()[0][1].removeprefix("Bearer "))
+    try:
+        case = client.open_case(record_id, "NOT_RECEIVED", recipient="fx", text="SAFE has nothing")
+        assert case.evidence.summary.startswith("fx signed RECEIVED at ")
+        assert [c.case_id for c in client.list_cases(record_id=record_id, page_size=1)] == [case.case_id]
+        client.add_case_message(case.case_id, "the bank asks again")
+        assert [m.text for m in client.get_case(case.case_id).messages] == [
+            "SAFE has nothing",
+            "the bank asks again",
+        ]
+    finally:
+        client.close()

@@ -136,6 +136,11 @@ def test_operator_filters_answers_and_resolves_a_case(
     expect(page.locator("#case-history tr.kind-case\\.resolved")).to_contain_text("operator:olga")
     expect(page.locator("#add-message")).to_have_count(0)
 
+    page.click("#case-facts a[href^='/records/']")
+    expect(page.locator(f"#record-case-{case_id}")).to_contain_text("resolved")
+    expect(page.locator("#delivery-fx .timeline")).to_contain_text("CASE_RESOLVED")
+    page.goto(base + f"/cases/{case_id}")
+
     page.click("#lang-switch")
     expect(page.locator("h1")).to_contain_text("案件")
     expect(page.locator("#case-state")).to_have_text("已结案")

@@ -29,6 +29,7 @@ from audit.tiles import TilePathError, parse_tile_path
 from audit.verify import verify_log
 from hub.auth import policy
 from hub.auth.identity import Principal
+from hub.cases import CaseFilter
 from hub.console import charts, data
 from hub.console.cases import CasesPage
 from hub.console.i18n import LANGUAGES, choose, translator
@@ -322,7 +323,10 @@ class Console:
         except NotFound:
             t = translator(self.lang(request))
             return self.render(request, "message.html", who, 404, message=t("refused.jurisdiction"))
-        return self.render(request, "record.html", who, v=view, r=view.traced.record)
+        cases = []
+        if self.hub.cases is not None:  # the record's cases between parties (hub/console/cases.py)
+            cases = (await self.hub.cases.list_cases(who, CaseFilter(record_id=record_id), size=50)).cases
+        return self.render(request, "record.html", who, v=view, r=view.traced.record, cases=cases)
 
     async def escalations(self, request: Request, who: Principal, _: str) -> Response:
         params = request.query_params
