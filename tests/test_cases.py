@@ -538,3 +538,61 @@ def test_the_enterprise_client_opens_and_follows_a_case(hub: RunningHub, clock: 
         ]
     finally:
         client.close()
+
+
+def test_a_rejection_appeal_awaits_the_agency_that_rejected(hub: RunningHub, clock: ManualClock) -> None:
+    """fx rejects: the exporter appeals; the evidence names fx's signed REJECTED and its reason; an appeal of
+    a delivery that was not rejected is FAILED_PRECONDITION naming its state, and stores nothing."""
+    as_ = As(clock)
+    stub = pb_grpc.CaseServiceStub(hub.channel)
+    start_subscription(
+        hub.agency("fx", clock=clock), Inbox(lambda d: Verdict.reject("declared value mismatch"))
+    )
+    start_subscription(hub.agency("tax", clock=clock), Inbox(lambda d: Verdict.accept()))
+    record_id = _publish(hub)
+
+    def states() -> dict[str, int]:
+        answer = hub.exchange_stub.GetRecord(
+            ex_pb.GetRecordRequest(record_id=record_id), metadata=hub.as_operator()
+        )
+        return {d.recipient: d.state for d in answer.deliveries}
+
+    wait_for(
+        lambda: (
+            states() == {"fx": types_pb2.DELIVERY_STATE_REJECTED, "tax": types_pb2.DELIVERY_STATE_ACCEPTED}
+        ),
+        what="fx REJECTED, tax ACCEPTED",
+    )
+    before = table_counts(hub)
+    code, reason, metadata, _ = _refused(
+        lambda: stub.OpenCase(
+            pb.OpenCaseRequest(
+                kind=pb.CASE_KIND_REJECTION_APPEAL,
+                record=pb.RecordSubject(record_id=record_id, recipient="tax"),
+            ),
+            metadata=as_.exporter(),
+        )
+    )
+    assert (code, reason, metadata["state"]) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "DELIVERY_NOT_REJECTED",
+        "ACCEPTED",
+    )
+    assert table_counts(hub) == before
+    case = stub.OpenCase(
+        pb.OpenCaseRequest(
+            kind=pb.CASE_KIND_REJECTION_APPEAL,
+            record=pb.RecordSubject(record_id=record_id, recipient="fx"),
+            text="The declared value matches the invoice; copy attached.",
+            attachments=[
+                pb.CaseAttachment(filename="invoice.pdf", content_type="application/pdf", content=b"%PDF-1.7")
+            ],
+        ),
+        metadata=as_.exporter(),
+    ).case
+    assert case.awaited_party == "agency:fx"
+    assert case.evidence.summary.startswith("fx signed REJECTED at ") and case.evidence.summary.endswith(
+        "with key fx-test-1 (declared value mismatch)"
+    ), case.evidence.summary
+    (fx,) = case.evidence.deliveries
+    assert [(a.status, a.reason) for a in fx.acknowledgements] == [("REJECTED", "declared value mismatch")]

@@ -88,6 +88,8 @@ def delivery_summary(delivery: dict[str, Any]) -> str:
         sentence = (
             f"{recipient} signed {ack['status']} at {to_rfc3339_ms(ack['ack_ms'])} with key {ack['key_id']}"
         )
+        if ack["status"] != "RECEIVED" and ack["reason"]:
+            sentence += f" ({ack['reason']})"
         later = [a for a in signed if a is not ack and a["status"] != "RECEIVED"]
         if later:
             sentence += f", then {later[-1]['status']} at {to_rfc3339_ms(later[-1]['ack_ms'])}"
