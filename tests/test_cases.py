@@ -596,3 +596,24 @@ def test_a_rejection_appeal_awaits_the_agency_that_rejected(hub: RunningHub, clo
     ), case.evidence.summary
     (fx,) = case.evidence.deliveries
     assert [(a.status, a.reason) for a in fx.acknowledgements] == [("REJECTED", "declared value mismatch")]
+
+
+def test_a_replayed_request_id_answers_as_the_first_time_even_after_the_case_closed(
+    hub: RunningHub, clock: ManualClock
+) -> None:
+    """AIP-155: fx's message retried after the case was resolved gets its first answer (no CASE_CLOSED, no
+    second message); another caller's same request id is a request of its own."""
+    as_ = As(clock)
+    stub = pb_grpc.CaseServiceStub(hub.channel)
+    case = _open_not_received(stub, _publish(hub), as_.exporter())
+    request = pb.AddCaseMessageRequest(request_id=str(uuid.uuid4()), case_id=case.case_id, text="checking")
+    first = stub.AddCaseMessage(request, metadata=as_.agency("fx"))
+    stub.ResolveCase(pb.ResolveCaseRequest(case_id=case.case_id, resolution="found"), metadata=as_.operator())
+    again = stub.AddCaseMessage(request, metadata=as_.agency("fx"))
+    assert again.replayed and not first.replayed
+    assert (again.message_id, again.case) == (first.message_id, first.case)
+    assert (
+        len(stub.GetCase(pb.GetCaseRequest(case_id=case.case_id), metadata=as_.exporter()).case.messages) == 2
+    )
+    code, reason, _, _ = _refused(lambda: stub.AddCaseMessage(request, metadata=as_.exporter()))
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CASE_CLOSED")

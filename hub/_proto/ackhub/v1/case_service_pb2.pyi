@@ -231,7 +231,9 @@ class CaseParty(_message.Message):
     party: _builtins.str
     """`agency:<id>`, `enterprise:<USCC>`, `operator:<name>` or `customs:<jurisdiction>`."""
     role: _builtins.str
-    """Why: OPENER, ENTERPRISE, PUBLISHER, RECIPIENT, ISSUER, CUSTOMS or ADDED."""
+    """Why: OPENER, ENTERPRISE, PUBLISHER (of the record; for a permit decision, the agency that asked for
+    the check), RECIPIENT, ISSUER, CUSTOMS or ADDED.
+    """
     def __init__(
         self,
         *,
