@@ -127,6 +127,8 @@ def test_operator_filters_answers_and_resolves_a_case(
     expect(page.locator("#done")).to_have_text("Message added.")
     expect(page.locator("#case-awaiting")).to_contain_text("agency:fx")
     expect(page.locator("#case-thread")).to_contain_text("please check your gateway")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console-case.png"), full_page=True)
 
     resolve = page.locator("#resolve-case")
     resolve.locator("input[name=resolution]").fill("fx found it in quarantine")

@@ -615,9 +615,9 @@ class CaseBook:
                 )
             if await_party or answering:
                 turn = (
-                    f"; now awaiting {case.awaited_party}"
+                    f" (now awaiting {case.awaited_party})"
                     if case.awaited_party
-                    else "; nobody is awaited now"
+                    else " (nobody is awaited now)"
                 )
             message_id = store.add_message(session, case, caller.actor, text, attachments, now_ms, turn)
             return case.id, message_id, self._told(case, before)
