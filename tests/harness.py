@@ -162,7 +162,7 @@ def error_details(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, dict[str,
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, f"no google.rpc.Status details on {error!r}"
     reason, metadata, fields = "", {}, {}
     for detail in status.details:
@@ -175,7 +175,7 @@ def error_details(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, dict[str,
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             fields = {v.field: v.description for v in bad.field_violations}
-    return error.code(), reason, metadata, fields  # type: ignore[attr-defined]
+    return error.code(), reason, metadata, fields
 
 
 def table_counts(hub: RunningHub) -> dict[str, int]:

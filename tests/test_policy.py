@@ -55,6 +55,14 @@ ALLOWED: dict[str, set[str]] = {
     "AuditService/ListAuditEvents": {OP, M},
     "CatalogueService/ListRecordTypes": ALL,
     "CatalogueService/GetRecordType": ALL,
+    "CaseService/OpenCase": ALL,
+    "CaseService/GetCase": ALL,
+    "CaseService/ListCases": ALL,
+    "CaseService/AddCaseMessage": ALL,
+    "CaseService/WithdrawCase": ALL,
+    "CaseService/ReopenCase": ALL,
+    "CaseService/ResolveCase": {OP, M},
+    "CaseService/AddCaseParty": {OP, M},
 }
 # An allowed caller with an empty request hears about the request, never about its role.
 NOT_A_ROLE_ANSWER = {
@@ -67,6 +75,7 @@ NOT_A_ROLE_ANSWER = {
 def methods() -> list[MethodDescriptor]:
     from ackhub.v1 import (
         audit_service_pb2,
+        case_service_pb2,
         catalogue_service_pb2,
         exchange_service_pb2,
         operations_service_pb2,
@@ -82,6 +91,7 @@ def methods() -> list[MethodDescriptor]:
         trace_service_pb2,
         audit_service_pb2,
         catalogue_service_pb2,
+        case_service_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
             if service.full_name in SERVICES:

@@ -84,6 +84,12 @@ def _check_cosignatures(
     return None if why is None else f"the checkpoint is {why}"
 
 
+_CASE_EVENTS = (
+    "case.opened|case.message_added|case.resolved|case.withdrawn|case.reopened|case.deadline_missed|"
+    "case.stepped|case.party_added"
+)
+
+
 def _check_proof(
     document: Any,
     trusted: Ed25519PublicKey | None,
@@ -213,4 +219,19 @@ def _check_proof(
                 f"(audit event {key_event['index']}); the hub logged the acknowledgement as audit event "
                 f"{logged['index']}."
             )
+    for case in document.get("cases", []):  # cases between parties about the record (docs/cases.md)
+        logged_events = [
+            event(index, f"case {case['case_id']}", _CASE_EVENTS, case_id=case["case_id"])
+            for index in case["events"]
+        ]
+        steps = [e for e in logged_events if e is not None]
+        if len(steps) != len(logged_events) or not steps:
+            continue
+        last = steps[-1]["data"]
+        said.append(
+            f"Case {case['case_id']} ({case['kind']}) about this record was opened by {steps[0]['actor']} at "
+            f"{to_rfc3339_ms(steps[0]['time_ms'])}; {len(steps)} audited change(s) (audit events "
+            f"{', '.join(str(e['index']) for e in steps)}), the last: {last.get('detail', '')} — "
+            f"state {last.get('state', '')}."
+        )
     return ProofVerdict(not failed, said, failed)

@@ -304,6 +304,50 @@ class Permits(Strict):
         return next((i for i in self.issuers if i.id == issuer_id), None)
 
 
+CASE_KINDS = ("NOT_RECEIVED", "CONTENT_DISPUTE", "REJECTION_APPEAL", "OTHER")
+CaseKindName = Literal["NOT_RECEIVED", "CONTENT_DISPUTE", "REJECTION_APPEAL", "OTHER"]
+
+
+class Cases(Strict):
+    """Cases between parties (hub/cases/, docs/cases.md): how long the awaited party has to answer, per kind;
+    the ladder a missed answer climbs when the subject has none of its own (a record's delivery brings its
+    route's); who hears about it; how long a closed case may be reopened; the limits of messages."""
+
+    # A kind not named here has the default: 2 days for NOT_RECEIVED, 5 days for the others.
+    deadlines: dict[CaseKindName, DurationMs] = Field(default_factory=dict)
+    escalation: list[EscalationStep] = Field(default_factory=lambda: [EscalationStep()])
+    # Notifiers of each party, by agency id (or `enterprise:<USCC>`): told when it misses a deadline.
+    party_notifiers: dict[str, list[str]] = Field(default_factory=dict)
+    reopen_window: DurationMs = 30 * 86_400_000
+    max_message_chars: int = Field(default=4000, ge=1)
+    max_attachments: int = Field(default=5, ge=0)
+    max_attachment_bytes: int = Field(default=1_048_576, ge=1)
+    attachment_types: list[str] = Field(
+        default_factory=lambda: [
+            "application/pdf",
+            "application/json",
+            "application/xml",
+            "text/plain",
+            "image/png",
+            "image/jpeg",
+        ]
+    )
+
+    @model_validator(mode="after")
+    def _ladder(self) -> Cases:
+        afters = [step.after for step in self.escalation]
+        if afters != sorted(afters):
+            raise ValueError("escalation steps must be in order of `after`")
+        if not self.escalation:
+            raise ValueError("the escalation ladder needs at least one step")
+        return self
+
+    def deadline(self, kind: str) -> int:
+        """How long the awaited party has to answer a case of `kind`, in milliseconds."""
+        default = 2 * 86_400_000 if kind == "NOT_RECEIVED" else 5 * 86_400_000
+        return int(self.deadlines.get(kind, default))  # type: ignore[call-overload]
+
+
 class Settings(Strict):
     server: Server = Field(default_factory=Server)
     permits: Permits = Field(default_factory=Permits)
@@ -315,6 +359,7 @@ class Settings(Strict):
     agencies: list[Agency] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     notifiers: list[Notifier] = Field(default_factory=list)
+    cases: Cases = Field(default_factory=Cases)
 
     def agency(self, agency_id: str) -> Agency | None:
         return next((a for a in self.agencies if a.id == agency_id), None)
@@ -360,6 +405,18 @@ def _cross_references(settings: Settings) -> list[tuple[str, str]]:
                             )
                         )
     problems.extend(_permit_references(settings, agency_ids))
+    for k, step in enumerate(settings.cases.escalation):
+        problems.extend(
+            (f"cases.escalation[{k}].notify[{m}]", f"unknown notifier {name!r}")
+            for m, name in enumerate(step.notify)
+            if name not in notifiers
+        )
+    for party, names in settings.cases.party_notifiers.items():
+        problems.extend(
+            (f"cases.party_notifiers.{party}[{m}]", f"unknown notifier {name!r}")
+            for m, name in enumerate(names)
+            if name not in notifiers
+        )
     return problems
 
 

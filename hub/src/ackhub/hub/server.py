@@ -24,6 +24,7 @@ from ackhub.connectors._push import PushConnector
 from ackhub.connectors.stream import StreamConnector
 from ackhub.core.clock import Clock, SystemClock
 from ackhub.hub.api.audit import AuditServicer
+from ackhub.hub.api.cases import CaseServicer
 from ackhub.hub.api.catalogue import CatalogueServicer
 from ackhub.hub.api.errors import ErrorInterceptor
 from ackhub.hub.api.exchange import ExchangeServicer
@@ -32,6 +33,7 @@ from ackhub.hub.api.operations import OperationsServicer
 from ackhub.hub.api.permits import PermitServicer
 from ackhub.hub.api.trace import TraceServicer
 from ackhub.hub.auth.tls import listen
+from ackhub.hub.cases import CaseBook
 from ackhub.hub.config import Settings
 from ackhub.hub.connectors import push_connectors
 from ackhub.hub.exchange.breaker import Breakers
@@ -53,6 +55,8 @@ from ackhub.hub.witnesses import Witnesses
 from ackhub.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    case_service_pb2,
+    case_service_pb2_grpc,
     catalogue_service_pb2,
     catalogue_service_pb2_grpc,
     exchange_service_pb2,
@@ -81,6 +85,7 @@ SERVICES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
     catalogue_service_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name,
+    case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name,
 )
 
 
@@ -103,6 +108,7 @@ class HubServer:
         self._dispatch_task: asyncio.Task[None] | None = None
         self.exchange: Exchange | None = None
         self.permits: Permits | None = None
+        self.cases: CaseBook | None = None  # cases between parties (hub/cases/)
         self.ledger: AuditLedger | None = None
         self.witnesses: Witnesses | None = None  # sends checkpoints to [[audit.witnesses]] to cosign
         self.streams = StreamConnector()
@@ -168,7 +174,7 @@ class HubServer:
             origin=settings.audit.origin,
             vkey=log_verifier(settings.audit.origin, key.public_key()).vkey(),
         )
-        self.witnesses = Witnesses(settings, self.ledger, self.clock)
+        self.witnesses = Witnesses(settings, self.ledger, self.clock, notifications=notifications)
         await self.witnesses.start(background=self.scheduled_sweeps)
         exchange_service_pb2_grpc.add_ExchangeServiceServicer_to_server(
             ExchangeServicer(self.exchange, self.streams), server
@@ -182,6 +188,8 @@ class HubServer:
         )
         self.permits = self._permits(self.exchange)
         permit_service_pb2_grpc.add_PermitServiceServicer_to_server(PermitServicer(self.permits), server)
+        self.cases = CaseBook(settings, self.db, self.clock, notifications, self.ledger, self.permits.issuers)
+        case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(self.cases), server)
         catalogue_service_pb2_grpc.add_CatalogueServiceServicer_to_server(
             CatalogueServicer(self.catalogue, {route.record_type for route in settings.routes}), server
         )
@@ -276,6 +284,10 @@ class HubServer:
             result = await exchange.sweep()
             if result.deadlines or result.steps:
                 log.info("sweep.done", deadlines=result.deadlines, escalation_steps=result.steps)
+            if self.cases is not None:
+                told = await self.cases.sweep()
+                if told:
+                    log.info("sweep.cases", notices=len(told))
         except Exception:
             log.exception("sweep.failed")
 

@@ -6,7 +6,9 @@ witness last said in `audit_witnesses` (the console shows it).
 
 A witness that refuses — a fork at one size, a failed consistency proof, a log smaller than what it
 cosigned — is the alarm this exists for: it is logged (`audit.witness_refused`, error), recorded as an
-audit event `audit.witness_refused` once per refusal, counted, and shown in red in the console.
+audit event `audit.witness_refused` once per refusal, counted, shown in red in the console, and opens an
+escalation case at the top level (reason WITNESS_REFUSED, tied to no delivery; one open case per witness),
+which the escalation notifiers hear of and operators resolve like any other.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from ackhub.audit.note import NoteError, SignedCheckpoint, Verifier, parse_check
 from ackhub.audit.proofs import WitnessPolicy
 from ackhub.core.clock import Clock
 from ackhub.hub.config import AuditWitness, Settings
+from ackhub.hub.exchange.escalation import Notice, open_top_level_case
+from ackhub.hub.exchange.notify import Notifications
+from ackhub.hub.exchange.states import CASE_OPEN, WITNESS_REFUSED
 from ackhub.hub.ledger import log as audit_log
 from ackhub.hub.ledger.ledger import AuditLedger, to_checkpoint
 from ackhub.hub.ledger.tree import MissingLeaf
 from ackhub.hub.ledger.verify import TrustAnchor
-from ackhub.hub.store.models import AuditCheckpointRow, AuditCosignatureRow, AuditWitnessRow
+from ackhub.hub.store.models import AuditCheckpointRow, AuditCosignatureRow, AuditWitnessRow, EscalationRow
 
 log = structlog.get_logger("ackhub.witnesses")
 COSIGNED, REFUSED, UNREACHABLE = "COSIGNED", "REFUSED", "UNREACHABLE"
@@ -48,9 +53,15 @@ class Outcome:
 
 class Witnesses:
     def __init__(
-        self, settings: Settings, ledger: AuditLedger, clock: Clock, client: httpx.AsyncClient | None = None
+        self,
+        settings: Settings,
+        ledger: AuditLedger,
+        clock: Clock,
+        client: httpx.AsyncClient | None = None,
+        notifications: Notifications | None = None,
     ) -> None:
         self.ledger = ledger
+        self.notifications = notifications  # told of the escalation a refusal opens
         self.clock = clock
         self.configs: dict[str, AuditWitness] = {w.name: w for w in settings.audit.witnesses}
         self.verifiers: dict[str, Verifier] = {w.name: parse_vkey(w.key) for w in settings.audit.witnesses}
@@ -172,7 +183,9 @@ class Witnesses:
             old = retry_with
             if old > checkpoint.tree_size:  # the witness is ahead of what we read: read the store again
                 checkpoint = await db.run(self._newest, checkpoint) or checkpoint
-        await db.run(self._record, name, outcome, row.state if row is not None else "")
+        notice = await db.run(self._record, name, outcome, row.state if row is not None else "")
+        if notice is not None and self.notifications is not None:
+            await self.notifications.dispatch([notice])
         return outcome
 
     def _newest(self, offered: Checkpoint | None) -> Checkpoint | None:
@@ -304,8 +317,10 @@ class Witnesses:
                 )
             )
 
-    def _record(self, name: str, outcome: Outcome, before: str) -> None:
+    def _record(self, name: str, outcome: Outcome, before: str) -> Notice | None:
+        """Store what the witness said; a new refusal is audited and opens a top-level escalation case."""
         now = self.clock.now_ms()
+        notice = None
         with self.ledger.db.transaction() as session:
             row = session.get(AuditWitnessRow, name)
             failures = 0 if outcome.state == COSIGNED else (row.failures if row else 0) + 1
@@ -327,11 +342,30 @@ class Witnesses:
                     time_ms=now,
                     data={"witness": name, "tree_size": outcome.tree_size, "why": outcome.detail},
                 )
+                subject = f"witness:{name}"[:64]
+                already = session.exec(
+                    select(EscalationRow.id).where(
+                        EscalationRow.recipient == subject,
+                        EscalationRow.reason == WITNESS_REFUSED,
+                        EscalationRow.state == CASE_OPEN,
+                    )
+                ).first()
+                if already is None:
+                    notice = open_top_level_case(
+                        session,
+                        WITNESS_REFUSED,
+                        subject,
+                        f"witness {name} refused the checkpoint (it holds {outcome.tree_size} leaves): "
+                        f"{outcome.detail}"[:2000],
+                        now,
+                        {"witness": name, "tree_size": outcome.tree_size},
+                    )
         if outcome.state == REFUSED:
             self.refusals += 1
             log.error("audit.witness_refused", witness=name, tree_size=outcome.tree_size, why=outcome.detail)
         elif outcome.state == COSIGNED:
             log.info("audit.cosigned", witness=name, tree_size=outcome.tree_size)
+        return notice
 
 
 class WitnessCollector(Collector):

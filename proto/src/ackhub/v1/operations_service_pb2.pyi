@@ -37,6 +37,10 @@ class _EscalationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Esca
     """The recipient rejected the record."""
     ESCALATION_REASON_ABORTED_BY_RECIPIENT: _EscalationReason.ValueType  # 4
     """The recipient's system answered that it will never take the delivery ("abort")."""
+    ESCALATION_REASON_WITNESS_REFUSED: _EscalationReason.ValueType  # 5
+    """A witness refused to cosign the audit log's checkpoint (a rollback or a fork): a case at the top of
+    the ladder, tied to no delivery (`delivery_id` and `record_id` empty, `recipient` names the witness).
+    """
 
 class EscalationReason(_EscalationReason, metaclass=_EscalationReasonEnumTypeWrapper): ...
 
@@ -49,6 +53,10 @@ ESCALATION_REASON_REJECTED: EscalationReason.ValueType  # 3
 """The recipient rejected the record."""
 ESCALATION_REASON_ABORTED_BY_RECIPIENT: EscalationReason.ValueType  # 4
 """The recipient's system answered that it will never take the delivery ("abort")."""
+ESCALATION_REASON_WITNESS_REFUSED: EscalationReason.ValueType  # 5
+"""A witness refused to cosign the audit log's checkpoint (a rollback or a fork): a case at the top of
+the ladder, tied to no delivery (`delivery_id` and `record_id` empty, `recipient` names the witness).
+"""
 Global___EscalationReason: _TypeAlias = EscalationReason  # noqa: Y015
 
 class _EscalationState:

@@ -45,6 +45,18 @@ class _TimelineEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tim
     """The delivery closed: the acknowledgement its route requires arrived (just before this entry, same
     time and audit_seq). The detail says which, e.g. "closed: RECEIVED is enough on this route".
     """
+    TIMELINE_EVENT_KIND_CASE_OPENED: _TimelineEventKind.ValueType  # 14
+    """A party opened a case about the record (CaseService); the detail names the kind and the evidence."""
+    TIMELINE_EVENT_KIND_CASE_MESSAGE: _TimelineEventKind.ValueType  # 15
+    """A party wrote in a case about the record."""
+    TIMELINE_EVENT_KIND_CASE_RESOLVED: _TimelineEventKind.ValueType  # 16
+    """A case about the record was resolved."""
+    TIMELINE_EVENT_KIND_CASE_WITHDRAWN: _TimelineEventKind.ValueType  # 17
+    """A case about the record was withdrawn by the party that opened it."""
+    TIMELINE_EVENT_KIND_CASE_REOPENED: _TimelineEventKind.ValueType  # 18
+    """A closed case about the record was reopened."""
+    TIMELINE_EVENT_KIND_CASE_ESCALATED: _TimelineEventKind.ValueType  # 19
+    """The awaited party of a case about the record missed its deadline, or the case climbed the ladder."""
 
 class TimelineEventKind(_TimelineEventKind, metaclass=_TimelineEventKindEnumTypeWrapper):
     """What happened on a delivery."""
@@ -67,6 +79,18 @@ TIMELINE_EVENT_KIND_CLOSED: TimelineEventKind.ValueType  # 13
 """The delivery closed: the acknowledgement its route requires arrived (just before this entry, same
 time and audit_seq). The detail says which, e.g. "closed: RECEIVED is enough on this route".
 """
+TIMELINE_EVENT_KIND_CASE_OPENED: TimelineEventKind.ValueType  # 14
+"""A party opened a case about the record (CaseService); the detail names the kind and the evidence."""
+TIMELINE_EVENT_KIND_CASE_MESSAGE: TimelineEventKind.ValueType  # 15
+"""A party wrote in a case about the record."""
+TIMELINE_EVENT_KIND_CASE_RESOLVED: TimelineEventKind.ValueType  # 16
+"""A case about the record was resolved."""
+TIMELINE_EVENT_KIND_CASE_WITHDRAWN: TimelineEventKind.ValueType  # 17
+"""A case about the record was withdrawn by the party that opened it."""
+TIMELINE_EVENT_KIND_CASE_REOPENED: TimelineEventKind.ValueType  # 18
+"""A closed case about the record was reopened."""
+TIMELINE_EVENT_KIND_CASE_ESCALATED: TimelineEventKind.ValueType  # 19
+"""The awaited party of a case about the record missed its deadline, or the case climbed the ladder."""
 Global___TimelineEventKind: _TypeAlias = TimelineEventKind  # noqa: Y015
 
 @_typing.final

@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from ackhub.core.errors import PermissionDenied, Unauthenticated
 from ackhub.core.principal import Principal
 from ackhub.hub.auth.identity import HEADQUARTERS
+from ackhub.hub.store.cases import CasePartyRow, CaseRow
 from ackhub.hub.store.models import DeliveryRow, EscalationRow, RecordRow
 
 AGENCY = frozenset({"agency"})
@@ -49,6 +50,7 @@ _PERMITS = "/ackhub.v1.PermitService/"
 _TRACE = "/ackhub.v1.TraceService/"
 _AUDIT = "/ackhub.v1.AuditService/"
 _CATALOGUE = "/ackhub.v1.CatalogueService/"
+_CASES = "/ackhub.v1.CaseService/"
 _ESCALATIONS = Rule(STAFF, "OPERATOR_ONLY", "work escalations")
 _AUDIT_EVENTS = Rule(STAFF, "OPERATOR_ONLY", "read audit events")
 _TRACING = Rule(frozenset({"enterprise", "operator", "administrator"}), "ENTERPRISE_ONLY", "trace records")
@@ -84,6 +86,15 @@ RULES: dict[str, Rule] = {
     _AUDIT + "ListAuditEvents": _AUDIT_EVENTS,
     _CATALOGUE + "ListRecordTypes": Rule(ANYONE),  # what a record type must contain is for every party
     _CATALOGUE + "GetRecordType": Rule(ANYONE),
+    # Cases between parties: every role, on the cases it is a party to (`case_clause`, `may_see_case`).
+    _CASES + "OpenCase": Rule(ANYONE),  # + the subject must be visible to the caller
+    _CASES + "GetCase": Rule(ANYONE),
+    _CASES + "ListCases": Rule(ANYONE),
+    _CASES + "AddCaseMessage": Rule(ANYONE),
+    _CASES + "WithdrawCase": Rule(ANYONE),  # + require_case_opener
+    _CASES + "ReopenCase": Rule(ANYONE),
+    _CASES + "ResolveCase": Rule(STAFF, "OPERATOR_ONLY", "resolve cases"),
+    _CASES + "AddCaseParty": Rule(STAFF, "OPERATOR_ONLY", "add parties to cases"),
 }
 # Served without identity: they reveal nothing about records.
 PUBLIC_SERVICES = frozenset(
@@ -259,3 +270,63 @@ def escalation_clause(principal: Principal) -> ColumnElement[bool]:
     if principal.kind in STAFF:
         return and_(col(EscalationRow.record_id).in_(_records_in_jurisdiction(principal)))
     return false()
+
+
+# --- cases between parties (hub/cases/) ------------------------------------------------------------------
+
+
+def party_of(principal: Principal) -> str:
+    """How a case names the principal as a party: `agency:fx`, `enterprise:<USCC>`, `operator:alice`."""
+    return principal.actor
+
+
+def customs_party(declaration_number: str) -> str:
+    """The customs office a subject belongs to, as a party: `customs:0202`, or `customs:HQ` without one."""
+    return f"customs:{declaration_number[:4]}" if len(declaration_number) >= 4 else f"customs:{HEADQUARTERS}"
+
+
+def may_see_case(principal: Principal, case: CaseRow, parties: Sequence[str]) -> bool:
+    """Agencies and enterprises: the cases naming them; operators: their jurisdiction's (the declaration's
+    office, or a `customs:<office>` party in it) and those they are a party to; headquarters,
+    administrators and the hub itself: all."""
+    if principal.kind == "system" or (principal.kind in STAFF and in_jurisdiction(principal, "")):
+        return True
+    if principal.kind in STAFF and (
+        in_jurisdiction(principal, case.declaration_number or None)
+        or any(
+            in_jurisdiction(principal, p.removeprefix("customs:"))
+            for p in parties
+            if p.startswith("customs:")
+        )
+    ):
+        return True
+    return party_of(principal) in parties
+
+
+def case_clause(principal: Principal) -> ColumnElement[bool]:
+    """SQL: the cases (CaseRow) the principal may see; the same rule as `may_see_case`."""
+    if principal.kind == "system" or (principal.kind in STAFF and in_jurisdiction(principal, "")):
+        return true()
+    named = col(CaseRow.id).in_(select(CasePartyRow.case_id).where(CasePartyRow.party == party_of(principal)))
+    if principal.kind in STAFF and principal.jurisdiction:
+        office = select(CasePartyRow.case_id).where(
+            col(CasePartyRow.party).startswith(f"customs:{principal.jurisdiction}", autoescape=True)
+        )
+        return or_(
+            named,
+            col(CaseRow.declaration_number).startswith(principal.jurisdiction, autoescape=True),
+            col(CaseRow.id).in_(office),
+        )
+    if principal.kind in ("agency", "enterprise") or principal.kind in STAFF:
+        return named
+    return false()
+
+
+def require_case_opener(principal: Principal, case: CaseRow) -> None:
+    """A case is withdrawn by the party that opened it, or by an operator."""
+    if principal.kind not in STAFF and principal.actor != case.opened_by:
+        raise PermissionDenied(
+            f"{principal.actor} may not withdraw case {case.id!r}: only {case.opened_by} or an operator may",
+            reason="NOT_CASE_OPENER",
+            metadata={"caller": principal.actor, "case_id": case.id, "opened_by": case.opened_by},
+        )

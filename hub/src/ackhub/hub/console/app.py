@@ -27,7 +27,9 @@ from ackhub.audit.tiles import TilePathError, parse_tile_path
 from ackhub.core.errors import AckhubError, NotFound, Unauthenticated
 from ackhub.core.principal import Principal
 from ackhub.hub.auth import policy
+from ackhub.hub.cases import CaseFilter
 from ackhub.hub.console import charts, data
+from ackhub.hub.console.cases import CasesPage
 from ackhub.hub.console.i18n import LANGUAGES, choose, translator
 from ackhub.hub.console.metrics import Metrics
 from ackhub.hub.console.session import LANG_COOKIE, SESSION_COOKIE, Sessions, tokens_from_settings
@@ -321,7 +323,10 @@ class Console:
         except NotFound:
             t = translator(self.lang(request))
             return self.render(request, "message.html", who, 404, message=t("refused.jurisdiction"))
-        return self.render(request, "record.html", who, v=view, r=view.traced.record)
+        cases = []
+        if self.hub.cases is not None:  # the record's cases between parties (hub/console/cases.py)
+            cases = (await self.hub.cases.list_cases(who, CaseFilter(record_id=record_id), size=50)).cases
+        return self.render(request, "record.html", who, v=view, r=view.traced.record, cases=cases)
 
     async def escalations(self, request: Request, who: Principal, _: str) -> Response:
         params = request.query_params
@@ -503,6 +508,7 @@ class Console:
 
     def app(self) -> Starlette:
         page, action = self.page, self.action
+        cases = CasesPage(self)
         return Starlette(
             routes=[
                 Route("/", page(self.overview)),
@@ -515,6 +521,9 @@ class Console:
                 Route("/records/{record_id}", page(self.record)),
                 Route("/escalations", page(self.escalations)),
                 Route("/escalations/{escalation_id}/{what}", action(self.case_action), methods=["POST"]),
+                Route("/cases", page(cases.list)),
+                Route("/cases/{case_id}", page(cases.detail)),
+                Route("/cases/{case_id}/{what}", action(cases.act), methods=["POST"]),
                 Route("/agencies", page(self.agencies)),
                 Route("/permits", page(self.permits)),
                 Route("/audit", page(self.audit)),

@@ -46,7 +46,8 @@ def read_gauges(db: Database, now_ms: int) -> StoreGauges:
         found = open_deliveries(session, SYSTEM, now_ms)
         cases = session.exec(
             select(EscalationRow.recipient, EscalationRow.level, DeliveryRow.policy)
-            .join(DeliveryRow, col(DeliveryRow.id) == col(EscalationRow.delivery_id))
+            # outer: a top-level case (a witness's refusal) has no delivery, and counts as at the top
+            .join(DeliveryRow, col(DeliveryRow.id) == col(EscalationRow.delivery_id), isouter=True)
             .where(EscalationRow.state == CASE_OPEN)
         ).all()
         latest = session.exec(
@@ -72,7 +73,7 @@ def read_gauges(db: Database, now_ms: int) -> StoreGauges:
     at_top: dict[str, int] = {}
     for agency, level, policy in cases:  # open cases are few: each is read, its ladder parsed once per route
         by_level[(agency, level)] = by_level.get((agency, level), 0) + 1
-        if level >= len(policy_of(policy).escalation):
+        if policy is None or level >= len(policy_of(policy).escalation):
             at_top[agency] = at_top.get(agency, 0) + 1
     return StoreGauges(found, by_level, at_top, checkpoint_ms, unsigned_ms)
 
@@ -126,7 +127,7 @@ class StoreCollector(Collector):
             "Open escalation cases that reached the last rung of their route's escalation ladder",
             labels=["agency"],
         )
-        for agency in agencies:
+        for agency in sorted({*agencies, *gauges.at_top}):  # with a witness's top-level case
             top.add_metric([agency], float(gauges.at_top.get(agency, 0)))
         yield top
         breaker = GaugeMetricFamily(

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from ackhub.core.ids import new_id
 from ackhub.hub.exchange.routing import policy_of
-from ackhub.hub.exchange.states import CASE_CLOSED_BY_ACK, CASE_OPEN, CASE_RESOLVED
+from ackhub.hub.exchange.states import CASE_CLOSED_BY_ACK, CASE_OPEN, CASE_RESOLVED, WITNESS_CASE_TYPE
 from ackhub.hub.ledger import log as audit_log
 from ackhub.hub.store.models import DeliveryRow, EscalationRow
 from ackhub.hub.store.views import DeliveryView
@@ -76,6 +76,58 @@ def open_case(
         data={"reason": reason, "detail": detail, "level": 1},
     )
     return Notice("escalation.opened", _snapshot(case), list(ladder[0].notify))
+
+
+def open_top_level_case(
+    session: Session, reason: str, subject: str, detail: str, now_ms: int, data: dict[str, Any]
+) -> Notice:
+    """A case about the hub itself rather than a delivery (a witness refusing a checkpoint): no delivery
+    and no record, `recipient` naming the subject (e.g. `witness:tax.example/witness`, cut to 64), opened
+    at the top of the ladder — it has one rung, so nothing steps it — and seen by headquarters only."""
+    case = EscalationRow(
+        id=new_id(now_ms),
+        delivery_id="",
+        record_id="",
+        record_type=WITNESS_CASE_TYPE,
+        recipient=subject[:64],
+        level=1,
+        reason=reason,
+        detail=detail,
+        state=CASE_OPEN,
+        opened_ms=now_ms,
+        next_step_ms=None,
+    )
+    session.add(case)
+    audit_log.append(
+        session,
+        kind="escalation.opened",
+        actor="system:hub",
+        time_ms=now_ms,
+        escalation_id=case.id,
+        data={"reason": reason, "detail": detail, "level": 1, "top_level": True, **data},
+    )
+    return Notice("escalation.opened", _snapshot(case), ["log"])
+
+
+def resolve_top_level_case(
+    session: Session, case: EscalationRow, reason: str, actor: str, now_ms: int
+) -> Notice:
+    """An operator closes a case tied to no delivery."""
+    case.state = CASE_RESOLVED
+    case.closed_ms = now_ms
+    case.next_step_ms = None
+    case.resolution = reason
+    case.resolved_by = actor
+    session.add(case)
+    audit_log.append(
+        session,
+        kind="escalation.resolved",
+        actor=actor,
+        time_ms=now_ms,
+        escalation_id=case.id,
+        data={"reason": reason},
+    )
+    return Notice("escalation.resolved", _snapshot(case), ["log"])
 
 
 def step_case(session: Session, case: EscalationRow, delivery: DeliveryRow, now_ms: int) -> Notice:

@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from ackhub.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from ackhub.core.principal import Principal
-from ackhub.hub.exchange.escalation import Notice, resolve_case
+from ackhub.hub.exchange.escalation import Notice, resolve_case, resolve_top_level_case
 from ackhub.hub.exchange.states import CASE_OPEN, FINAL, PENDING, RECEIVED
 from ackhub.hub.ledger import log as audit_log
 from ackhub.hub.store.db import Database
@@ -56,6 +56,8 @@ def resolve(
                 reason="ESCALATION_CLOSED",
                 metadata={"escalation_id": escalation_id, "state": case.state},
             )
+        if not case.delivery_id:  # a top-level case (a witness's refusal): no delivery to settle
+            return case, [resolve_top_level_case(session, case, reason, operator.actor, now_ms)]
         notice = resolve_case(
             session, case, _delivery(session, case.delivery_id), reason, operator.actor, now_ms
         )

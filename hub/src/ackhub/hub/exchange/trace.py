@@ -50,6 +50,15 @@ TIMELINE_KINDS = {
     "delivery.redelivery_requested": "REDELIVERY_REQUESTED",
     "delivery.deferred": "DEFERRED",
     "delivery.aborted": "ABORTED",
+    # Cases between parties about the record (hub/cases/): shown on the delivery they are about, or on
+    # every recipient's timeline when they are about the whole record.
+    "case.opened": "CASE_OPENED",
+    "case.message_added": "CASE_MESSAGE",
+    "case.resolved": "CASE_RESOLVED",
+    "case.withdrawn": "CASE_WITHDRAWN",
+    "case.reopened": "CASE_REOPENED",
+    "case.deadline_missed": "CASE_ESCALATED",
+    "case.stepped": "CASE_ESCALATED",
 }
 CLOSED_KIND = "CLOSED"  # not an audit event: shown after the acknowledgement that closed the delivery
 
@@ -214,7 +223,7 @@ def _entry(event: AuditEventRow) -> TimelineEntry:
         "REDELIVERY_REQUESTED": "an operator asked for it to be sent again",
         "DEFERRED": "the recipient asked the hub to wait before sending again",
         "ABORTED": f"the recipient's system refused to take it: {reason}",
-    }[kind]
+    }.get(kind) or f"case {data.get('case_id')} ({data.get('case_kind')}): {data.get('detail', '')}"
     if kind == "ESCALATED":
         reason = str(data.get("detail") or "")
     return TimelineEntry(event.time_ms, kind, event.actor, detail, reason, event.seq or 0)
@@ -240,7 +249,16 @@ def trace_record(db: Database, caller: Principal, record_id: str) -> Traced:
     )
     published = [_entry(e) for e in shown if e.kind == "record.published"]
     timelines = {
-        d.id: published + _with_closure(d, [e for e in shown if e.delivery_id == d.id]) for d in deliveries
+        d.id: published
+        + _with_closure(
+            d,
+            [
+                e
+                for e in shown
+                if e.delivery_id == d.id or (e.delivery_id is None and e.kind.startswith("case."))
+            ],
+        )
+        for d in deliveries
     }
     return Traced(record, deliveries, timelines)
 

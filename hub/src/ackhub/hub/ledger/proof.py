@@ -9,6 +9,7 @@ the hub's signed checkpoint the proofs lead to. Format (all binary values base64
      "recipients": [{"agency", "name", "registered_event", "delivery_id", "state",
                      "acknowledgements": [{"status", "reason", "time", "key_id", "public_key",
                                            "key_event", "signature", "event"}]}],
+     "cases": [{"case_id", "kind", "state", "events": [<leaf index>, ...]}],
      "events": {"<leaf index>": {"leaf_data": "<canonical JSON the leaf hash is over>",
                                  "audit_path": ["<hash>", ...]}},
      "checkpoint": {"origin", "tree_size", "root_hash", "time", "time_ms", "key_id", "public_key",
@@ -168,6 +169,16 @@ def _build(
                 }
             )
         published = leaf(newest("record.published"))
+        # Cases between parties about the record (hub/cases/): every audited change of each, oldest first.
+        cases: dict[str, dict[str, Any]] = {}
+        for event in reversed(own):
+            if event.kind.startswith("case."):
+                data = json.loads(event.data)
+                case = cases.setdefault(
+                    data["case_id"], {"case_id": data["case_id"], "kind": data["case_kind"], "events": []}
+                )
+                case["state"] = data["state"]
+                case["events"].append(leaf(event))
         if uncovered:
             return None
         cosignatures = cosignature_lines(session, checkpoint.tree_size)
@@ -195,6 +206,7 @@ def _build(
             "published_event": published,
         },
         "recipients": recipients,
+        "cases": list(cases.values()),
         "events": events,
         "checkpoint": checkpoint.to_json(cosignatures),
     }

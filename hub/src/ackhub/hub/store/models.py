@@ -415,3 +415,7 @@ class HubSecretRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_ms: int = Field(sa_column=_ms())
+
+
+# The cases' tables live in their own module; imported here so that one metadata holds every table.
+from ackhub.hub.store import cases as _cases  # noqa: E402,F401
