@@ -5,9 +5,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 CONFIG ?= examples/demo.toml
-BREAKING_AGAINST ?= .git\#branch=main
+# `buf breaking` compares proto/ with a base: on a branch, main; on main itself (where main would be compared
+# with itself and prove nothing), main's previous commit (the first parent, main before the last merge).
+# Only proto/ (the contract), not the vendored third_party/ module. Override: BREAKING_AGAINST=.git\#tag=v1.2.0
+BRANCH := $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+BREAKING_BASE := $(if $(filter main,$(BRANCH)),ref=HEAD~1,branch=main)
+BREAKING_AGAINST ?= .git\#$(BREAKING_BASE),subdir=proto
+# The descriptor set of the contract (every ackhub.v1 file with its imports and source comments), built with
+# each release for partners' tools (grpcurl -protoset, gateways, schema registries).
+DESCRIPTOR := dist/ackhub-v1.binpb
 
-.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking bench clean node-agency docs
+.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking descriptor bench clean node-agency docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
@@ -41,10 +49,15 @@ docs: $(VENV)/.installed ## render docs/record-types.md from the record type cat
 buf-lint: $(BUF)
 	$(BUF) lint
 
-breaking: $(BUF) ## compare proto/ with main (BREAKING_AGAINST) for breaking changes
-	$(BUF) breaking --against '$(BREAKING_AGAINST)'
+breaking: $(BUF) ## compare proto/ with main (on main: its previous commit) for breaking changes
+	$(BUF) breaking proto --against '$(BREAKING_AGAINST)'
 
-lint: $(VENV)/.installed buf-lint ## ruff, mypy and buf lint
+descriptor: $(BUF) ## write the contract's descriptor set to dist/ackhub-v1.binpb (built with each release)
+	@mkdir -p $(dir $(DESCRIPTOR))
+	$(BUF) build --as-file-descriptor-set -o $(DESCRIPTOR)
+	@echo "wrote $(DESCRIPTOR)"
+
+lint: $(VENV)/.installed buf-lint breaking ## ruff, mypy, buf lint and buf breaking
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -77,4 +90,4 @@ node-agency: ## install the Node.js example agency's pinned dependencies and che
 	cd examples/node-agency && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache dist

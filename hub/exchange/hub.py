@@ -183,9 +183,13 @@ class Exchange:
         delivery = await self.db.run(
             operations.redeliver, self.db, operator, delivery_id, self.clock.now_ms()
         )
-        self.breakers_reset(delivery.recipient)
-        self.dispatcher.wake()
+        self.redelivery_requested(delivery.recipient)
         return delivery
+
+    def redelivery_requested(self, recipient: str) -> None:
+        """After a redelivery's commit: send it now."""
+        self.breakers_reset(recipient)
+        self.dispatcher.wake()
 
     def breakers_reset(self, agency: str) -> None:
         """An operator asked for a delivery now: give the agency's circuit a fresh probe."""

@@ -415,3 +415,18 @@ class HubSecretRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_ms: int = Field(sa_column=_ms())
+
+
+class IdempotentRequestRow(SQLModel, table=True):
+    """One mutating call made with a `request_id` (AIP-155): the digest of what was asked and the response
+    that was answered, so that the same request again gets the same answer and another request under the
+    same id is refused (hub/store/idempotency.py). Written in the transaction of the change itself."""
+
+    __tablename__ = "idempotent_requests"
+
+    caller: str = Field(primary_key=True, max_length=160)  # the principal's actor, e.g. "operator:alice"
+    rpc: str = Field(primary_key=True, max_length=64)  # the method name, e.g. "ResolveEscalation"
+    request_id: str = Field(primary_key=True, max_length=64)
+    request_digest: str = Field(max_length=64)  # hex SHA-256 of the request without its request_id
+    response: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the serialized response
+    created_ms: int = Field(sa_column=_ms(index=True))

@@ -20,7 +20,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class RecordType(_message.Message):
-    """A record type and the versions of its schema."""
+    """A record type and the versions of its schema. The hub sets every field."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -110,6 +110,8 @@ Global___RecordTypeVersion: _TypeAlias = RecordTypeVersion  # noqa: Y015
 
 @_typing.final
 class ListRecordTypesRequest(_message.Message):
+    """Lists the catalogue."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -117,6 +119,7 @@ class ListRecordTypesRequest(_message.Message):
     page_size: _builtins.int
     """1..500; 0 takes 50."""
     page_token: _builtins.str
+    """`next_page_token` of the previous page; empty for the first page."""
     def __init__(
         self,
         *,
@@ -133,6 +136,8 @@ Global___ListRecordTypesRequest: _TypeAlias = ListRecordTypesRequest  # noqa: Y0
 
 @_typing.final
 class ListRecordTypesResponse(_message.Message):
+    """A page of record types."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_TYPES_FIELD_NUMBER: _builtins.int
@@ -140,7 +145,9 @@ class ListRecordTypesResponse(_message.Message):
     next_page_token: _builtins.str
     """Empty on the last page."""
     @_builtins.property
-    def record_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordType]: ...
+    def record_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordType]:
+        """By name."""
+
     def __init__(
         self,
         *,
@@ -157,6 +164,8 @@ Global___ListRecordTypesResponse: _TypeAlias = ListRecordTypesResponse  # noqa: 
 
 @_typing.final
 class GetRecordTypeRequest(_message.Message):
+    """Asks for one record type."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -177,11 +186,15 @@ Global___GetRecordTypeRequest: _TypeAlias = GetRecordTypeRequest  # noqa: Y015
 
 @_typing.final
 class GetRecordTypeResponse(_message.Message):
+    """The answer to GetRecordType."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_TYPE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def record_type(self) -> Global___RecordType: ...
+    def record_type(self) -> Global___RecordType:
+        """The record type with every version."""
+
     def __init__(
         self,
         *,

@@ -1,0 +1,35 @@
+"""contract: the responses of mutating calls made with a request_id (idempotency)
+
+Revision ID: 0011
+Revises: 0008
+Create Date: 2026-12-05 12:40:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "idempotent_requests",
+        sa.Column("caller", sa.String(length=160), nullable=False),
+        sa.Column("rpc", sa.String(length=64), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("request_digest", sa.String(length=64), nullable=False),
+        sa.Column("response", sa.LargeBinary(), nullable=False),
+        sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("caller", "rpc", "request_id"),
+    )
+    op.create_index("ix_idempotent_requests_created_ms", "idempotent_requests", ["created_ms"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_idempotent_requests_created_ms", table_name="idempotent_requests")
+    op.drop_table("idempotent_requests")
