@@ -69,9 +69,19 @@ class SchemaVersion:
     schema_file: Path
     content_type: str = JSON
     message: type[Message] | None = None
+    # Set when a newer version replaces this one: the last day (China Standard Time) publishers may still
+    # use it. Until then it keeps working (the receipt says it is deprecated); from the next day a publish
+    # with it is refused. The newest version of a type is never deprecated (docs/schema-evolution.md).
+    deprecated_until: date | None = None
 
     @classmethod
-    def bundled(cls, record_type: str, version: int, message: type[Message] | None = None) -> SchemaVersion:
+    def bundled(
+        cls,
+        record_type: str,
+        version: int,
+        message: type[Message] | None = None,
+        deprecated_until: date | None = None,
+    ) -> SchemaVersion:
         """A version whose schema ships with these adapters: `schemas/<record type>.v<version>.json`."""
         return cls(
             record_type,
@@ -79,6 +89,7 @@ class SchemaVersion:
             SCHEMAS / f"{record_type}.v{version}.json",
             PROTOBUF if message is not None else JSON,
             message,
+            deprecated_until,
         )
 
 

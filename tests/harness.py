@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from adapters.loader import Adapters
 from hub._proto.ackhub.v1 import exchange_service_pb2_grpc, operations_service_pb2_grpc
 from hub.auth.identity import AGENCY_HEADER, OPERATOR_HEADER
 from hub.clock import Clock
@@ -89,9 +90,13 @@ class RunningHub:
     """A started `HubServer`; `run()` executes a coroutine on its loop from the test's thread."""
 
     def __init__(
-        self, settings: Settings, clock: Clock | None = None, scheduled_sweeps: bool = False
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        scheduled_sweeps: bool = False,
+        adapters: Adapters | None = None,
     ) -> None:
-        self.server = HubServer(settings, clock=clock, scheduled_sweeps=scheduled_sweeps)
+        self.server = HubServer(settings, clock=clock, scheduled_sweeps=scheduled_sweeps, adapters=adapters)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="hub-loop")
         self.thread.start()
@@ -147,13 +152,17 @@ class RunningHub:
 
 
 def start_hub(
-    database_url: str, clock: Clock | None = None, edit: Callable[[dict[str, Any]], None] | None = None
+    database_url: str,
+    clock: Clock | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+    adapters: Adapters | None = None,
 ) -> RunningHub:
-    """A hub on `base_config`, after `edit` changed the configuration dict in place."""
+    """A hub on `base_config`, after `edit` changed the configuration dict in place; with `adapters`
+    instead of the installed ones when given."""
     config = base_config(database_url)
     if edit is not None:
         edit(config)
-    return RunningHub(parse_settings(config, "test", {}), clock=clock)
+    return RunningHub(parse_settings(config, "test", {}), clock=clock, adapters=adapters)
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 10, what: str = "condition") -> T:

@@ -101,6 +101,7 @@ def record(row: RecordRow | OutboundRecord, with_payload: bool = True) -> pb.Rec
         payload=row.payload if with_payload else b"",
         digest=f"sha256:{row.digest}",
         accept_time=timestamp(row.accepted_ms),
+        schema_version=row.schema_version,
     )
 
 

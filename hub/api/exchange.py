@@ -20,7 +20,7 @@ from hub.exchange import queries
 from hub.exchange.acknowledge import AckInput
 from hub.exchange.claims import Outbound
 from hub.exchange.hub import Exchange
-from hub.exchange.publish import PublishRequest, Receipt
+from hub.exchange.publish import Deprecation, PublishRequest, Receipt
 
 log = structlog.get_logger("ackhub.api")
 Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
@@ -52,6 +52,7 @@ def _publish_request(message: pb.PublishRecordRequest) -> PublishRequest:
         declaration_number=message.declaration_number,
         content_type=message.content_type,
         payload=message.payload,
+        schema_version=message.schema_version,
     )
 
 
@@ -63,6 +64,19 @@ def _receipt(receipt: Receipt, request: pb.PublishRecordRequest) -> pb.Receipt:
         deliveries=[pb.DeliveryRef(delivery_id=d, recipient=r) for d, r in receipt.deliveries],
         replayed=receipt.replayed,
         idempotent=bool(request.request_id),  # an empty one is no key: each call is another record
+        schema_version=receipt.schema_version,
+        deprecation=_deprecation(receipt.deprecation) if receipt.deprecation else None,
+    )
+
+
+def _deprecation(deprecation: Deprecation) -> pb.SchemaDeprecation:
+    end = deprecation.end_date.isoformat()
+    return pb.SchemaDeprecation(
+        version=deprecation.version,
+        end_date=end,
+        replacement_version=deprecation.replacement,
+        message=f"{deprecation.record_type} version {deprecation.version} is deprecated and taken until "
+        f"{end} (China Standard Time); publish version {deprecation.replacement}",
     )
 
 

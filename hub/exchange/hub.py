@@ -43,6 +43,8 @@ class Exchange:
     signatures: SignatureChecks = field(init=False)
     # Called with every acknowledgement's outcome (e.g. the console's latency histogram); must not block.
     ack_observers: list[Callable[[ack_module.AckOutcome], None]] = field(default_factory=list)
+    # Called with (publisher, receipt) for each record stored whose schema version is deprecated.
+    deprecation_observers: list[Callable[[Principal, Receipt], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         max_payload = self.settings.server.max_payload_bytes
@@ -84,6 +86,9 @@ class Exchange:
                     deliveries=len(outcome.deliveries),
                     replayed=outcome.replayed,
                 )
+                if outcome.deprecation is not None and not outcome.replayed:
+                    for observe in self.deprecation_observers:
+                        observe(publisher, outcome)
             elif not isinstance(outcome, AckhubError):
                 raise outcome  # the transaction failed: nothing of it was stored
             answers.append(outcome)

@@ -85,6 +85,7 @@ class Publication:
     declaration_number: str = ""
     content_type: str = "application/json"
     request_id: str = ""  # empty: a new UUID; reuse one to make a retry idempotent
+    schema_version: int = 0  # of the record type's schema; 0: its first version
 
 
 class AgencyClient:
@@ -134,8 +135,11 @@ class AgencyClient:
         declaration_number: str = "",
         content_type: str = "application/json",
         request_id: str | None = None,
+        schema_version: int = 0,
         timeout: float = 10,
     ) -> pb.Receipt:
+        """`schema_version`: of the record type's schema the payload follows; 0 for the first one. A
+        deprecated version is in `receipt.deprecation` (log it: it will be refused after its end date)."""
         response = self.stub.PublishRecord(
             pb.PublishRecordRequest(
                 request_id=request_id or str(uuid.uuid4()),
@@ -144,6 +148,7 @@ class AgencyClient:
                 declaration_number=declaration_number,
                 content_type=content_type,
                 payload=payload,
+                schema_version=schema_version,
             ),
             metadata=self.metadata,
             timeout=timeout,
@@ -166,6 +171,7 @@ class AgencyClient:
                         declaration_number=p.declaration_number,
                         content_type=p.content_type,
                         payload=p.payload,
+                        schema_version=p.schema_version,
                     )
                     for p in publications
                 ]

@@ -56,6 +56,11 @@ class RecordRow(SQLModel, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     digest: str = Field(max_length=64)  # lower-case hex SHA-256 of payload
     accepted_ms: int = Field(sa_column=_ms(index=True))
+    # The version of the record type's schema the payload was checked against (records stored before
+    # versions were recorded were all version 1: the only one any type had).
+    schema_version: int = Field(
+        default=1, sa_column=Column(SmallInteger, nullable=False, server_default=text("1"))
+    )
 
 
 # Delivery states that stay rare however many records are stored (in flight, or rejected): indexed by

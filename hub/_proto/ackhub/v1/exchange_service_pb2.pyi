@@ -33,6 +33,7 @@ class PublishRecordRequest(_message.Message):
     DECLARATION_NUMBER_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen UUID that makes the call idempotent; retry with the same one. Empty: the call is not
     idempotent, and sending it again stores another record. Unique per publisher.
@@ -55,6 +56,11 @@ class PublishRecordRequest(_message.Message):
     """The payload, kept exactly as sent: 1 byte to the hub's `max_payload_bytes` (4 MiB by default); must
     match the record type's schema (INVALID_ARGUMENT naming each bad path, e.g. `payload.goods[0].hs_code`).
     """
+    schema_version: _builtins.int
+    """Version of the record type's schema the payload follows (1, 2, ...). 0 (unset) is the type's first
+    version, so a publisher that never names one keeps publishing what it always did; a newer version
+    must be named. Each route names the versions each recipient takes (docs/schema-evolution.md).
+    """
     def __init__(
         self,
         *,
@@ -64,10 +70,11 @@ class PublishRecordRequest(_message.Message):
         declaration_number: _builtins.str = ...,
         content_type: _builtins.str = ...,
         payload: _builtins.bytes = ...,
+        schema_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "declaration_number", b"declaration_number", "payload", b"payload", "record_type", b"record_type", "request_id", b"request_id", "subject_uscc", b"subject_uscc"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "declaration_number", b"declaration_number", "payload", b"payload", "record_type", b"record_type", "request_id", b"request_id", "schema_version", b"schema_version", "subject_uscc", b"subject_uscc"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -85,6 +92,8 @@ class Receipt(_message.Message):
     DELIVERIES_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     IDEMPOTENT_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    DEPRECATION_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     """The record's id (a time-ordered UUID)."""
     digest: _builtins.str
@@ -95,6 +104,8 @@ class Receipt(_message.Message):
     """True when the request carried a request_id: the same request again returns this receipt. False when
     it had none: the call was not idempotent, and a retry would store another record.
     """
+    schema_version: _builtins.int
+    """The schema version the payload was checked against and stored with."""
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp:
         """When the hub committed the record."""
@@ -102,6 +113,10 @@ class Receipt(_message.Message):
     @_builtins.property
     def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryRef]:
         """One per recipient the route names, in the route's order."""
+
+    @_builtins.property
+    def deprecation(self) -> Global___SchemaDeprecation:
+        """Set when that version is deprecated: until when it is still taken, and what to move to."""
 
     def __init__(
         self,
@@ -112,14 +127,52 @@ class Receipt(_message.Message):
         deliveries: _abc.Iterable[Global___DeliveryRef] | None = ...,
         replayed: _builtins.bool = ...,
         idempotent: _builtins.bool = ...,
+        schema_version: _builtins.int = ...,
+        deprecation: Global___SchemaDeprecation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "deprecation", b"deprecation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "deliveries", b"deliveries", "digest", b"digest", "idempotent", b"idempotent", "record_id", b"record_id", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "deliveries", b"deliveries", "deprecation", b"deprecation", "digest", b"digest", "idempotent", b"idempotent", "record_id", b"record_id", "replayed", b"replayed", "schema_version", b"schema_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
+
+@_typing.final
+class SchemaDeprecation(_message.Message):
+    """A schema version that still works and will stop working: publishers should move on before `end_date`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_VERSION_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """The deprecated version the record was published with."""
+    end_date: _builtins.str
+    """The last day (China Standard Time, "YYYY-MM-DD") on which the version is taken; from the next day a
+    publish with it is INVALID_ARGUMENT SCHEMA_VERSION_RETIRED.
+    """
+    replacement_version: _builtins.int
+    """The version to move to (the type's current one)."""
+    message: _builtins.str
+    """One sentence for a person, e.g. "version 1 is deprecated and taken until 2027-03-31; use version 2"."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        end_date: _builtins.str = ...,
+        replacement_version: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "message", b"message", "replacement_version", b"replacement_version", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SchemaDeprecation: _TypeAlias = SchemaDeprecation  # noqa: Y015
 
 @_typing.final
 class DeliveryRef(_message.Message):

@@ -149,6 +149,7 @@ class Record(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
     ACCEPT_TIME_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     """Hub-assigned identifier (a time-ordered UUID, 36 characters)."""
     record_type: _builtins.str
@@ -169,6 +170,8 @@ class Record(_message.Message):
     """
     digest: _builtins.str
     """"sha256:" followed by 64 lower-case hex digits of SHA-256(payload)."""
+    schema_version: _builtins.int
+    """The version of the record type's schema the payload follows (checked at publish): 1, 2, ..."""
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp:
         """When the hub committed the record."""
@@ -185,10 +188,11 @@ class Record(_message.Message):
         payload: _builtins.bytes = ...,
         digest: _builtins.str = ...,
         accept_time: _timestamp_pb2.Timestamp | None = ...,
+        schema_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "content_type", b"content_type", "declaration_number", b"declaration_number", "digest", b"digest", "payload", b"payload", "publisher", b"publisher", "record_id", b"record_id", "record_type", b"record_type", "subject_uscc", b"subject_uscc"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "content_type", b"content_type", "declaration_number", b"declaration_number", "digest", b"digest", "payload", b"payload", "publisher", b"publisher", "record_id", b"record_id", "record_type", b"record_type", "schema_version", b"schema_version", "subject_uscc", b"subject_uscc"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

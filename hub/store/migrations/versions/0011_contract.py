@@ -1,4 +1,4 @@
-"""contract: the responses of mutating calls made with a request_id (idempotency)
+"""contract: the responses of mutating calls made with a request_id (idempotency); each record's schema version
 
 Revision ID: 0011
 Revises: 0008
@@ -28,8 +28,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("caller", "rpc", "request_id"),
     )
     op.create_index("ix_idempotent_requests_created_ms", "idempotent_requests", ["created_ms"])
+    # Every record stored so far was checked against version 1: no type had another.
+    with op.batch_alter_table("records") as batch:
+        batch.add_column(
+            sa.Column("schema_version", sa.SmallInteger(), nullable=False, server_default=sa.text("1"))
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("records") as batch:
+        batch.drop_column("schema_version")
     op.drop_index("ix_idempotent_requests_created_ms", table_name="idempotent_requests")
     op.drop_table("idempotent_requests")
