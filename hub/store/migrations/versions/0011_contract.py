@@ -28,15 +28,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("caller", "rpc", "request_id"),
     )
     op.create_index("ix_idempotent_requests_created_ms", "idempotent_requests", ["created_ms"])
-    # Every record stored so far was checked against version 1: no type had another.
-    with op.batch_alter_table("records") as batch:
-        batch.add_column(
-            sa.Column("schema_version", sa.SmallInteger(), nullable=False, server_default=sa.text("1"))
-        )
+    # Every record stored so far was checked against version 1: no type had another. A plain ADD COLUMN
+    # with a constant default (SQLite and PostgreSQL alike fill it in without rewriting the table), never a
+    # batch operation: that would copy `records`, whose rows the deliveries' foreign keys point at.
+    op.add_column(
+        "records", sa.Column("schema_version", sa.SmallInteger(), nullable=False, server_default=sa.text("1"))
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("records") as batch:
-        batch.drop_column("schema_version")
+    op.drop_column("records", "schema_version")
     op.drop_index("ix_idempotent_requests_created_ms", table_name="idempotent_requests")
     op.drop_table("idempotent_requests")
