@@ -194,3 +194,23 @@ def test_release_draw_down_replayed_answers_the_first_release(permit_hub: Runnin
     )
     _reused(stub.ReleaseDrawDown, other, CUSTOMS)
     assert table_counts(permit_hub) == counts
+
+
+def test_two_identical_calls_at_once_add_the_note_once(hub: RunningHub, clock: ManualClock) -> None:
+    """Eight identical AddEscalationNote calls in flight together (on PostgreSQL, on several database
+    threads): one note; every call answers the same response (the losers' transactions roll back on the
+    request key and replay the winner's)."""
+    _, case = _case(hub, clock)
+    request = ops.AddEscalationNoteRequest(
+        escalation_id=case.escalation_id, text="called the bureau", request_id=str(uuid.uuid4())
+    )
+    calls = [
+        hub.operations_stub.AddEscalationNote.future(request, metadata=hub.as_operator("alice"))
+        for _ in range(8)
+    ]
+    answers = [call.result(timeout=30) for call in calls]
+    assert all(answer == answers[0] for answer in answers)
+    stored = hub.operations_stub.GetEscalation(
+        ops.GetEscalationRequest(escalation_id=case.escalation_id), metadata=hub.as_operator("alice")
+    ).escalation
+    assert [n.text for n in stored.notes] == ["called the bureau"]

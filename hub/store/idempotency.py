@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import structlog
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -29,6 +30,7 @@ from hub.errors import AlreadyExists
 from hub.store.db import Database
 from hub.store.models import IdempotentRequestRow
 
+log = structlog.get_logger("ackhub.store")
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
 
@@ -128,4 +130,5 @@ def once(
         except IntegrityError:  # another process or thread committed the same key first: answer its
             if turn:  # response (or refuse a different request) on the next turn
                 raise
+            log.debug("idempotency.raced", rpc=key.rpc, request_id=key.request_id, caller=key.caller)
     raise AssertionError("unreachable")  # pragma: no cover
