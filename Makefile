@@ -5,9 +5,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 CONFIG ?= examples/demo.toml
-BREAKING_AGAINST ?= .git\#branch=main
+# `buf breaking` compares proto/ with a base commit: on a branch, where it left main (its merge base: what
+# the branch changed, not what main gained since); on main itself (where main would be compared with itself
+# and prove nothing), main's previous commit (the first parent: main before the last merge). `main` or, in a
+# fresh clone, `origin/main`. Only proto/ (the contract), not the vendored third_party/ module.
+# Override: BREAKING_AGAINST=.git\#tag=v1.2.0,subdir=proto
+BRANCH := $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+MAIN_REF := $(shell git rev-parse --verify -q main >/dev/null 2>&1 && echo main || echo origin/main)
+BREAKING_BASE := $(shell { if [ "$(BRANCH)" = main ]; then git rev-parse HEAD~1; else git merge-base HEAD $(MAIN_REF); fi; } 2>/dev/null)
+BREAKING_AGAINST ?= .git\#ref=$(BREAKING_BASE),subdir=proto
+# The descriptor set of the contract (every ackhub.v1 file with its imports and source comments), built with
+# each release for partners' tools (grpcurl -protoset, gateways, schema registries).
+DESCRIPTOR := dist/ackhub-v1.binpb
 
-.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking bench clean node-agency docs dist
+.PHONY: help demo serve test chromium prometheus lint fmt proto proto-check buf-lint breaking descriptor bench clean node-agency docs dist
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
@@ -48,10 +59,17 @@ docs: $(VENV)/.installed ## render docs/record-types.md from the record type cat
 buf-lint: $(BUF)
 	$(BUF) lint
 
-breaking: $(BUF) ## compare proto/ with main (BREAKING_AGAINST) for breaking changes
-	$(BUF) breaking --against '$(BREAKING_AGAINST)'
+breaking: $(BUF) ## compare proto/ with main (on main: its previous commit) for breaking changes
+	@test -n "$(BREAKING_BASE)" || test "$(origin BREAKING_AGAINST)" != file || \
+		{ echo "make breaking: no commit of main to compare with (git fetch origin main)"; exit 1; }
+	$(BUF) breaking proto --against '$(BREAKING_AGAINST)'
 
-lint: $(VENV)/.installed buf-lint ## ruff, mypy, import-linter (one direction between distributions) and buf lint
+descriptor: $(BUF) ## write the contract's descriptor set to dist/ackhub-v1.binpb (built with each release)
+	@mkdir -p $(dir $(DESCRIPTOR))
+	$(BUF) build --as-file-descriptor-set -o $(DESCRIPTOR)
+	@echo "wrote $(DESCRIPTOR)"
+
+lint: $(VENV)/.installed buf-lint breaking ## ruff, mypy, import-linter (one direction between distributions), buf lint and buf breaking
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -75,7 +93,7 @@ prometheus:
 	@test -x /usr/bin/promtool || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
-test: $(VENV)/.installed proto-check buf-lint chromium prometheus ## run the tests (SQLite and the local PostgreSQL)
+test: $(VENV)/.installed proto-check buf-lint breaking chromium prometheus ## run the tests (SQLite and the local PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed ## ackhub's throughput and latency beside a RabbitMQ baseline (BENCH_ARGS="--records 2000")

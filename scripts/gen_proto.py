@@ -20,6 +20,9 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
+# Imported protos that are not ours (google/api/field_behavior.proto), vendored for buf and protoc alike;
+# never generated here: the Python code imports them from googleapis-common-protos.
+THIRD_PARTY = ROOT / "third_party" / "googleapis"
 SOURCE_ROOT = ROOT / "proto" / "src"
 PACKAGE = Path("ackhub") / "v1"
 TARGET = SOURCE_ROOT / PACKAGE
@@ -35,6 +38,7 @@ def generate(out: Path) -> None:
         f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"-I{PROTO}",
+        f"-I{THIRD_PARTY}",
         f"-I{include}",
         f"--python_out={out}",
         f"--mypy_out={out}",

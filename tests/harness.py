@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ackhub.adapters.loader import Adapters
 from ackhub.audit.acks import public_key_base64
 from ackhub.client.agency import AgencyClient
 from ackhub.client.headers import AGENCY_HEADER, OPERATOR_HEADER
@@ -88,9 +89,13 @@ class RunningHub(HubThread):
     off unless asked for (the tests sweep when they choose)."""
 
     def __init__(
-        self, settings: Settings, clock: Clock | None = None, scheduled_sweeps: bool = False
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        scheduled_sweeps: bool = False,
+        adapters: Adapters | None = None,
     ) -> None:
-        super().__init__(settings, clock=clock, scheduled_sweeps=scheduled_sweeps)
+        super().__init__(settings, clock=clock, scheduled_sweeps=scheduled_sweeps, adapters=adapters)
         self.port = self.start()
         self.target = f"127.0.0.1:{self.port}"
         self.channel = grpc.insecure_channel(self.target)
@@ -136,13 +141,17 @@ class RunningHub(HubThread):
 
 
 def start_hub(
-    database_url: str, clock: Clock | None = None, edit: Callable[[dict[str, Any]], None] | None = None
+    database_url: str,
+    clock: Clock | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+    adapters: Adapters | None = None,
 ) -> RunningHub:
-    """A hub on `base_config`, after `edit` changed the configuration dict in place."""
+    """A hub on `base_config`, after `edit` changed the configuration dict in place; with `adapters`
+    instead of the installed ones when given."""
     config = base_config(database_url)
     if edit is not None:
         edit(config)
-    return RunningHub(parse_settings(config, "test", {}), clock=clock)
+    return RunningHub(parse_settings(config, "test", {}), clock=clock, adapters=adapters)
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 10, what: str = "condition") -> T:

@@ -188,6 +188,7 @@ def test_pages_render_for_headquarters(hub: RunningHub, clock: ManualClock) -> N
         assert client.get("/feed?agency=tax").status_code == 200
         record = client.get(f"/records/{record_id}").text
         assert "PUBLISHED" in record and "in signed checkpoint" in record
+        assert "<dt>Schema version</dt><dd>customs.export_declaration.released v1</dd>" in record
 
 
 def test_language_switch_keeps_the_page(hub: RunningHub, clock: ManualClock) -> None:
@@ -281,3 +282,4 @@ def test_record_page_says_what_is_closed_and_what_waits(hub: RunningHub, clock: 
         chinese = client.get(f"/records/{record_id}").text
         assert 'data-meaning="closed">RECEIVED · 已办结' in chinese
         assert 'data-meaning="waiting">RECEIVED · 等待中' in chinese
+        assert "<dt>模式版本</dt><dd>customs.export_declaration.released v1</dd>" in chinese

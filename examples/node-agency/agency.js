@@ -30,9 +30,11 @@ function parseArgs(argv) {
   return args;
 }
 
+// The contract is loaded from proto/ at run time (no generated JavaScript): its imports of
+// google/api/field_behavior.proto resolve from the copy vendored beside it in third_party/googleapis.
 function loadExchange(protoRoot) {
   const definition = protoLoader.loadSync('ackhub/v1/exchange_service.proto', {
-    includeDirs: [protoRoot],
+    includeDirs: [protoRoot, path.join(protoRoot, '..', 'third_party', 'googleapis')],
     keepCase: true,
     longs: String,
     enums: String,

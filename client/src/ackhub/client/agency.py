@@ -96,6 +96,7 @@ class Publication:
     declaration_number: str = ""
     content_type: str = "application/json"
     request_id: str = ""  # empty: a new UUID; reuse one to make a retry idempotent
+    schema_version: int = 0  # of the record type's schema; 0: its first version
 
 
 class AgencyClient:
@@ -145,8 +146,11 @@ class AgencyClient:
         declaration_number: str = "",
         content_type: str = "application/json",
         request_id: str | None = None,
+        schema_version: int = 0,
         timeout: float = 10,
     ) -> pb.Receipt:
+        """`schema_version`: of the record type's schema the payload follows; 0 for the first one. A
+        deprecated version is in `receipt.deprecation` (log it: it will be refused after its end date)."""
         response = self.stub.PublishRecord(
             pb.PublishRecordRequest(
                 request_id=request_id or str(uuid.uuid4()),
@@ -155,6 +159,7 @@ class AgencyClient:
                 declaration_number=declaration_number,
                 content_type=content_type,
                 payload=payload,
+                schema_version=schema_version,
             ),
             metadata=self.metadata,
             timeout=timeout,
@@ -177,6 +182,7 @@ class AgencyClient:
                         declaration_number=p.declaration_number,
                         content_type=p.content_type,
                         payload=p.payload,
+                        schema_version=p.schema_version,
                     )
                     for p in publications
                 ]

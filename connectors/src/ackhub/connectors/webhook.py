@@ -58,6 +58,7 @@ def envelope(outbound: Outbound) -> dict[str, Any]:
             "content_type": record.content_type,
             "digest": f"sha256:{record.digest}",
             "accept_time": to_rfc3339_ms(record.accepted_ms),
+            "schema_version": record.schema_version,
             "payload_base64": base64.b64encode(record.payload).decode(),
         },
     }

@@ -68,6 +68,10 @@ class SchemaVersion:
     schema_file: Path
     content_type: str = JSON
     message: type[Message] | None = None
+    # Set when a newer version replaces this one: the last day (China Standard Time) publishers may still
+    # use it. Until then it keeps working (the receipt says it is deprecated); from the next day a publish
+    # with it is refused. The newest version of a type is never deprecated (docs/schema-evolution.md).
+    deprecated_until: date | None = None
 
 
 @dataclass(frozen=True)

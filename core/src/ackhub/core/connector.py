@@ -28,6 +28,7 @@ class OutboundRecord:
     payload: bytes
     digest: str
     accepted_ms: int
+    schema_version: int
 
 
 @dataclass(frozen=True)

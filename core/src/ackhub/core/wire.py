@@ -38,6 +38,8 @@ class RecordLike(Protocol):
     def digest(self) -> str: ...
     @property
     def accepted_ms(self) -> int: ...
+    @property
+    def schema_version(self) -> int: ...
 
 
 def timestamp(ms: int | None) -> Timestamp | None:
@@ -80,6 +82,7 @@ def record(row: RecordLike, with_payload: bool = True) -> pb.Record:
         payload=row.payload if with_payload else b"",
         digest=f"sha256:{row.digest}",
         accept_time=timestamp(row.accepted_ms),
+        schema_version=row.schema_version,
     )
 
 

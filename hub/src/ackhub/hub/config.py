@@ -61,6 +61,9 @@ class EscalationStep(Strict):
 class RouteRecipient(Strict):
     agency: str
     ack_level: Literal["RECEIVED", "BUSINESS"] = "BUSINESS"
+    # The versions of the record type's schema this recipient takes (docs/schema-evolution.md); empty:
+    # every version in the catalogue. A record of another version is refused at publish.
+    schema_versions: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     deadline: DurationMs = 600_000
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     escalation: list[EscalationStep] = Field(default_factory=lambda: [EscalationStep()])

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ackhub.adapters.loader import Adapters
 from ackhub.core.clock import Clock
 from ackhub.hub.config import Settings
 from ackhub.hub.server import HubServer
@@ -41,9 +42,15 @@ class HubThread:
     from the caller's thread."""
 
     def __init__(
-        self, settings: Settings, *, clock: Clock | None = None, scheduled_sweeps: bool = True
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        scheduled_sweeps: bool = True,
+        adapters: Adapters | None = None,
     ) -> None:
-        self.server = HubServer(settings, clock=clock, scheduled_sweeps=scheduled_sweeps)
+        """`adapters`: instead of those of the `ackhub.adapters` entry points (tests)."""
+        self.server = HubServer(settings, clock=clock, scheduled_sweeps=scheduled_sweeps, adapters=adapters)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="hub-loop")
         self.thread.start()

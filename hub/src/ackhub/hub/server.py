@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ackhub.adapters.loader import Adapters
 from ackhub.adapters.loader import load as load_adapters
 from ackhub.audit.acks import load_public_key
 from ackhub.audit.checkpoint import key_id as audit_key_id
@@ -97,7 +98,9 @@ class HubServer:
         clock: Clock | None = None,
         scheduled_sweeps: bool = True,
         rng: random.Random | None = None,
+        adapters: Adapters | None = None,
     ) -> None:
+        """`adapters`: the loaded adapters (default: those of the `ackhub.adapters` entry points)."""
         self.settings = settings
         self.clock = clock or SystemClock()
         self.scheduled_sweeps = scheduled_sweeps
@@ -115,7 +118,7 @@ class HubServer:
         self.push: list[PushConnector] = []  # grpc_push, webhook, filedrop: as configured
         # Adapters from the `ackhub.adapters` entry points, and the record types they bring: a schema that
         # does not compile, or a route for a type without one, is a ConfigError here, before anything runs.
-        self.adapters = load_adapters()
+        self.adapters = load_adapters() if adapters is None else adapters
         self.catalogue = build_catalogue(self.adapters)
         self.router = Router(settings, self.catalogue)
         self.process_id = str(uuid.uuid4())

@@ -37,6 +37,7 @@ class Checkpoint(_message.Message):
     origin: _builtins.str
     """Names the log, e.g. "ackhub.customs.example/audit"."""
     tree_size: _builtins.int
+    """Number of leaves the checkpoint covers."""
     root_hash: _builtins.bytes
     """32 bytes: the Merkle tree hash of the first tree_size leaves."""
     key_id: _builtins.str
@@ -44,7 +45,7 @@ class Checkpoint(_message.Message):
     public_key: _builtins.bytes
     """Raw 32-byte Ed25519 public key that signed."""
     signature: _builtins.bytes
-    """Ed25519 signature over `note`."""
+    """64-byte Ed25519 signature over `note`."""
     note: _builtins.str
     """The signed text: origin, size, base64 root and "time <RFC 3339>" lines, each ending with "\\n"."""
     signed_note: _builtins.str
@@ -52,7 +53,9 @@ class Checkpoint(_message.Message):
     ("— <origin> base64(key hash || signature)") and the witnesses' cosignature lines received so far.
     """
     @_builtins.property
-    def sign_time(self) -> _timestamp_pb2.Timestamp: ...
+    def sign_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hub signed it."""
+
     def __init__(
         self,
         *,
@@ -76,7 +79,7 @@ Global___Checkpoint: _TypeAlias = Checkpoint  # noqa: Y015
 
 @_typing.final
 class AuditEvent(_message.Message):
-    """One audit event."""
+    """One audit event. The hub sets every field."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -96,20 +99,25 @@ class AuditEvent(_message.Message):
     leaf_index: _builtins.int
     """Position in the tree; absent until the event is sequenced."""
     kind: _builtins.str
-    """e.g. "record.published", "delivery.accepted", "escalation.opened"."""
+    """What happened, e.g. "record.published", "delivery.accepted", "escalation.opened"."""
     actor: _builtins.str
-    """e.g. "agency:tax", "operator:alice", "system:hub"."""
+    """Who did it, e.g. "agency:tax", "operator:alice", "system:hub"."""
     record_id: _builtins.str
+    """The record concerned; empty if none."""
     delivery_id: _builtins.str
+    """The delivery concerned; empty if none."""
     escalation_id: _builtins.str
+    """The escalation case concerned; empty if none."""
     data_json: _builtins.str
     """Canonical JSON of the event's details."""
     leaf_hash: _builtins.bytes
-    """SHA-256(0x00 || leaf_data), once sequenced."""
+    """SHA-256(0x00 || leaf_data), 32 bytes, once sequenced."""
     leaf_data: _builtins.bytes
     """The exact bytes hashed into the leaf (canonical JSON), once sequenced."""
     @_builtins.property
-    def event_time(self) -> _timestamp_pb2.Timestamp: ...
+    def event_time(self) -> _timestamp_pb2.Timestamp:
+        """When the change happened."""
+
     def __init__(
         self,
         *,
@@ -137,12 +145,14 @@ Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
 
 @_typing.final
 class GetCheckpointRequest(_message.Message):
+    """Asks for a checkpoint."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TREE_SIZE_FIELD_NUMBER: _builtins.int
     FRESH_FIELD_NUMBER: _builtins.int
     tree_size: _builtins.int
-    """0 for the latest."""
+    """The size of a checkpoint signed earlier; 0 for the latest."""
     fresh: _builtins.bool
     """Sequence new events and sign a checkpoint now (operators only); ignores tree_size."""
     def __init__(
@@ -161,11 +171,15 @@ Global___GetCheckpointRequest: _TypeAlias = GetCheckpointRequest  # noqa: Y015
 
 @_typing.final
 class GetCheckpointResponse(_message.Message):
+    """The answer to GetCheckpoint."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CHECKPOINT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def checkpoint(self) -> Global___Checkpoint: ...
+    def checkpoint(self) -> Global___Checkpoint:
+        """The checkpoint."""
+
     def __init__(
         self,
         *,
@@ -181,13 +195,18 @@ Global___GetCheckpointResponse: _TypeAlias = GetCheckpointResponse  # noqa: Y015
 
 @_typing.final
 class GetInclusionProofRequest(_message.Message):
+    """Asks for an event's inclusion proof."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LEAF_INDEX_FIELD_NUMBER: _builtins.int
     TREE_SIZE_FIELD_NUMBER: _builtins.int
     leaf_index: _builtins.int
+    """The event's position in the tree (`AuditEvent.leaf_index`), at least 0."""
     tree_size: _builtins.int
-    """The size of a signed checkpoint; 0 for the latest (signed now if the event is newer)."""
+    """The size of a signed checkpoint, more than leaf_index; 0 for the latest (signed now if the event is
+    newer).
+    """
     def __init__(
         self,
         *,
@@ -204,19 +223,25 @@ Global___GetInclusionProofRequest: _TypeAlias = GetInclusionProofRequest  # noqa
 
 @_typing.final
 class GetInclusionProofResponse(_message.Message):
+    """The answer to GetInclusionProof."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
     AUDIT_PATH_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> Global___AuditEvent: ...
-    @_builtins.property
-    def audit_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """Sibling hashes from the leaf up, as RFC 9162 PATH."""
+    def event(self) -> Global___AuditEvent:
+        """The event, with its leaf data."""
 
     @_builtins.property
-    def checkpoint(self) -> Global___Checkpoint: ...
+    def audit_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Sibling hashes from the leaf up, as RFC 9162 PATH (32 bytes each)."""
+
+    @_builtins.property
+    def checkpoint(self) -> Global___Checkpoint:
+        """The checkpoint the path leads to."""
+
     def __init__(
         self,
         *,
@@ -234,13 +259,16 @@ Global___GetInclusionProofResponse: _TypeAlias = GetInclusionProofResponse  # no
 
 @_typing.final
 class GetConsistencyProofRequest(_message.Message):
+    """Asks for a consistency proof between two checkpoints."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FIRST_TREE_SIZE_FIELD_NUMBER: _builtins.int
     SECOND_TREE_SIZE_FIELD_NUMBER: _builtins.int
     first_tree_size: _builtins.int
+    """The older checkpoint's size, at least 1."""
     second_tree_size: _builtins.int
-    """0 for the latest checkpoint."""
+    """The newer checkpoint's size, at least first_tree_size; 0 for the latest checkpoint."""
     def __init__(
         self,
         *,
@@ -257,6 +285,8 @@ Global___GetConsistencyProofRequest: _TypeAlias = GetConsistencyProofRequest  # 
 
 @_typing.final
 class GetConsistencyProofResponse(_message.Message):
+    """The answer to GetConsistencyProof."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROOF_FIELD_NUMBER: _builtins.int
@@ -264,12 +294,16 @@ class GetConsistencyProofResponse(_message.Message):
     SECOND_CHECKPOINT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """As RFC 9162 PROOF."""
+        """As RFC 9162 PROOF (32 bytes each)."""
 
     @_builtins.property
-    def first_checkpoint(self) -> Global___Checkpoint: ...
+    def first_checkpoint(self) -> Global___Checkpoint:
+        """The older checkpoint."""
+
     @_builtins.property
-    def second_checkpoint(self) -> Global___Checkpoint: ...
+    def second_checkpoint(self) -> Global___Checkpoint:
+        """The newer checkpoint."""
+
     def __init__(
         self,
         *,
@@ -287,6 +321,8 @@ Global___GetConsistencyProofResponse: _TypeAlias = GetConsistencyProofResponse  
 
 @_typing.final
 class ListAuditEventsRequest(_message.Message):
+    """Lists audit events (operators only)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -300,10 +336,15 @@ class ListAuditEventsRequest(_message.Message):
     page_size: _builtins.int
     """1..500; 0 takes 50."""
     page_token: _builtins.str
+    """`next_page_token` of the previous page, with the same filters; empty for the first page."""
     kind: _builtins.str
+    """Only events of this kind, e.g. "record.published"."""
     record_id: _builtins.str
+    """Only events about this record."""
     delivery_id: _builtins.str
+    """Only events about this delivery."""
     actor: _builtins.str
+    """Only events by this actor, e.g. "operator:alice"."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Only events at or after this time."""
@@ -334,13 +375,18 @@ Global___ListAuditEventsRequest: _TypeAlias = ListAuditEventsRequest  # noqa: Y0
 
 @_typing.final
 class ListAuditEventsResponse(_message.Message):
+    """A page of audit events."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]:
+        """Newest first."""
+
     def __init__(
         self,
         *,

@@ -22,27 +22,67 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!ackhub/v1/catalogue_service.proto\x12\tackhub.v1\"\x84\x01\n\nRecordType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x02 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x03 \x01(\x05\x12.\n\x08versions\x18\x04 \x03(\x0b\x32\x1c.ackhub.v1.RecordTypeVersion\x12\x0e\n\x06routed\x18\x05 \x01(\x08\"\x9b\x01\n\x11RecordTypeVersion\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x14\n\x0cmessage_type\x18\x05 \x01(\t\x12\x13\n\x0bjson_schema\x18\x06 \x01(\t\x12\x10\n\x08\x65xamples\x18\x07 \x03(\x0c\"?\n\x16ListRecordTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x17ListRecordTypesResponse\x12+\n\x0crecord_types\x18\x01 \x03(\x0b\x32\x15.ackhub.v1.RecordType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14GetRecordTypeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15GetRecordTypeResponse\x12*\n\x0brecord_type\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.RecordType2\xc0\x01\n\x10\x43\x61talogueService\x12X\n\x0fListRecordTypes\x12!.ackhub.v1.ListRecordTypesRequest\x1a\".ackhub.v1.ListRecordTypesResponse\x12R\n\rGetRecordType\x12\x1f.ackhub.v1.GetRecordTypeRequest\x1a .ackhub.v1.GetRecordTypeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!ackhub/v1/catalogue_service.proto\x12\tackhub.v1\x1a\x1fgoogle/api/field_behavior.proto\"\xa2\x01\n\nRecordType\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x15\n\x07\x61\x64\x61pter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x63urrent_version\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x34\n\x08versions\x18\x04 \x03(\x0b\x32\x1c.ackhub.v1.RecordTypeVersionB\x04\xe2\x41\x01\x03\x12\x14\n\x06routed\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\"\xe9\x01\n\x11RecordTypeVersion\x12\x15\n\x07version\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05title\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cmessage_type\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bjson_schema\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65xamples\x18\x07 \x03(\x0c\x42\x04\xe2\x41\x01\x03\x12\"\n\x14\x64\x65precation_end_date\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\"K\n\x16ListRecordTypesRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"k\n\x17ListRecordTypesResponse\x12\x31\n\x0crecord_types\x18\x01 \x03(\x0b\x32\x15.ackhub.v1.RecordTypeB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"*\n\x14GetRecordTypeRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x15GetRecordTypeResponse\x12\x30\n\x0brecord_type\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.RecordTypeB\x04\xe2\x41\x01\x03\x32\xc0\x01\n\x10\x43\x61talogueService\x12X\n\x0fListRecordTypes\x12!.ackhub.v1.ListRecordTypesRequest\x1a\".ackhub.v1.ListRecordTypesResponse\x12R\n\rGetRecordType\x12\x1f.ackhub.v1.GetRecordTypeRequest\x1a .ackhub.v1.GetRecordTypeResponseB\x87\x01\n\rorg.ackhub.v1B\x15\x43\x61talogueServiceProtoP\x01Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\xa2\x02\x03\x41HX\xaa\x02\tAckhub.V1\xca\x02\tAckhub\\V1\xea\x02\nAckhub::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ackhub.v1.catalogue_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_RECORDTYPE']._serialized_start=49
-  _globals['_RECORDTYPE']._serialized_end=181
-  _globals['_RECORDTYPEVERSION']._serialized_start=184
-  _globals['_RECORDTYPEVERSION']._serialized_end=339
-  _globals['_LISTRECORDTYPESREQUEST']._serialized_start=341
-  _globals['_LISTRECORDTYPESREQUEST']._serialized_end=404
-  _globals['_LISTRECORDTYPESRESPONSE']._serialized_start=406
-  _globals['_LISTRECORDTYPESRESPONSE']._serialized_end=501
-  _globals['_GETRECORDTYPEREQUEST']._serialized_start=503
-  _globals['_GETRECORDTYPEREQUEST']._serialized_end=539
-  _globals['_GETRECORDTYPERESPONSE']._serialized_start=541
-  _globals['_GETRECORDTYPERESPONSE']._serialized_end=608
-  _globals['_CATALOGUESERVICE']._serialized_start=611
-  _globals['_CATALOGUESERVICE']._serialized_end=803
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rorg.ackhub.v1B\025CatalogueServiceProtoP\001Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\242\002\003AHX\252\002\tAckhub.V1\312\002\tAckhub\\V1\352\002\nAckhub::V1'
+  _globals['_RECORDTYPE'].fields_by_name['name']._loaded_options = None
+  _globals['_RECORDTYPE'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_RECORDTYPE'].fields_by_name['adapter']._loaded_options = None
+  _globals['_RECORDTYPE'].fields_by_name['adapter']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPE'].fields_by_name['current_version']._loaded_options = None
+  _globals['_RECORDTYPE'].fields_by_name['current_version']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPE'].fields_by_name['versions']._loaded_options = None
+  _globals['_RECORDTYPE'].fields_by_name['versions']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPE'].fields_by_name['routed']._loaded_options = None
+  _globals['_RECORDTYPE'].fields_by_name['routed']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPEVERSION'].fields_by_name['version']._loaded_options = None
+  _globals['_RECORDTYPEVERSION'].fields_by_name['version']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPEVERSION'].fields_by_name['title']._loaded_options = None
+  _globals['_RECORDTYPEVERSION'].fields_by_name['title']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPEVERSION'].fields_by_name['description']._loaded_options = None
+  _globals['_RECORDTYPEVERSION'].fields_by_name['description']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPEVERSION'].fields_by_name['content_type']._loaded_options = None
+  _globals['_RECORDTYPEVERSION'].fields_by_name['content_type']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPEVERSION'].fields_by_name['message_type']._loaded_options = None
+  _globals['_RECORDTYPEVERSION'].fields_by_name['message_type']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPEVERSION'].fields_by_name['json_schema']._loaded_options = None
+  _globals['_RECORDTYPEVERSION'].fields_by_name['json_schema']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPEVERSION'].fields_by_name['examples']._loaded_options = None
+  _globals['_RECORDTYPEVERSION'].fields_by_name['examples']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPEVERSION'].fields_by_name['deprecation_end_date']._loaded_options = None
+  _globals['_RECORDTYPEVERSION'].fields_by_name['deprecation_end_date']._serialized_options = b'\342A\001\003'
+  _globals['_LISTRECORDTYPESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTRECORDTYPESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDTYPESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTRECORDTYPESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDTYPESRESPONSE'].fields_by_name['record_types']._loaded_options = None
+  _globals['_LISTRECORDTYPESRESPONSE'].fields_by_name['record_types']._serialized_options = b'\342A\001\003'
+  _globals['_LISTRECORDTYPESRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTRECORDTYPESRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\342A\001\003'
+  _globals['_GETRECORDTYPEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETRECORDTYPEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_GETRECORDTYPERESPONSE'].fields_by_name['record_type']._loaded_options = None
+  _globals['_GETRECORDTYPERESPONSE'].fields_by_name['record_type']._serialized_options = b'\342A\001\003'
+  _globals['_RECORDTYPE']._serialized_start=82
+  _globals['_RECORDTYPE']._serialized_end=244
+  _globals['_RECORDTYPEVERSION']._serialized_start=247
+  _globals['_RECORDTYPEVERSION']._serialized_end=480
+  _globals['_LISTRECORDTYPESREQUEST']._serialized_start=482
+  _globals['_LISTRECORDTYPESREQUEST']._serialized_end=557
+  _globals['_LISTRECORDTYPESRESPONSE']._serialized_start=559
+  _globals['_LISTRECORDTYPESRESPONSE']._serialized_end=666
+  _globals['_GETRECORDTYPEREQUEST']._serialized_start=668
+  _globals['_GETRECORDTYPEREQUEST']._serialized_end=710
+  _globals['_GETRECORDTYPERESPONSE']._serialized_start=712
+  _globals['_GETRECORDTYPERESPONSE']._serialized_end=785
+  _globals['_CATALOGUESERVICE']._serialized_start=788
+  _globals['_CATALOGUESERVICE']._serialized_end=980
 # @@protoc_insertion_point(module_scope)

@@ -20,7 +20,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class RecordType(_message.Message):
-    """A record type and the versions of its schema."""
+    """A record type and the versions of its schema. The hub sets every field."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -34,7 +34,7 @@ class RecordType(_message.Message):
     adapter: _builtins.str
     """The kind of the adapter that brings the type: "customs", "tax", "fx", "commerce", "origin" ..."""
     current_version: _builtins.int
-    """The version PublishRecord checks payloads against: the newest."""
+    """The newest version: the one publishers should use (a deprecated older one is refused after its date)."""
     routed: _builtins.bool
     """True when this hub's configuration routes the type (it can be published here)."""
     @_builtins.property
@@ -71,6 +71,7 @@ class RecordTypeVersion(_message.Message):
     MESSAGE_TYPE_FIELD_NUMBER: _builtins.int
     JSON_SCHEMA_FIELD_NUMBER: _builtins.int
     EXAMPLES_FIELD_NUMBER: _builtins.int
+    DEPRECATION_END_DATE_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """1, 2, ...: a change that is not backward compatible is a new version."""
     title: _builtins.str
@@ -85,6 +86,10 @@ class RecordTypeVersion(_message.Message):
     """
     json_schema: _builtins.str
     """The JSON Schema (2020-12) document, exactly as published."""
+    deprecation_end_date: _builtins.str
+    """The last day ("YYYY-MM-DD", China Standard Time) this version is taken at publish; empty when it is
+    not deprecated. Publishing with it after that day is INVALID_ARGUMENT SCHEMA_VERSION_RETIRED.
+    """
     @_builtins.property
     def examples(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Example payloads, each exactly as a publisher would send it (JSON text, or the encoded message)."""
@@ -99,10 +104,11 @@ class RecordTypeVersion(_message.Message):
         message_type: _builtins.str = ...,
         json_schema: _builtins.str = ...,
         examples: _abc.Iterable[_builtins.bytes] | None = ...,
+        deprecation_end_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "description", b"description", "examples", b"examples", "json_schema", b"json_schema", "message_type", b"message_type", "title", b"title", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "deprecation_end_date", b"deprecation_end_date", "description", b"description", "examples", b"examples", "json_schema", b"json_schema", "message_type", b"message_type", "title", b"title", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -110,6 +116,8 @@ Global___RecordTypeVersion: _TypeAlias = RecordTypeVersion  # noqa: Y015
 
 @_typing.final
 class ListRecordTypesRequest(_message.Message):
+    """Lists the catalogue."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -117,6 +125,7 @@ class ListRecordTypesRequest(_message.Message):
     page_size: _builtins.int
     """1..500; 0 takes 50."""
     page_token: _builtins.str
+    """`next_page_token` of the previous page; empty for the first page."""
     def __init__(
         self,
         *,
@@ -133,6 +142,8 @@ Global___ListRecordTypesRequest: _TypeAlias = ListRecordTypesRequest  # noqa: Y0
 
 @_typing.final
 class ListRecordTypesResponse(_message.Message):
+    """A page of record types."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_TYPES_FIELD_NUMBER: _builtins.int
@@ -140,7 +151,9 @@ class ListRecordTypesResponse(_message.Message):
     next_page_token: _builtins.str
     """Empty on the last page."""
     @_builtins.property
-    def record_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordType]: ...
+    def record_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordType]:
+        """By name."""
+
     def __init__(
         self,
         *,
@@ -157,6 +170,8 @@ Global___ListRecordTypesResponse: _TypeAlias = ListRecordTypesResponse  # noqa: 
 
 @_typing.final
 class GetRecordTypeRequest(_message.Message):
+    """Asks for one record type."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -177,11 +192,15 @@ Global___GetRecordTypeRequest: _TypeAlias = GetRecordTypeRequest  # noqa: Y015
 
 @_typing.final
 class GetRecordTypeResponse(_message.Message):
+    """The answer to GetRecordType."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_TYPE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def record_type(self) -> Global___RecordType: ...
+    def record_type(self) -> Global___RecordType:
+        """The record type with every version."""
+
     def __init__(
         self,
         *,

@@ -23,6 +23,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class PublishRecordRequest(_message.Message):
+    """A record to publish. The publisher is the caller."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -31,15 +33,34 @@ class PublishRecordRequest(_message.Message):
     DECLARATION_NUMBER_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional client-chosen UUID that makes the call idempotent; retry with the same one. Empty: the
-    call is not idempotent, and sending it again stores another record.
+    """Client-chosen UUID that makes the call idempotent; retry with the same one. Empty: the call is not
+    idempotent, and sending it again stores another record. Unique per publisher.
     """
     record_type: _builtins.str
+    """A type from the catalogue (CatalogueService.ListRecordTypes) that this hub routes: dotted lower-case
+    words, at most 128 characters, e.g. "customs.export_declaration.released".
+    """
     subject_uscc: _builtins.str
+    """The enterprise the record is about: an 18-character Unified Social Credit Code with a valid check
+    character. Empty if none (then no enterprise can trace the record).
+    """
     declaration_number: _builtins.str
+    """The customs declaration the record is about: 18 digits. Empty if none."""
     content_type: _builtins.str
+    """Media type of the payload; must be the record type's ("application/json" or
+    "application/x-protobuf"). Empty takes the type's own.
+    """
     payload: _builtins.bytes
+    """The payload, kept exactly as sent: 1 byte to the hub's `max_payload_bytes` (4 MiB by default); must
+    match the record type's schema (INVALID_ARGUMENT naming each bad path, e.g. `payload.goods[0].hs_code`).
+    """
+    schema_version: _builtins.int
+    """Version of the record type's schema the payload follows (1, 2, ...). 0 (unset) is the type's first
+    version, so a publisher that never names one keeps publishing what it always did; a newer version
+    must be named. Each route names the versions each recipient takes (docs/schema-evolution.md).
+    """
     def __init__(
         self,
         *,
@@ -49,10 +70,11 @@ class PublishRecordRequest(_message.Message):
         declaration_number: _builtins.str = ...,
         content_type: _builtins.str = ...,
         payload: _builtins.bytes = ...,
+        schema_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "declaration_number", b"declaration_number", "payload", b"payload", "record_type", b"record_type", "request_id", b"request_id", "subject_uscc", b"subject_uscc"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "declaration_number", b"declaration_number", "payload", b"payload", "record_type", b"record_type", "request_id", b"request_id", "schema_version", b"schema_version", "subject_uscc", b"subject_uscc"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -70,18 +92,32 @@ class Receipt(_message.Message):
     DELIVERIES_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     IDEMPOTENT_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    DEPRECATION_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
+    """The record's id (a time-ordered UUID)."""
     digest: _builtins.str
+    """64 lower-case hex digits of SHA-256(payload), without the "sha256:" prefix."""
     replayed: _builtins.bool
     """True when this answer repeats the receipt of an earlier identical request."""
     idempotent: _builtins.bool
     """True when the request carried a request_id: the same request again returns this receipt. False when
     it had none: the call was not idempotent, and a retry would store another record.
     """
+    schema_version: _builtins.int
+    """The schema version the payload was checked against and stored with."""
     @_builtins.property
-    def accept_time(self) -> _timestamp_pb2.Timestamp: ...
+    def accept_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hub committed the record."""
+
     @_builtins.property
-    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryRef]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryRef]:
+        """One per recipient the route names, in the route's order."""
+
+    @_builtins.property
+    def deprecation(self) -> Global___SchemaDeprecation:
+        """Set when that version is deprecated: until when it is still taken, and what to move to."""
+
     def __init__(
         self,
         *,
@@ -91,23 +127,65 @@ class Receipt(_message.Message):
         deliveries: _abc.Iterable[Global___DeliveryRef] | None = ...,
         replayed: _builtins.bool = ...,
         idempotent: _builtins.bool = ...,
+        schema_version: _builtins.int = ...,
+        deprecation: Global___SchemaDeprecation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "deprecation", b"deprecation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "deliveries", b"deliveries", "digest", b"digest", "idempotent", b"idempotent", "record_id", b"record_id", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "deliveries", b"deliveries", "deprecation", b"deprecation", "digest", b"digest", "idempotent", b"idempotent", "record_id", b"record_id", "replayed", b"replayed", "schema_version", b"schema_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
 
 @_typing.final
+class SchemaDeprecation(_message.Message):
+    """A schema version that still works and will stop working: publishers should move on before `end_date`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_VERSION_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """The deprecated version the record was published with."""
+    end_date: _builtins.str
+    """The last day (China Standard Time, "YYYY-MM-DD") on which the version is taken; from the next day a
+    publish with it is INVALID_ARGUMENT SCHEMA_VERSION_RETIRED.
+    """
+    replacement_version: _builtins.int
+    """The version to move to (the type's current one)."""
+    message: _builtins.str
+    """One sentence for a person, e.g. "version 1 is deprecated and taken until 2027-03-31; use version 2"."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        end_date: _builtins.str = ...,
+        replacement_version: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "message", b"message", "replacement_version", b"replacement_version", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SchemaDeprecation: _TypeAlias = SchemaDeprecation  # noqa: Y015
+
+@_typing.final
 class DeliveryRef(_message.Message):
+    """One delivery a publish created."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
+    """The delivery's id (stable across attempts)."""
     recipient: _builtins.str
+    """Agency id of the recipient."""
     def __init__(
         self,
         *,
@@ -124,11 +202,15 @@ Global___DeliveryRef: _TypeAlias = DeliveryRef  # noqa: Y015
 
 @_typing.final
 class PublishRecordResponse(_message.Message):
+    """The answer to PublishRecord."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def receipt(self) -> Global___Receipt: ...
+    def receipt(self) -> Global___Receipt:
+        """What the hub committed."""
+
     def __init__(
         self,
         *,
@@ -144,11 +226,15 @@ Global___PublishRecordResponse: _TypeAlias = PublishRecordResponse  # noqa: Y015
 
 @_typing.final
 class PublishRecordsRequest(_message.Message):
+    """Several records to publish, each as in PublishRecord."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishRecordRequest]: ...
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishRecordRequest]:
+        """1 to 500 records, handled in this order."""
+
     def __init__(
         self,
         *,
@@ -164,6 +250,8 @@ Global___PublishRecordsRequest: _TypeAlias = PublishRecordsRequest  # noqa: Y015
 
 @_typing.final
 class PublishRecordsResponse(_message.Message):
+    """The answer to PublishRecords."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
@@ -186,12 +274,16 @@ Global___PublishRecordsResponse: _TypeAlias = PublishRecordsResponse  # noqa: Y0
 
 @_typing.final
 class PublishResult(_message.Message):
+    """One record's outcome in PublishRecords."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIPT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def receipt(self) -> Global___Receipt: ...
+    def receipt(self) -> Global___Receipt:
+        """What the hub committed, as PublishRecord would have answered."""
+
     @_builtins.property
     def error(self) -> _types_pb2.ErrorDetail:
         """Why this record was refused (the code and reason PublishRecord would have answered)."""
@@ -214,6 +306,8 @@ Global___PublishResult: _TypeAlias = PublishResult  # noqa: Y015
 
 @_typing.final
 class SubscribeRequest(_message.Message):
+    """What an agency sends on its Subscribe stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OPEN_FIELD_NUMBER: _builtins.int
@@ -222,10 +316,12 @@ class SubscribeRequest(_message.Message):
     ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def open(self) -> Global___SubscribeOpen:
-        """Must be the first message of the stream."""
+        """Must be the first message of the stream, and only the first."""
 
     @_builtins.property
-    def acknowledgement(self) -> _types_pb2.Acknowledgement: ...
+    def acknowledgement(self) -> _types_pb2.Acknowledgement:
+        """One acknowledgement of a delivery received on this stream (or earlier)."""
+
     @_builtins.property
     def retry_after(self) -> Global___RetryAfter:
         """Ask the hub to hold back: one delivery (delivery_id set) or every delivery to this agency."""
@@ -254,11 +350,15 @@ Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
 
 @_typing.final
 class AcknowledgementBatch(_message.Message):
+    """Several acknowledgements in one stream message."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACKNOWLEDGEMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def acknowledgements(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Acknowledgement]: ...
+    def acknowledgements(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Acknowledgement]:
+        """Each answered by its own AckResult; one refused does not refuse the others."""
+
     def __init__(
         self,
         *,
@@ -274,6 +374,8 @@ Global___AcknowledgementBatch: _TypeAlias = AcknowledgementBatch  # noqa: Y015
 
 @_typing.final
 class SubscribeOpen(_message.Message):
+    """Opens a Subscribe stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENCY_ID_FIELD_NUMBER: _builtins.int
@@ -282,7 +384,9 @@ class SubscribeOpen(_message.Message):
     agency_id: _builtins.str
     """Agency id; must match the caller's identity."""
     window: _builtins.int
-    """Most unacknowledged deliveries the agency wants in flight; 0 takes the server's default."""
+    """Most unacknowledged deliveries the agency wants in flight, at least 0; 0 takes the server's default
+    (64); more than the server's limit takes the limit.
+    """
     batches: _builtins.bool
     """The agency reads `deliveries` and `ack_results` messages: the hub then sends what is ready at the same
     moment in one message instead of one message each. False (older agencies): one per message.
@@ -304,14 +408,18 @@ Global___SubscribeOpen: _TypeAlias = SubscribeOpen  # noqa: Y015
 
 @_typing.final
 class RetryAfter(_message.Message):
+    """An agency asks the hub to hold deliveries back."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
-    """Empty to pause every delivery to the agency."""
+    """The delivery to hold back; empty to pause every delivery to the agency."""
     @_builtins.property
-    def retry_after(self) -> _duration_pb2.Duration: ...
+    def retry_after(self) -> _duration_pb2.Duration:
+        """How long to hold back (positive)."""
+
     def __init__(
         self,
         *,
@@ -328,6 +436,8 @@ Global___RetryAfter: _TypeAlias = RetryAfter  # noqa: Y015
 
 @_typing.final
 class SubscribeResponse(_message.Message):
+    """What the hub sends on a Subscribe stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OPENED_FIELD_NUMBER: _builtins.int
@@ -336,11 +446,17 @@ class SubscribeResponse(_message.Message):
     DELIVERIES_FIELD_NUMBER: _builtins.int
     ACK_RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def opened(self) -> Global___SubscribeOpened: ...
+    def opened(self) -> Global___SubscribeOpened:
+        """The first message: the stream is open."""
+
     @_builtins.property
-    def delivery(self) -> Global___DeliveryMessage: ...
+    def delivery(self) -> Global___DeliveryMessage:
+        """One attempt at delivering a record."""
+
     @_builtins.property
-    def ack_result(self) -> Global___AckResult: ...
+    def ack_result(self) -> Global___AckResult:
+        """The outcome of one acknowledgement the agency sent."""
+
     @_builtins.property
     def deliveries(self) -> Global___DeliveryBatch:
         """Only on streams opened with `batches`."""
@@ -370,11 +486,15 @@ Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
 
 @_typing.final
 class DeliveryBatch(_message.Message):
+    """Several deliveries in one stream message (at most 256)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryMessage]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryMessage]:
+        """Each as a single `delivery` message would carry it."""
+
     def __init__(
         self,
         *,
@@ -390,11 +510,15 @@ Global___DeliveryBatch: _TypeAlias = DeliveryBatch  # noqa: Y015
 
 @_typing.final
 class AckResultBatch(_message.Message):
+    """Several acknowledgement outcomes in one stream message (at most 256)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___AckResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___AckResult]:
+        """Each as a single `ack_result` message would carry it."""
+
     def __init__(
         self,
         *,
@@ -410,12 +534,15 @@ Global___AckResultBatch: _TypeAlias = AckResultBatch  # noqa: Y015
 
 @_typing.final
 class SubscribeOpened(_message.Message):
+    """The hub's answer to SubscribeOpen."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     WINDOW_FIELD_NUMBER: _builtins.int
     BATCHES_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    """Identifies this stream in the hub's logs."""
     window: _builtins.int
     """The window in force for this stream."""
     batches: _builtins.bool
@@ -446,11 +573,15 @@ class DeliveryMessage(_message.Message):
     RECORD_FIELD_NUMBER: _builtins.int
     REQUIRED_LEVEL_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
+    """Stable across attempts: drop a delivery already stored, but acknowledge it again."""
     attempt: _builtins.int
     """1 for the first attempt; a repeated delivery_id with a higher attempt is a redelivery."""
     required_level: _types_pb2.AckLevel.ValueType
+    """The acknowledgement that closes this delivery."""
     @_builtins.property
-    def record(self) -> _types_pb2.Record: ...
+    def record(self) -> _types_pb2.Record:
+        """The record, with its payload."""
+
     def __init__(
         self,
         *,
@@ -479,13 +610,17 @@ class AckResult(_message.Message):
     DUPLICATE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
+    """The delivery the acknowledgement named."""
     status: _types_pb2.AckStatus.ValueType
+    """The status the acknowledgement reported."""
     ok: _builtins.bool
     """True when the hub stored it; false with `error` when it was refused."""
     duplicate: _builtins.bool
     """True when an identical acknowledgement had already been stored."""
     @_builtins.property
-    def error(self) -> _types_pb2.ErrorDetail: ...
+    def error(self) -> _types_pb2.ErrorDetail:
+        """Why it was refused; unset when `ok`."""
+
     def __init__(
         self,
         *,
@@ -505,11 +640,15 @@ Global___AckResult: _TypeAlias = AckResult  # noqa: Y015
 
 @_typing.final
 class AcknowledgeDeliveryRequest(_message.Message):
+    """Acknowledges one delivery outside a stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACKNOWLEDGEMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def acknowledgement(self) -> _types_pb2.Acknowledgement: ...
+    def acknowledgement(self) -> _types_pb2.Acknowledgement:
+        """The signed acknowledgement; the caller must be its recipient."""
+
     def __init__(
         self,
         *,
@@ -525,13 +664,18 @@ Global___AcknowledgeDeliveryRequest: _TypeAlias = AcknowledgeDeliveryRequest  # 
 
 @_typing.final
 class AcknowledgeDeliveryResponse(_message.Message):
+    """The answer to AcknowledgeDelivery."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
     duplicate: _builtins.bool
+    """True when an identical acknowledgement had already been stored (nothing changed)."""
     @_builtins.property
-    def delivery(self) -> _types_pb2.Delivery: ...
+    def delivery(self) -> _types_pb2.Delivery:
+        """The delivery after the acknowledgement."""
+
     def __init__(
         self,
         *,
@@ -548,10 +692,13 @@ Global___AcknowledgeDeliveryResponse: _TypeAlias = AcknowledgeDeliveryResponse  
 
 @_typing.final
 class GetRecordRequest(_message.Message):
+    """Asks for one record."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_ID_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
+    """The record's id; NOT_FOUND when it does not exist or the caller may not see it."""
     def __init__(
         self,
         *,
@@ -567,14 +714,20 @@ Global___GetRecordRequest: _TypeAlias = GetRecordRequest  # noqa: Y015
 
 @_typing.final
 class GetRecordResponse(_message.Message):
+    """The answer to GetRecord."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_FIELD_NUMBER: _builtins.int
     DELIVERIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def record(self) -> _types_pb2.Record: ...
+    def record(self) -> _types_pb2.Record:
+        """The record, with its payload."""
+
     @_builtins.property
-    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Delivery]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Delivery]:
+        """Its deliveries that the caller may see."""
+
     def __init__(
         self,
         *,
@@ -591,6 +744,8 @@ Global___GetRecordResponse: _TypeAlias = GetRecordResponse  # noqa: Y015
 
 @_typing.final
 class ListDeliveriesRequest(_message.Message):
+    """Lists deliveries the caller may see."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -602,9 +757,13 @@ class ListDeliveriesRequest(_message.Message):
     page_size: _builtins.int
     """1..500; 0 takes 50."""
     page_token: _builtins.str
+    """`next_page_token` of the previous page, with the same filters; empty for the first page."""
     record_id: _builtins.str
+    """Only the deliveries of this record."""
     recipient: _builtins.str
+    """Only deliveries to this agency id (a configured agency)."""
     state: _types_pb2.DeliveryState.ValueType
+    """Only deliveries in this state; UNSPECIFIED for any."""
     closure: _types_pb2.DeliveryClosure.ValueType
     """Only open or only closed deliveries. Combined with a `state` no delivery can be in together with it
     (PENDING or SENT with CLOSED; ACCEPTED or REJECTED with OPEN) it is INVALID_ARGUMENT naming `closure`;
@@ -630,13 +789,18 @@ Global___ListDeliveriesRequest: _TypeAlias = ListDeliveriesRequest  # noqa: Y015
 
 @_typing.final
 class ListDeliveriesResponse(_message.Message):
+    """A page of deliveries."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERIES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
-    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Delivery]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Delivery]:
+        """Newest first."""
+
     def __init__(
         self,
         *,

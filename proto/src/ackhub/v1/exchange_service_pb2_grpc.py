@@ -100,7 +100,8 @@ class ExchangeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AcknowledgeDelivery(self, request, context):
-        """Acknowledges one delivery outside a stream.
+        """Acknowledges one delivery outside a stream. Idempotent by nature: the same acknowledgement again is
+        answered with `duplicate` and changes nothing, so it takes no request_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

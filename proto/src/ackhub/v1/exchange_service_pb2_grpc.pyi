@@ -50,7 +50,9 @@ class ExchangeServiceStub:
     `window` unacknowledged at a time) and the agency answers acknowledgements on the same stream.
     """
     AcknowledgeDelivery: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.AcknowledgeDeliveryRequest, _exchange_service_pb2.AcknowledgeDeliveryResponse]
-    """Acknowledges one delivery outside a stream."""
+    """Acknowledges one delivery outside a stream. Idempotent by nature: the same acknowledgement again is
+    answered with `duplicate` and changes nothing, so it takes no request_id.
+    """
     GetRecord: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.GetRecordRequest, _exchange_service_pb2.GetRecordResponse]
     """A record with the deliveries of it that the caller may see."""
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.ListDeliveriesRequest, _exchange_service_pb2.ListDeliveriesResponse]
@@ -78,7 +80,9 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     `window` unacknowledged at a time) and the agency answers acknowledgements on the same stream.
     """
     AcknowledgeDelivery: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.AcknowledgeDeliveryRequest, _exchange_service_pb2.AcknowledgeDeliveryResponse]  # type: ignore[assignment]
-    """Acknowledges one delivery outside a stream."""
+    """Acknowledges one delivery outside a stream. Idempotent by nature: the same acknowledgement again is
+    answered with `duplicate` and changes nothing, so it takes no request_id.
+    """
     GetRecord: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.GetRecordRequest, _exchange_service_pb2.GetRecordResponse]  # type: ignore[assignment]
     """A record with the deliveries of it that the caller may see."""
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.ListDeliveriesRequest, _exchange_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
@@ -127,7 +131,9 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _exchange_service_pb2.AcknowledgeDeliveryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_service_pb2.AcknowledgeDeliveryResponse, _abc.Awaitable[_exchange_service_pb2.AcknowledgeDeliveryResponse]]:
-        """Acknowledges one delivery outside a stream."""
+        """Acknowledges one delivery outside a stream. Idempotent by nature: the same acknowledgement again is
+        answered with `duplicate` and changes nothing, so it takes no request_id.
+        """
 
     @_abc_1.abstractmethod
     def GetRecord(

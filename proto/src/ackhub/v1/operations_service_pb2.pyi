@@ -29,6 +29,7 @@ class _EscalationReason:
 class _EscalationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EscalationReason.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ESCALATION_REASON_UNSPECIFIED: _EscalationReason.ValueType  # 0
+    """Never sent by the hub."""
     ESCALATION_REASON_DEADLINE_EXCEEDED: _EscalationReason.ValueType  # 1
     """No closing acknowledgement by the route's deadline."""
     ESCALATION_REASON_ATTEMPTS_EXHAUSTED: _EscalationReason.ValueType  # 2
@@ -42,9 +43,11 @@ class _EscalationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Esca
     the ladder, tied to no delivery (`delivery_id` and `record_id` empty, `recipient` names the witness).
     """
 
-class EscalationReason(_EscalationReason, metaclass=_EscalationReasonEnumTypeWrapper): ...
+class EscalationReason(_EscalationReason, metaclass=_EscalationReasonEnumTypeWrapper):
+    """Why a case was opened."""
 
 ESCALATION_REASON_UNSPECIFIED: EscalationReason.ValueType  # 0
+"""Never sent by the hub."""
 ESCALATION_REASON_DEADLINE_EXCEEDED: EscalationReason.ValueType  # 1
 """No closing acknowledgement by the route's deadline."""
 ESCALATION_REASON_ATTEMPTS_EXHAUSTED: EscalationReason.ValueType  # 2
@@ -66,16 +69,21 @@ class _EscalationState:
 class _EscalationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EscalationState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ESCALATION_STATE_UNSPECIFIED: _EscalationState.ValueType  # 0
+    """As a filter, any state."""
     ESCALATION_STATE_OPEN: _EscalationState.ValueType  # 1
+    """Waiting for an acknowledgement or an operator."""
     ESCALATION_STATE_RESOLVED: _EscalationState.ValueType  # 2
     """An operator resolved it."""
     ESCALATION_STATE_CLOSED_BY_ACK: _EscalationState.ValueType  # 3
     """A late acknowledgement closed it."""
 
-class EscalationState(_EscalationState, metaclass=_EscalationStateEnumTypeWrapper): ...
+class EscalationState(_EscalationState, metaclass=_EscalationStateEnumTypeWrapper):
+    """Where a case stands."""
 
 ESCALATION_STATE_UNSPECIFIED: EscalationState.ValueType  # 0
+"""As a filter, any state."""
 ESCALATION_STATE_OPEN: EscalationState.ValueType  # 1
+"""Waiting for an acknowledgement or an operator."""
 ESCALATION_STATE_RESOLVED: EscalationState.ValueType  # 2
 """An operator resolved it."""
 ESCALATION_STATE_CLOSED_BY_ACK: EscalationState.ValueType  # 3
@@ -84,15 +92,21 @@ Global___EscalationState: _TypeAlias = EscalationState  # noqa: Y015
 
 @_typing.final
 class EscalationNote(_message.Message):
+    """A note on a case, oldest first in `Escalation.notes`."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AUTHOR_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     author: _builtins.str
+    """Who wrote it, e.g. "operator:alice"."""
     text: _builtins.str
+    """The note, at most 4000 characters."""
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was added."""
+
     def __init__(
         self,
         *,
@@ -110,6 +124,8 @@ Global___EscalationNote: _TypeAlias = EscalationNote  # noqa: Y015
 
 @_typing.final
 class Escalation(_message.Message):
+    """An escalation case: one delivery that needs people. The hub sets every field."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_ID_FIELD_NUMBER: _builtins.int
@@ -129,33 +145,47 @@ class Escalation(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     RECORD_TYPE_FIELD_NUMBER: _builtins.int
     escalation_id: _builtins.str
+    """The case's id (a time-ordered UUID)."""
     delivery_id: _builtins.str
+    """The delivery escalated."""
     record_id: _builtins.str
+    """The delivery's record."""
     recipient: _builtins.str
+    """Agency id of the delivery's recipient."""
     level: _builtins.int
     """1 when opened; climbs the route's ladder."""
     reason: Global___EscalationReason.ValueType
+    """Why the case was opened."""
     state: Global___EscalationState.ValueType
+    """Where the case stands."""
     resolution: _builtins.str
     """The operator's reason, or the closing acknowledgement's status."""
     resolved_by: _builtins.str
+    """Who resolved it, e.g. "operator:alice"; empty unless RESOLVED."""
     detail: _builtins.str
-    """The recipient's reason, for REJECTED."""
+    """The recipient's reason, for REJECTED (and the abort reason, for ABORTED_BY_RECIPIENT)."""
     record_type: _builtins.str
+    """The record's type."""
     @_builtins.property
-    def open_time(self) -> _timestamp_pb2.Timestamp: ...
+    def open_time(self) -> _timestamp_pb2.Timestamp:
+        """When the case was opened."""
+
     @_builtins.property
     def next_step_time(self) -> _timestamp_pb2.Timestamp:
         """When the case climbs to the next level, if it is open and a next level exists."""
 
     @_builtins.property
-    def close_time(self) -> _timestamp_pb2.Timestamp: ...
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """When the case was resolved or closed by an acknowledgement; unset while open."""
+
     @_builtins.property
     def lateness(self) -> _duration_pb2.Duration:
         """How long after the deadline the closing acknowledgement arrived."""
 
     @_builtins.property
-    def notes(self) -> _containers.RepeatedCompositeFieldContainer[Global___EscalationNote]: ...
+    def notes(self) -> _containers.RepeatedCompositeFieldContainer[Global___EscalationNote]:
+        """Notes, oldest first (only in GetEscalation and the answers of the mutating calls)."""
+
     def __init__(
         self,
         *,
@@ -186,6 +216,8 @@ Global___Escalation: _TypeAlias = Escalation  # noqa: Y015
 
 @_typing.final
 class ListEscalationsRequest(_message.Message):
+    """Lists the cases the caller may see (an operator's jurisdiction)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -196,10 +228,13 @@ class ListEscalationsRequest(_message.Message):
     page_size: _builtins.int
     """1..500; 0 takes 50."""
     page_token: _builtins.str
+    """`next_page_token` of the previous page, with the same filters; empty for the first page."""
     state: Global___EscalationState.ValueType
+    """Only cases in this state; UNSPECIFIED for any."""
     recipient: _builtins.str
+    """Only cases of deliveries to this agency id (a configured agency)."""
     min_level: _builtins.int
-    """Only cases at this level or higher."""
+    """Only cases at this level or higher; 0 for any."""
     def __init__(
         self,
         *,
@@ -219,13 +254,18 @@ Global___ListEscalationsRequest: _TypeAlias = ListEscalationsRequest  # noqa: Y0
 
 @_typing.final
 class ListEscalationsResponse(_message.Message):
+    """A page of cases."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATIONS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
-    def escalations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Escalation]: ...
+    def escalations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Escalation]:
+        """Newest first, without their notes."""
+
     def __init__(
         self,
         *,
@@ -242,10 +282,13 @@ Global___ListEscalationsResponse: _TypeAlias = ListEscalationsResponse  # noqa: 
 
 @_typing.final
 class GetEscalationRequest(_message.Message):
+    """Asks for one case."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_ID_FIELD_NUMBER: _builtins.int
     escalation_id: _builtins.str
+    """The case's id; NOT_FOUND when it does not exist or the caller may not see it."""
     def __init__(
         self,
         *,
@@ -261,11 +304,15 @@ Global___GetEscalationRequest: _TypeAlias = GetEscalationRequest  # noqa: Y015
 
 @_typing.final
 class GetEscalationResponse(_message.Message):
+    """The answer to GetEscalation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def escalation(self) -> Global___Escalation: ...
+    def escalation(self) -> Global___Escalation:
+        """The case with its notes."""
+
     def __init__(
         self,
         *,
@@ -281,15 +328,19 @@ Global___GetEscalationResponse: _TypeAlias = GetEscalationResponse  # noqa: Y015
 
 @_typing.final
 class ResolveEscalationRequest(_message.Message):
+    """Closes a case by hand."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     escalation_id: _builtins.str
+    """The open case to resolve; FAILED_PRECONDITION ESCALATION_CLOSED when it is closed already."""
     reason: _builtins.str
-    """Required: why the case is closed."""
+    """Why the case is closed: 1 to 4000 characters."""
     request_id: _builtins.str
+    """Client-chosen UUID that makes the call idempotent (see the service)."""
     def __init__(
         self,
         *,
@@ -307,11 +358,15 @@ Global___ResolveEscalationRequest: _TypeAlias = ResolveEscalationRequest  # noqa
 
 @_typing.final
 class ResolveEscalationResponse(_message.Message):
+    """The answer to ResolveEscalation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def escalation(self) -> Global___Escalation: ...
+    def escalation(self) -> Global___Escalation:
+        """The case as resolved, with its notes."""
+
     def __init__(
         self,
         *,
@@ -327,21 +382,29 @@ Global___ResolveEscalationResponse: _TypeAlias = ResolveEscalationResponse  # no
 
 @_typing.final
 class AddEscalationNoteRequest(_message.Message):
+    """Adds a note to a case (open or closed)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_ID_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     escalation_id: _builtins.str
+    """The case to note on."""
     text: _builtins.str
+    """The note: 1 to 4000 characters."""
+    request_id: _builtins.str
+    """Client-chosen UUID that makes the call idempotent (see the service): a retry never adds the note twice."""
     def __init__(
         self,
         *,
         escalation_id: _builtins.str = ...,
         text: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalation_id", b"escalation_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalation_id", b"escalation_id", "request_id", b"request_id", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -349,11 +412,15 @@ Global___AddEscalationNoteRequest: _TypeAlias = AddEscalationNoteRequest  # noqa
 
 @_typing.final
 class AddEscalationNoteResponse(_message.Message):
+    """The answer to AddEscalationNote."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ESCALATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def escalation(self) -> Global___Escalation: ...
+    def escalation(self) -> Global___Escalation:
+        """The case with its notes, the new one last."""
+
     def __init__(
         self,
         *,
@@ -369,18 +436,25 @@ Global___AddEscalationNoteResponse: _TypeAlias = AddEscalationNoteResponse  # no
 
 @_typing.final
 class RedeliverDeliveryRequest(_message.Message):
+    """Sends a delivery again now."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
+    """A delivery not yet RECEIVED (FAILED_PRECONDITION DELIVERY_ALREADY_RECEIVED otherwise)."""
+    request_id: _builtins.str
+    """Client-chosen UUID that makes the call idempotent (see the service): a retry does not ask again."""
     def __init__(
         self,
         *,
         delivery_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -388,11 +462,15 @@ Global___RedeliverDeliveryRequest: _TypeAlias = RedeliverDeliveryRequest  # noqa
 
 @_typing.final
 class RedeliverDeliveryResponse(_message.Message):
+    """The answer to RedeliverDelivery."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def delivery(self) -> _types_pb2.Delivery: ...
+    def delivery(self) -> _types_pb2.Delivery:
+        """The delivery, due now."""
+
     def __init__(
         self,
         *,

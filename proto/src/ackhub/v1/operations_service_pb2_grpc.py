@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class OperationsServiceStub:
-    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected.
+    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected. Every
+    mutating call takes an optional request_id (AIP-155): the same request again answers the first
+    response and changes nothing; the same request_id with a different request is ALREADY_EXISTS
+    REQUEST_ID_REUSED. Request ids are scoped by caller and method.
     """
 
     def __init__(self, channel):
@@ -63,7 +66,10 @@ class OperationsServiceStub:
 
 
 class OperationsServiceServicer:
-    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected.
+    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected. Every
+    mutating call takes an optional request_id (AIP-155): the same request again answers the first
+    response and changes nothing; the same request_id with a different request is ALREADY_EXISTS
+    REQUEST_ID_REUSED. Request ids are scoped by caller and method.
     """
 
     def ListEscalations(self, request, context):
@@ -74,7 +80,8 @@ class OperationsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetEscalation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One escalation case with its notes.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -137,7 +144,10 @@ def add_OperationsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class OperationsService:
-    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected.
+    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected. Every
+    mutating call takes an optional request_id (AIP-155): the same request again answers the first
+    response and changes nothing; the same request_id with a different request is ALREADY_EXISTS
+    REQUEST_ID_REUSED. Request ids are scoped by caller and method.
     """
 
     @staticmethod

@@ -27,7 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class OperationsServiceStub:
-    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected."""
+    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected. Every
+    mutating call takes an optional request_id (AIP-155): the same request again answers the first
+    response and changes nothing; the same request_id with a different request is ALREADY_EXISTS
+    REQUEST_ID_REUSED. Request ids are scoped by caller and method.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -36,6 +40,7 @@ class OperationsServiceStub:
     ListEscalations: _grpc.UnaryUnaryMultiCallable[_operations_service_pb2.ListEscalationsRequest, _operations_service_pb2.ListEscalationsResponse]
     """Escalation cases, newest first, filtered and paginated."""
     GetEscalation: _grpc.UnaryUnaryMultiCallable[_operations_service_pb2.GetEscalationRequest, _operations_service_pb2.GetEscalationResponse]
+    """One escalation case with its notes."""
     ResolveEscalation: _grpc.UnaryUnaryMultiCallable[_operations_service_pb2.ResolveEscalationRequest, _operations_service_pb2.ResolveEscalationResponse]
     """Closes a case by hand, with a reason."""
     AddEscalationNote: _grpc.UnaryUnaryMultiCallable[_operations_service_pb2.AddEscalationNoteRequest, _operations_service_pb2.AddEscalationNoteResponse]
@@ -45,12 +50,17 @@ class OperationsServiceStub:
 
 @_typing.type_check_only
 class OperationsServiceAsyncStub(OperationsServiceStub):
-    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected."""
+    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected. Every
+    mutating call takes an optional request_id (AIP-155): the same request again answers the first
+    response and changes nothing; the same request_id with a different request is ALREADY_EXISTS
+    REQUEST_ID_REUSED. Request ids are scoped by caller and method.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListEscalations: _aio.UnaryUnaryMultiCallable[_operations_service_pb2.ListEscalationsRequest, _operations_service_pb2.ListEscalationsResponse]  # type: ignore[assignment]
     """Escalation cases, newest first, filtered and paginated."""
     GetEscalation: _aio.UnaryUnaryMultiCallable[_operations_service_pb2.GetEscalationRequest, _operations_service_pb2.GetEscalationResponse]  # type: ignore[assignment]
+    """One escalation case with its notes."""
     ResolveEscalation: _aio.UnaryUnaryMultiCallable[_operations_service_pb2.ResolveEscalationRequest, _operations_service_pb2.ResolveEscalationResponse]  # type: ignore[assignment]
     """Closes a case by hand, with a reason."""
     AddEscalationNote: _aio.UnaryUnaryMultiCallable[_operations_service_pb2.AddEscalationNoteRequest, _operations_service_pb2.AddEscalationNoteResponse]  # type: ignore[assignment]
@@ -59,7 +69,11 @@ class OperationsServiceAsyncStub(OperationsServiceStub):
     """Sends a delivery again now, whatever its backoff."""
 
 class OperationsServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected."""
+    """Operators work escalation cases: deliveries that were not acknowledged in time or were rejected. Every
+    mutating call takes an optional request_id (AIP-155): the same request again answers the first
+    response and changes nothing; the same request_id with a different request is ALREADY_EXISTS
+    REQUEST_ID_REUSED. Request ids are scoped by caller and method.
+    """
 
     @_abc_1.abstractmethod
     def ListEscalations(
@@ -74,7 +88,8 @@ class OperationsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _operations_service_pb2.GetEscalationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_operations_service_pb2.GetEscalationResponse, _abc.Awaitable[_operations_service_pb2.GetEscalationResponse]]: ...
+    ) -> _typing.Union[_operations_service_pb2.GetEscalationResponse, _abc.Awaitable[_operations_service_pb2.GetEscalationResponse]]:
+        """One escalation case with its notes."""
 
     @_abc_1.abstractmethod
     def ResolveEscalation(

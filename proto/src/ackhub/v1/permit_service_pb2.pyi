@@ -27,15 +27,21 @@ class _PermitState:
 class _PermitStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PermitState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     PERMIT_STATE_UNSPECIFIED: _PermitState.ValueType  # 0
+    """Never sent by the hub."""
     PERMIT_STATE_ACTIVE: _PermitState.ValueType  # 1
+    """Usable (within its dates)."""
     PERMIT_STATE_REVOKED: _PermitState.ValueType  # 2
+    """Revoked by its issuer: verification answers REVOKED."""
 
 class PermitState(_PermitState, metaclass=_PermitStateEnumTypeWrapper):
     """Where a permit stands."""
 
 PERMIT_STATE_UNSPECIFIED: PermitState.ValueType  # 0
+"""Never sent by the hub."""
 PERMIT_STATE_ACTIVE: PermitState.ValueType  # 1
+"""Usable (within its dates)."""
 PERMIT_STATE_REVOKED: PermitState.ValueType  # 2
+"""Revoked by its issuer: verification answers REVOKED."""
 Global___PermitState: _TypeAlias = PermitState  # noqa: Y015
 
 class _PermitSource:
@@ -45,6 +51,7 @@ class _PermitSource:
 class _PermitSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PermitSource.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     PERMIT_SOURCE_UNSPECIFIED: _PermitSource.ValueType  # 0
+    """Never sent by the hub."""
     PERMIT_SOURCE_PUSHED: _PermitSource.ValueType  # 1
     """The issuer registered it with CreatePermit."""
     PERMIT_SOURCE_REGISTRY: _PermitSource.ValueType  # 2
@@ -54,6 +61,7 @@ class PermitSource(_PermitSource, metaclass=_PermitSourceEnumTypeWrapper):
     """How the hub learnt a permit."""
 
 PERMIT_SOURCE_UNSPECIFIED: PermitSource.ValueType  # 0
+"""Never sent by the hub."""
 PERMIT_SOURCE_PUSHED: PermitSource.ValueType  # 1
 """The issuer registered it with CreatePermit."""
 PERMIT_SOURCE_REGISTRY: PermitSource.ValueType  # 2
@@ -67,37 +75,65 @@ class _VerificationReason:
 class _VerificationReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VerificationReason.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     VERIFICATION_REASON_UNSPECIFIED: _VerificationReason.ValueType  # 0
+    """Never sent by the hub."""
     VERIFICATION_REASON_NOT_FOUND: _VerificationReason.ValueType  # 1
+    """No permit of that kind and number."""
     VERIFICATION_REASON_SIGNATURE_INVALID: _VerificationReason.ValueType  # 2
+    """The issuer's signature does not verify."""
     VERIFICATION_REASON_UNKNOWN_ISSUER: _VerificationReason.ValueType  # 3
+    """The issuer or its key is not configured."""
     VERIFICATION_REASON_HOLDER_MISMATCH: _VerificationReason.ValueType  # 4
+    """The declarant is not the permit's holder."""
     VERIFICATION_REASON_WRONG_CUSTOMS_OFFICE: _VerificationReason.ValueType  # 5
+    """The permit is for another customs office."""
     VERIFICATION_REASON_NOT_YET_VALID: _VerificationReason.ValueType  # 6
+    """Before valid_from."""
     VERIFICATION_REASON_EXPIRED: _VerificationReason.ValueType  # 7
+    """After valid_to."""
     VERIFICATION_REASON_REVOKED: _VerificationReason.ValueType  # 8
+    """The issuer revoked it."""
     VERIFICATION_REASON_GOODS_NOT_COVERED: _VerificationReason.ValueType  # 9
+    """No permit line covers the HS code."""
     VERIFICATION_REASON_UNIT_MISMATCH: _VerificationReason.ValueType  # 10
+    """The covering line has another unit."""
     VERIFICATION_REASON_QUANTITY_EXCEEDED: _VerificationReason.ValueType  # 11
+    """More than the line's remaining quantity."""
     VERIFICATION_REASON_USES_EXHAUSTED: _VerificationReason.ValueType  # 12
+    """Every use is taken."""
     VERIFICATION_REASON_ISSUER_UNREACHABLE: _VerificationReason.ValueType  # 13
+    """The issuer's registry did not answer (the permit was not pushed)."""
 
 class VerificationReason(_VerificationReason, metaclass=_VerificationReasonEnumTypeWrapper):
     """Why a permit does not cover a goods line."""
 
 VERIFICATION_REASON_UNSPECIFIED: VerificationReason.ValueType  # 0
+"""Never sent by the hub."""
 VERIFICATION_REASON_NOT_FOUND: VerificationReason.ValueType  # 1
+"""No permit of that kind and number."""
 VERIFICATION_REASON_SIGNATURE_INVALID: VerificationReason.ValueType  # 2
+"""The issuer's signature does not verify."""
 VERIFICATION_REASON_UNKNOWN_ISSUER: VerificationReason.ValueType  # 3
+"""The issuer or its key is not configured."""
 VERIFICATION_REASON_HOLDER_MISMATCH: VerificationReason.ValueType  # 4
+"""The declarant is not the permit's holder."""
 VERIFICATION_REASON_WRONG_CUSTOMS_OFFICE: VerificationReason.ValueType  # 5
+"""The permit is for another customs office."""
 VERIFICATION_REASON_NOT_YET_VALID: VerificationReason.ValueType  # 6
+"""Before valid_from."""
 VERIFICATION_REASON_EXPIRED: VerificationReason.ValueType  # 7
+"""After valid_to."""
 VERIFICATION_REASON_REVOKED: VerificationReason.ValueType  # 8
+"""The issuer revoked it."""
 VERIFICATION_REASON_GOODS_NOT_COVERED: VerificationReason.ValueType  # 9
+"""No permit line covers the HS code."""
 VERIFICATION_REASON_UNIT_MISMATCH: VerificationReason.ValueType  # 10
+"""The covering line has another unit."""
 VERIFICATION_REASON_QUANTITY_EXCEEDED: VerificationReason.ValueType  # 11
+"""More than the line's remaining quantity."""
 VERIFICATION_REASON_USES_EXHAUSTED: VerificationReason.ValueType  # 12
+"""Every use is taken."""
 VERIFICATION_REASON_ISSUER_UNREACHABLE: VerificationReason.ValueType  # 13
+"""The issuer's registry did not answer (the permit was not pushed)."""
 Global___VerificationReason: _TypeAlias = VerificationReason  # noqa: Y015
 
 class _Verdict:
@@ -107,14 +143,21 @@ class _Verdict:
 class _VerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Verdict.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     VERDICT_UNSPECIFIED: _Verdict.ValueType  # 0
+    """Never sent by the hub."""
     VERDICT_VALID: _Verdict.ValueType  # 1
+    """The permit covers the goods."""
     VERDICT_INVALID: _Verdict.ValueType  # 2
+    """It does not; the reasons say why."""
 
-class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper): ...
+class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper):
+    """A verification's answer."""
 
 VERDICT_UNSPECIFIED: Verdict.ValueType  # 0
+"""Never sent by the hub."""
 VERDICT_VALID: Verdict.ValueType  # 1
+"""The permit covers the goods."""
 VERDICT_INVALID: Verdict.ValueType  # 2
+"""It does not; the reasons say why."""
 Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 
 @_typing.final
@@ -131,18 +174,19 @@ class PermitLine(_message.Message):
     ORIGIN_CRITERION_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     line_number: _builtins.int
-    """1-based position on the permit."""
+    """1-based position on the permit, unique within it."""
     hs_code: _builtins.str
     """6, 8, 10 or 13 digits; 6 or 8 digits cover every longer code that starts with them."""
     quantity: _builtins.str
-    """Licensed quantity, a decimal string."""
+    """Licensed quantity, a positive decimal string (at most 3 decimals), in `unit`."""
     unit: _builtins.str
-    """Unit of quantity, e.g. "千克", "kg", "辆"."""
+    """Unit of quantity, e.g. "千克", "kg", "辆"; a goods line must use the same unit."""
     bulk: _builtins.bool
     """Bulk goods: the licence's tolerance (commerce: 5 %) applies to this line."""
     origin_criterion: _builtins.str
     """Origin criterion (certificates of origin): WO, WP, PE, CC, CTH, CTSH, RVC40 ..."""
     description: _builtins.str
+    """The goods, in words (for people; not checked)."""
     def __init__(
         self,
         *,
@@ -183,27 +227,35 @@ class PermitContent(_message.Message):
     IMPORTER_FIELD_NUMBER: _builtins.int
     INVOICE_NUMBER_FIELD_NUMBER: _builtins.int
     number: _builtins.str
+    """The permit's number, in its kind's format (commerce licences: YY-XX-NNNNNN, docs/permits.md)."""
     kind: _builtins.str
-    """Permit kind, e.g. "commerce.import_licence", "origin.certificate"."""
+    """Permit kind, e.g. "commerce.import_licence", "origin.certificate" (an adapter's permit kind)."""
     issuer: _builtins.str
-    """Issuer id (configured under [permits.issuers])."""
+    """Issuer id (configured under [permits.issuers]); must be the caller on CreatePermit and AmendPermit."""
     version: _builtins.int
     """1 on creation; current + 1 on amendment."""
     holder_uscc: _builtins.str
-    """The holder's Unified Social Credit Code."""
+    """The holder's Unified Social Credit Code (18 characters)."""
     customs_office: _builtins.str
     """4-digit customs office where the permit may be used; empty for any office."""
     issue_date: _builtins.str
+    """The day the issuer issued it, "YYYY-MM-DD"."""
     valid_from: _builtins.str
+    """The first day it may be used, "YYYY-MM-DD" (China Standard Time)."""
     valid_to: _builtins.str
+    """The last day it may be used, "YYYY-MM-DD" (China Standard Time), not before valid_from."""
     multi_batch: _builtins.bool
     """Not "one batch, one licence": the permit may be used by several declarations, up to its kind's limit."""
     exporter: _builtins.str
-    """Certificates of origin: exporter, importer and invoice number."""
+    """Certificates of origin: the exporter's name."""
     importer: _builtins.str
+    """Certificates of origin: the importer's name."""
     invoice_number: _builtins.str
+    """Certificates of origin: the invoice number."""
     @_builtins.property
-    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PermitLine]: ...
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PermitLine]:
+        """The goods it covers, at least one."""
+
     def __init__(
         self,
         *,
@@ -240,10 +292,13 @@ class SignedPermit(_message.Message):
     KEY_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
-    """The issuer key that signed."""
+    """The issuer key that signed (registered under the issuer's configuration)."""
     signature: _builtins.bytes
+    """64-byte Ed25519 signature over the content's canonical text."""
     @_builtins.property
-    def content(self) -> Global___PermitContent: ...
+    def content(self) -> Global___PermitContent:
+        """The signed content."""
+
     def __init__(
         self,
         *,
@@ -261,7 +316,7 @@ Global___SignedPermit: _TypeAlias = SignedPermit  # noqa: Y015
 
 @_typing.final
 class LineBalance(_message.Message):
-    """A line's licensed, drawn and remaining quantity (remaining includes the bulk tolerance)."""
+    """A line's licensed, drawn and remaining quantity (remaining includes the bulk tolerance). Decimal strings."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -271,10 +326,15 @@ class LineBalance(_message.Message):
     REMAINING_FIELD_NUMBER: _builtins.int
     UNIT_FIELD_NUMBER: _builtins.int
     line_number: _builtins.int
+    """The permit line."""
     quantity: _builtins.str
+    """Licensed quantity."""
     drawn: _builtins.str
+    """Drawn so far (released draw-downs excluded)."""
     remaining: _builtins.str
+    """What may still be drawn."""
     unit: _builtins.str
+    """The line's unit."""
     def __init__(
         self,
         *,
@@ -294,6 +354,8 @@ Global___LineBalance: _TypeAlias = LineBalance  # noqa: Y015
 
 @_typing.final
 class PermitVersion(_message.Message):
+    """One registered version of a permit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: _builtins.int
@@ -301,11 +363,15 @@ class PermitVersion(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     version: _builtins.int
+    """1, 2, ..."""
     key_id: _builtins.str
+    """The issuer key that signed it."""
     created_by: _builtins.str
     """Who registered it, e.g. "agency:commerce"."""
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hub registered it."""
+
     def __init__(
         self,
         *,
@@ -324,6 +390,8 @@ Global___PermitVersion: _TypeAlias = PermitVersion  # noqa: Y015
 
 @_typing.final
 class Permit(_message.Message):
+    """A permit as the hub holds it. The hub sets every field."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PERMIT_ID_FIELD_NUMBER: _builtins.int
@@ -337,19 +405,33 @@ class Permit(_message.Message):
     REVOKE_REASON_FIELD_NUMBER: _builtins.int
     VERSIONS_FIELD_NUMBER: _builtins.int
     permit_id: _builtins.str
+    """The hub's id of the permit (a time-ordered UUID); empty for a permit looked up but not stored."""
     state: Global___PermitState.ValueType
+    """Active or revoked."""
     source: Global___PermitSource.ValueType
+    """Pushed by the issuer or looked up in its registry."""
     max_uses: _builtins.int
+    """How many declarations may use it (its kind's rule); 1 for "one batch, one licence"."""
     uses: _builtins.int
+    """Declarations that used it so far."""
     revoke_reason: _builtins.str
+    """The issuer's reason for revoking it."""
     @_builtins.property
-    def current(self) -> Global___SignedPermit: ...
+    def current(self) -> Global___SignedPermit:
+        """The current version, as signed."""
+
     @_builtins.property
-    def balances(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineBalance]: ...
+    def balances(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineBalance]:
+        """One per permit line."""
+
     @_builtins.property
-    def revoke_time(self) -> _timestamp_pb2.Timestamp: ...
+    def revoke_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was revoked; unset while active."""
+
     @_builtins.property
-    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PermitVersion]: ...
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PermitVersion]:
+        """Every version, oldest first."""
+
     def __init__(
         self,
         *,
@@ -374,14 +456,18 @@ Global___Permit: _TypeAlias = Permit  # noqa: Y015
 
 @_typing.final
 class CreatePermitRequest(_message.Message):
+    """Registers version 1 of a permit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PERMIT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional UUID (AIP-155)."""
+    """Optional UUID (AIP-155); the permit's own content is the idempotency key as well."""
     @_builtins.property
-    def permit(self) -> Global___SignedPermit: ...
+    def permit(self) -> Global___SignedPermit:
+        """The signed permit, version 1."""
+
     def __init__(
         self,
         *,
@@ -398,13 +484,18 @@ Global___CreatePermitRequest: _TypeAlias = CreatePermitRequest  # noqa: Y015
 
 @_typing.final
 class CreatePermitResponse(_message.Message):
+    """The answer to CreatePermit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PERMIT_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     replayed: _builtins.bool
+    """True when the same signed content had been registered already (nothing changed)."""
     @_builtins.property
-    def permit(self) -> Global___Permit: ...
+    def permit(self) -> Global___Permit:
+        """The permit as stored."""
+
     def __init__(
         self,
         *,
@@ -421,13 +512,18 @@ Global___CreatePermitResponse: _TypeAlias = CreatePermitResponse  # noqa: Y015
 
 @_typing.final
 class AmendPermitRequest(_message.Message):
+    """Registers the next version of a permit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PERMIT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Optional UUID (AIP-155); the permit's own content is the idempotency key as well."""
     @_builtins.property
-    def permit(self) -> Global___SignedPermit: ...
+    def permit(self) -> Global___SignedPermit:
+        """The signed permit, version = current + 1."""
+
     def __init__(
         self,
         *,
@@ -444,13 +540,18 @@ Global___AmendPermitRequest: _TypeAlias = AmendPermitRequest  # noqa: Y015
 
 @_typing.final
 class AmendPermitResponse(_message.Message):
+    """The answer to AmendPermit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PERMIT_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     replayed: _builtins.bool
+    """True when the same signed version had been registered already (nothing changed)."""
     @_builtins.property
-    def permit(self) -> Global___Permit: ...
+    def permit(self) -> Global___Permit:
+        """The permit as stored."""
+
     def __init__(
         self,
         *,
@@ -467,6 +568,8 @@ Global___AmendPermitResponse: _TypeAlias = AmendPermitResponse  # noqa: Y015
 
 @_typing.final
 class RevokePermitRequest(_message.Message):
+    """Revokes a permit; only its issuer may."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -474,9 +577,15 @@ class RevokePermitRequest(_message.Message):
     NUMBER_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Client-chosen UUID that makes the call idempotent (AIP-155): the same request again answers the first
+    response; the same id with another request is ALREADY_EXISTS REQUEST_ID_REUSED.
+    """
     kind: _builtins.str
+    """The permit's kind."""
     number: _builtins.str
+    """The permit's number."""
     reason: _builtins.str
+    """Why it is revoked (not blank)."""
     def __init__(
         self,
         *,
@@ -495,11 +604,15 @@ Global___RevokePermitRequest: _TypeAlias = RevokePermitRequest  # noqa: Y015
 
 @_typing.final
 class RevokePermitResponse(_message.Message):
+    """The answer to RevokePermit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PERMIT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def permit(self) -> Global___Permit: ...
+    def permit(self) -> Global___Permit:
+        """The permit, revoked."""
+
     def __init__(
         self,
         *,
@@ -515,12 +628,16 @@ Global___RevokePermitResponse: _TypeAlias = RevokePermitResponse  # noqa: Y015
 
 @_typing.final
 class GetPermitRequest(_message.Message):
+    """Asks for one permit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int
     NUMBER_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
+    """The permit's kind."""
     number: _builtins.str
+    """The permit's number."""
     def __init__(
         self,
         *,
@@ -537,11 +654,15 @@ Global___GetPermitRequest: _TypeAlias = GetPermitRequest  # noqa: Y015
 
 @_typing.final
 class GetPermitResponse(_message.Message):
+    """The answer to GetPermit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PERMIT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def permit(self) -> Global___Permit: ...
+    def permit(self) -> Global___Permit:
+        """The permit with its balances and history."""
+
     def __init__(
         self,
         *,
@@ -568,12 +689,17 @@ class GoodsLine(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     UNIT_FIELD_NUMBER: _builtins.int
     item_number: _builtins.int
-    """The declaration's goods item number (1-based)."""
+    """The declaration's goods item number (1-based); 0 takes the line's position."""
     permit_number: _builtins.str
+    """The permit declared for the goods."""
     permit_kind: _builtins.str
+    """The permit's kind."""
     hs_code: _builtins.str
+    """6 to 13 digits."""
     quantity: _builtins.str
+    """A positive decimal string (at most 3 decimals), in `unit`."""
     unit: _builtins.str
+    """Unit of quantity, as on the permit."""
     def __init__(
         self,
         *,
@@ -594,6 +720,8 @@ Global___GoodsLine: _TypeAlias = GoodsLine  # noqa: Y015
 
 @_typing.final
 class LineResult(_message.Message):
+    """One goods line's verdict."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEM_NUMBER_FIELD_NUMBER: _builtins.int
@@ -606,17 +734,23 @@ class LineResult(_message.Message):
     PERMIT_VERSION_FIELD_NUMBER: _builtins.int
     CHECK_ID_FIELD_NUMBER: _builtins.int
     item_number: _builtins.int
+    """The goods line checked."""
     verdict: Global___Verdict.ValueType
+    """VALID, or INVALID with reasons."""
     permit_line_number: _builtins.int
-    """The permit line that covers the goods, if any."""
+    """The permit line that covers the goods, if any (0 if none)."""
     remaining: _builtins.str
-    """Remaining quantity on that permit line before this goods line."""
+    """Remaining quantity on that permit line before this goods line (decimal string)."""
     uses_left: _builtins.int
+    """Uses the permit has left."""
     permit_version: _builtins.int
+    """The permit version checked."""
     check_id: _builtins.str
     """The stored verification."""
     @_builtins.property
-    def reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___VerificationReason.ValueType]: ...
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___VerificationReason.ValueType]:
+        """Every reason it is not valid (empty when VALID)."""
+
     @_builtins.property
     def details(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """One sentence per reason, in the same order."""
@@ -644,6 +778,8 @@ Global___LineResult: _TypeAlias = LineResult  # noqa: Y015
 
 @_typing.final
 class VerifyPermitRequest(_message.Message):
+    """Checks one goods line."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DECLARANT_USCC_FIELD_NUMBER: _builtins.int
@@ -652,13 +788,17 @@ class VerifyPermitRequest(_message.Message):
     DECLARATION_NUMBER_FIELD_NUMBER: _builtins.int
     LINE_FIELD_NUMBER: _builtins.int
     declarant_uscc: _builtins.str
+    """The declarant's USCC (18 characters); an enterprise may only give its own."""
     customs_office: _builtins.str
+    """4-digit customs office of the declaration."""
     date: _builtins.str
-    """Empty for today."""
+    """"YYYY-MM-DD" the permit must be valid on; empty for today (China Standard Time)."""
     declaration_number: _builtins.str
-    """Optional: a declaration already drawing on the permit does not need another use."""
+    """A declaration already drawing on the permit does not need another use (18 digits)."""
     @_builtins.property
-    def line(self) -> Global___GoodsLine: ...
+    def line(self) -> Global___GoodsLine:
+        """The goods line."""
+
     def __init__(
         self,
         *,
@@ -678,11 +818,15 @@ Global___VerifyPermitRequest: _TypeAlias = VerifyPermitRequest  # noqa: Y015
 
 @_typing.final
 class VerifyPermitResponse(_message.Message):
+    """The answer to VerifyPermit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def result(self) -> Global___LineResult: ...
+    def result(self) -> Global___LineResult:
+        """The line's verdict."""
+
     def __init__(
         self,
         *,
@@ -698,6 +842,8 @@ Global___VerifyPermitResponse: _TypeAlias = VerifyPermitResponse  # noqa: Y015
 
 @_typing.final
 class VerifyDeclarationRequest(_message.Message):
+    """Checks every goods line of a declaration."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DECLARANT_USCC_FIELD_NUMBER: _builtins.int
@@ -706,11 +852,17 @@ class VerifyDeclarationRequest(_message.Message):
     DECLARATION_NUMBER_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     declarant_uscc: _builtins.str
+    """The declarant's USCC (18 characters); an enterprise may only give its own."""
     customs_office: _builtins.str
+    """4-digit customs office of the declaration."""
     date: _builtins.str
+    """"YYYY-MM-DD" the permits must be valid on; empty for today (China Standard Time)."""
     declaration_number: _builtins.str
+    """The declaration (18 digits), if it has a number yet."""
     @_builtins.property
-    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___GoodsLine]: ...
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___GoodsLine]:
+        """At least one line, any number; item numbers unique."""
+
     def __init__(
         self,
         *,
@@ -730,6 +882,8 @@ Global___VerifyDeclarationRequest: _TypeAlias = VerifyDeclarationRequest  # noqa
 
 @_typing.final
 class VerifyDeclarationResponse(_message.Message):
+    """The answer to VerifyDeclaration."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VERDICT_FIELD_NUMBER: _builtins.int
@@ -737,7 +891,9 @@ class VerifyDeclarationResponse(_message.Message):
     verdict: Global___Verdict.ValueType
     """VALID when every line is."""
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineResult]:
+        """One per goods line, in the request's order."""
+
     def __init__(
         self,
         *,
@@ -754,6 +910,8 @@ Global___VerifyDeclarationResponse: _TypeAlias = VerifyDeclarationResponse  # no
 
 @_typing.final
 class DrawDown(_message.Message):
+    """Quantity (and perhaps a use) reserved on a permit for a declaration's goods line."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DRAW_DOWN_ID_FIELD_NUMBER: _builtins.int
@@ -771,23 +929,37 @@ class DrawDown(_message.Message):
     USAGE_RECORD_ID_FIELD_NUMBER: _builtins.int
     RELEASE_RECORD_ID_FIELD_NUMBER: _builtins.int
     draw_down_id: _builtins.str
+    """The draw-down's id (a time-ordered UUID)."""
     permit_number: _builtins.str
+    """The permit drawn on."""
     permit_kind: _builtins.str
+    """The permit's kind."""
     permit_line_number: _builtins.int
+    """The permit line drawn on."""
     declaration_number: _builtins.str
+    """The declaration (18 digits)."""
     item_number: _builtins.int
+    """The declaration's goods item."""
     quantity: _builtins.str
+    """Quantity drawn (decimal string), in `unit`."""
     unit: _builtins.str
+    """The line's unit."""
     counted_use: _builtins.bool
     """True when this draw-down took one of the permit's uses."""
     released: _builtins.bool
+    """True once given back."""
     usage_record_id: _builtins.str
     """The usage record sent to the issuer (ExchangeService.GetRecord)."""
     release_record_id: _builtins.str
+    """The release record sent to the issuer; empty before the release."""
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was drawn."""
+
     @_builtins.property
-    def release_time(self) -> _timestamp_pb2.Timestamp: ...
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was given back; unset before."""
+
     def __init__(
         self,
         *,
@@ -816,6 +988,8 @@ Global___DrawDown: _TypeAlias = DrawDown  # noqa: Y015
 
 @_typing.final
 class DrawDownPermitRequest(_message.Message):
+    """Draws quantity down from a permit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -827,11 +1001,17 @@ class DrawDownPermitRequest(_message.Message):
     request_id: _builtins.str
     """Required UUID: a retry with the same request_id never draws twice."""
     declarant_uscc: _builtins.str
+    """The declarant's USCC (18 characters)."""
     customs_office: _builtins.str
+    """4-digit customs office of the declaration."""
     date: _builtins.str
+    """"YYYY-MM-DD" the permit must be valid on; empty for today (China Standard Time)."""
     declaration_number: _builtins.str
+    """The declaration (18 digits)."""
     @_builtins.property
-    def line(self) -> Global___GoodsLine: ...
+    def line(self) -> Global___GoodsLine:
+        """The goods line to draw for."""
+
     def __init__(
         self,
         *,
@@ -852,13 +1032,18 @@ Global___DrawDownPermitRequest: _TypeAlias = DrawDownPermitRequest  # noqa: Y015
 
 @_typing.final
 class DrawDownPermitResponse(_message.Message):
+    """The answer to DrawDownPermit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DRAW_DOWN_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     replayed: _builtins.bool
+    """True when the request_id had drawn already (nothing changed)."""
     @_builtins.property
-    def draw_down(self) -> Global___DrawDown: ...
+    def draw_down(self) -> Global___DrawDown:
+        """The draw-down."""
+
     def __init__(
         self,
         *,
@@ -875,21 +1060,31 @@ Global___DrawDownPermitResponse: _TypeAlias = DrawDownPermitResponse  # noqa: Y0
 
 @_typing.final
 class ReleaseDrawDownRequest(_message.Message):
+    """Gives a draw-down back."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DRAW_DOWN_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     draw_down_id: _builtins.str
+    """The draw-down to give back."""
     reason: _builtins.str
+    """Why (not blank), e.g. "declaration cancelled"."""
+    request_id: _builtins.str
+    """Client-chosen UUID that makes the call idempotent (AIP-155): the same request again answers the first
+    response; the same id with another request is ALREADY_EXISTS REQUEST_ID_REUSED.
+    """
     def __init__(
         self,
         *,
         draw_down_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["draw_down_id", b"draw_down_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draw_down_id", b"draw_down_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -897,14 +1092,18 @@ Global___ReleaseDrawDownRequest: _TypeAlias = ReleaseDrawDownRequest  # noqa: Y0
 
 @_typing.final
 class ReleaseDrawDownResponse(_message.Message):
+    """The answer to ReleaseDrawDown."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DRAW_DOWN_FIELD_NUMBER: _builtins.int
     ALREADY_RELEASED_FIELD_NUMBER: _builtins.int
     already_released: _builtins.bool
-    """True when it had been released already."""
+    """True when it had been released already (by another request)."""
     @_builtins.property
-    def draw_down(self) -> Global___DrawDown: ...
+    def draw_down(self) -> Global___DrawDown:
+        """The draw-down, released."""
+
     def __init__(
         self,
         *,

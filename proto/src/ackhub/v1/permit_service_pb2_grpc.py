@@ -102,7 +102,8 @@ class PermitServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokePermit(self, request, context):
-        """Revokes a permit; verification then answers REVOKED and draw-downs are refused.
+        """Revokes a permit; verification then answers REVOKED and draw-downs are refused. Idempotent by
+        request_id (AIP-155): the same request again answers the first response.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,7 +139,8 @@ class PermitServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReleaseDrawDown(self, request, context):
-        """Gives a draw-down back (the declaration was cancelled). Releasing twice is a no-op.
+        """Gives a draw-down back (the declaration was cancelled). Releasing twice is a no-op
+        (`already_released`); with a request_id the same request again answers the first response (AIP-155).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,7 +44,9 @@ class PermitServiceStub:
     AmendPermit: _grpc.UnaryUnaryMultiCallable[_permit_service_pb2.AmendPermitRequest, _permit_service_pb2.AmendPermitResponse]
     """Registers the next version of a permit (content.version = current + 1); earlier versions are kept."""
     RevokePermit: _grpc.UnaryUnaryMultiCallable[_permit_service_pb2.RevokePermitRequest, _permit_service_pb2.RevokePermitResponse]
-    """Revokes a permit; verification then answers REVOKED and draw-downs are refused."""
+    """Revokes a permit; verification then answers REVOKED and draw-downs are refused. Idempotent by
+    request_id (AIP-155): the same request again answers the first response.
+    """
     GetPermit: _grpc.UnaryUnaryMultiCallable[_permit_service_pb2.GetPermitRequest, _permit_service_pb2.GetPermitResponse]
     """A permit's current version, its remaining quantities and uses, and its version history."""
     VerifyPermit: _grpc.UnaryUnaryMultiCallable[_permit_service_pb2.VerifyPermitRequest, _permit_service_pb2.VerifyPermitResponse]
@@ -56,7 +58,9 @@ class PermitServiceStub:
     Idempotent by request_id. Refused with FAILED_PRECONDITION and the verification reasons.
     """
     ReleaseDrawDown: _grpc.UnaryUnaryMultiCallable[_permit_service_pb2.ReleaseDrawDownRequest, _permit_service_pb2.ReleaseDrawDownResponse]
-    """Gives a draw-down back (the declaration was cancelled). Releasing twice is a no-op."""
+    """Gives a draw-down back (the declaration was cancelled). Releasing twice is a no-op
+    (`already_released`); with a request_id the same request again answers the first response (AIP-155).
+    """
 
 @_typing.type_check_only
 class PermitServiceAsyncStub(PermitServiceStub):
@@ -74,7 +78,9 @@ class PermitServiceAsyncStub(PermitServiceStub):
     AmendPermit: _aio.UnaryUnaryMultiCallable[_permit_service_pb2.AmendPermitRequest, _permit_service_pb2.AmendPermitResponse]  # type: ignore[assignment]
     """Registers the next version of a permit (content.version = current + 1); earlier versions are kept."""
     RevokePermit: _aio.UnaryUnaryMultiCallable[_permit_service_pb2.RevokePermitRequest, _permit_service_pb2.RevokePermitResponse]  # type: ignore[assignment]
-    """Revokes a permit; verification then answers REVOKED and draw-downs are refused."""
+    """Revokes a permit; verification then answers REVOKED and draw-downs are refused. Idempotent by
+    request_id (AIP-155): the same request again answers the first response.
+    """
     GetPermit: _aio.UnaryUnaryMultiCallable[_permit_service_pb2.GetPermitRequest, _permit_service_pb2.GetPermitResponse]  # type: ignore[assignment]
     """A permit's current version, its remaining quantities and uses, and its version history."""
     VerifyPermit: _aio.UnaryUnaryMultiCallable[_permit_service_pb2.VerifyPermitRequest, _permit_service_pb2.VerifyPermitResponse]  # type: ignore[assignment]
@@ -86,7 +92,9 @@ class PermitServiceAsyncStub(PermitServiceStub):
     Idempotent by request_id. Refused with FAILED_PRECONDITION and the verification reasons.
     """
     ReleaseDrawDown: _aio.UnaryUnaryMultiCallable[_permit_service_pb2.ReleaseDrawDownRequest, _permit_service_pb2.ReleaseDrawDownResponse]  # type: ignore[assignment]
-    """Gives a draw-down back (the declaration was cancelled). Releasing twice is a no-op."""
+    """Gives a draw-down back (the declaration was cancelled). Releasing twice is a no-op
+    (`already_released`); with a request_id the same request again answers the first response (AIP-155).
+    """
 
 class PermitServiceServicer(metaclass=_abc_1.ABCMeta):
     """Permits, licences and certificates that issuing authorities register, and their verification and
@@ -119,7 +127,9 @@ class PermitServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _permit_service_pb2.RevokePermitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_permit_service_pb2.RevokePermitResponse, _abc.Awaitable[_permit_service_pb2.RevokePermitResponse]]:
-        """Revokes a permit; verification then answers REVOKED and draw-downs are refused."""
+        """Revokes a permit; verification then answers REVOKED and draw-downs are refused. Idempotent by
+        request_id (AIP-155): the same request again answers the first response.
+        """
 
     @_abc_1.abstractmethod
     def GetPermit(
@@ -161,6 +171,8 @@ class PermitServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _permit_service_pb2.ReleaseDrawDownRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_permit_service_pb2.ReleaseDrawDownResponse, _abc.Awaitable[_permit_service_pb2.ReleaseDrawDownResponse]]:
-        """Gives a draw-down back (the declaration was cancelled). Releasing twice is a no-op."""
+        """Gives a draw-down back (the declaration was cancelled). Releasing twice is a no-op
+        (`already_released`); with a request_id the same request again answers the first response (AIP-155).
+        """
 
 def add_PermitServiceServicer_to_server(servicer: PermitServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -20,6 +20,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ReceiveDeliveryRequest(_message.Message):
+    """One attempt at delivering a record (sent by the hub)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
@@ -27,11 +29,15 @@ class ReceiveDeliveryRequest(_message.Message):
     RECORD_FIELD_NUMBER: _builtins.int
     REQUIRED_LEVEL_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
+    """Stable across attempts: store the record once."""
     attempt: _builtins.int
     """1 for the first attempt."""
     required_level: _types_pb2.AckLevel.ValueType
+    """The acknowledgement that closes this delivery."""
     @_builtins.property
-    def record(self) -> _types_pb2.Record: ...
+    def record(self) -> _types_pb2.Record:
+        """The record, with its payload."""
+
     def __init__(
         self,
         *,
@@ -50,6 +56,8 @@ Global___ReceiveDeliveryRequest: _TypeAlias = ReceiveDeliveryRequest  # noqa: Y0
 
 @_typing.final
 class ReceiveDeliveryResponse(_message.Message):
+    """The agency's answer (exactly one of the three)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACKNOWLEDGEMENT_FIELD_NUMBER: _builtins.int

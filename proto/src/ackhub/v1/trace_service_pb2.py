@@ -23,36 +23,92 @@ _sym_db = _symbol_database.Default()
 
 
 from ackhub.v1 import types_pb2 as ackhub_dot_v1_dot_types__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61\x63khub/v1/trace_service.proto\x12\tackhub.v1\x1a\x15\x61\x63khub/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x02\n\x12ListRecordsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x1a\n\x12\x64\x65\x63laration_number\x18\x03 \x01(\t\x12\x13\n\x0brecord_type\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05state\x18\x07 \x01(\x0e\x32\x18.ackhub.v1.DeliveryState\x12+\n\x07\x63losure\x18\x08 \x01(\x0e\x32\x1a.ackhub.v1.DeliveryClosure\"Z\n\x0cTracedRecord\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.ackhub.v1.Record\x12\'\n\ndeliveries\x18\x02 \x03(\x0b\x32\x13.ackhub.v1.Delivery\"X\n\x13ListRecordsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.ackhub.v1.TracedRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12TraceRecordRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\"\xad\x01\n\rTimelineEvent\x12.\n\nevent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.ackhub.v1.TimelineEventKind\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x11\n\taudit_seq\x18\x06 \x01(\x03\"\x8c\x01\n\x11RecipientTimeline\x12\x11\n\tagency_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61gency_name\x18\x02 \x01(\t\x12%\n\x08\x64\x65livery\x18\x03 \x01(\x0b\x32\x13.ackhub.v1.Delivery\x12(\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x18.ackhub.v1.TimelineEvent\"j\n\x13TraceRecordResponse\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.ackhub.v1.Record\x12\x30\n\nrecipients\x18\x02 \x03(\x0b\x32\x1c.ackhub.v1.RecipientTimeline\",\n\x17GetDeliveryProofRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\",\n\x18GetDeliveryProofResponse\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c*\x8a\x06\n\x11TimelineEventKind\x12#\n\x1fTIMELINE_EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n\x1dTIMELINE_EVENT_KIND_PUBLISHED\x10\x01\x12\x1f\n\x1bTIMELINE_EVENT_KIND_ATTEMPT\x10\x02\x12 \n\x1cTIMELINE_EVENT_KIND_RECEIVED\x10\x03\x12 \n\x1cTIMELINE_EVENT_KIND_ACCEPTED\x10\x04\x12 \n\x1cTIMELINE_EVENT_KIND_REJECTED\x10\x05\x12!\n\x1dTIMELINE_EVENT_KIND_ESCALATED\x10\x06\x12*\n&TIMELINE_EVENT_KIND_ESCALATION_STEPPED\x10\x07\x12+\n\'TIMELINE_EVENT_KIND_ESCALATION_RESOLVED\x10\x08\x12\x30\n,TIMELINE_EVENT_KIND_ESCALATION_CLOSED_BY_ACK\x10\t\x12,\n(TIMELINE_EVENT_KIND_REDELIVERY_REQUESTED\x10\n\x12 \n\x1cTIMELINE_EVENT_KIND_DEFERRED\x10\x0b\x12\x1f\n\x1bTIMELINE_EVENT_KIND_ABORTED\x10\x0c\x12\x1e\n\x1aTIMELINE_EVENT_KIND_CLOSED\x10\r\x12#\n\x1fTIMELINE_EVENT_KIND_CASE_OPENED\x10\x0e\x12$\n TIMELINE_EVENT_KIND_CASE_MESSAGE\x10\x0f\x12%\n!TIMELINE_EVENT_KIND_CASE_RESOLVED\x10\x10\x12&\n\"TIMELINE_EVENT_KIND_CASE_WITHDRAWN\x10\x11\x12%\n!TIMELINE_EVENT_KIND_CASE_REOPENED\x10\x12\x12&\n\"TIMELINE_EVENT_KIND_CASE_ESCALATED\x10\x13\x32\x87\x02\n\x0cTraceService\x12L\n\x0bListRecords\x12\x1d.ackhub.v1.ListRecordsRequest\x1a\x1e.ackhub.v1.ListRecordsResponse\x12L\n\x0bTraceRecord\x12\x1d.ackhub.v1.TraceRecordRequest\x1a\x1e.ackhub.v1.TraceRecordResponse\x12[\n\x10GetDeliveryProof\x12\".ackhub.v1.GetDeliveryProofRequest\x1a#.ackhub.v1.GetDeliveryProofResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61\x63khub/v1/trace_service.proto\x12\tackhub.v1\x1a\x15\x61\x63khub/v1/types.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x02\n\x12ListRecordsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12 \n\x12\x64\x65\x63laration_number\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x19\n\x0brecord_type\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x34\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12-\n\x05state\x18\x07 \x01(\x0e\x32\x18.ackhub.v1.DeliveryStateB\x04\xe2\x41\x01\x01\x12\x31\n\x07\x63losure\x18\x08 \x01(\x0e\x32\x1a.ackhub.v1.DeliveryClosureB\x04\xe2\x41\x01\x01\"f\n\x0cTracedRecord\x12\'\n\x06record\x18\x01 \x01(\x0b\x32\x11.ackhub.v1.RecordB\x04\xe2\x41\x01\x03\x12-\n\ndeliveries\x18\x02 \x03(\x0b\x32\x13.ackhub.v1.DeliveryB\x04\xe2\x41\x01\x03\"d\n\x13ListRecordsResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x17.ackhub.v1.TracedRecordB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"-\n\x12TraceRecordRequest\x12\x17\n\trecord_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xd1\x01\n\rTimelineEvent\x12\x34\n\nevent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.ackhub.v1.TimelineEventKindB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x61\x63tor\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06\x64\x65tail\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\taudit_seq\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\"\xa4\x01\n\x11RecipientTimeline\x12\x17\n\tagency_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x61gency_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12+\n\x08\x64\x65livery\x18\x03 \x01(\x0b\x32\x13.ackhub.v1.DeliveryB\x04\xe2\x41\x01\x03\x12.\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x18.ackhub.v1.TimelineEventB\x04\xe2\x41\x01\x03\"v\n\x13TraceRecordResponse\x12\'\n\x06record\x18\x01 \x01(\x0b\x32\x11.ackhub.v1.RecordB\x04\xe2\x41\x01\x03\x12\x36\n\nrecipients\x18\x02 \x03(\x0b\x32\x1c.ackhub.v1.RecipientTimelineB\x04\xe2\x41\x01\x03\"2\n\x17GetDeliveryProofRequest\x12\x17\n\trecord_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"2\n\x18GetDeliveryProofResponse\x12\x16\n\x08\x64ocument\x18\x01 \x01(\x0c\x42\x04\xe2\x41\x01\x03*\x8a\x06\n\x11TimelineEventKind\x12#\n\x1fTIMELINE_EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n\x1dTIMELINE_EVENT_KIND_PUBLISHED\x10\x01\x12\x1f\n\x1bTIMELINE_EVENT_KIND_ATTEMPT\x10\x02\x12 \n\x1cTIMELINE_EVENT_KIND_RECEIVED\x10\x03\x12 \n\x1cTIMELINE_EVENT_KIND_ACCEPTED\x10\x04\x12 \n\x1cTIMELINE_EVENT_KIND_REJECTED\x10\x05\x12!\n\x1dTIMELINE_EVENT_KIND_ESCALATED\x10\x06\x12*\n&TIMELINE_EVENT_KIND_ESCALATION_STEPPED\x10\x07\x12+\n\'TIMELINE_EVENT_KIND_ESCALATION_RESOLVED\x10\x08\x12\x30\n,TIMELINE_EVENT_KIND_ESCALATION_CLOSED_BY_ACK\x10\t\x12,\n(TIMELINE_EVENT_KIND_REDELIVERY_REQUESTED\x10\n\x12 \n\x1cTIMELINE_EVENT_KIND_DEFERRED\x10\x0b\x12\x1f\n\x1bTIMELINE_EVENT_KIND_ABORTED\x10\x0c\x12\x1e\n\x1aTIMELINE_EVENT_KIND_CLOSED\x10\r\x12#\n\x1fTIMELINE_EVENT_KIND_CASE_OPENED\x10\x0e\x12$\n TIMELINE_EVENT_KIND_CASE_MESSAGE\x10\x0f\x12%\n!TIMELINE_EVENT_KIND_CASE_RESOLVED\x10\x10\x12&\n\"TIMELINE_EVENT_KIND_CASE_WITHDRAWN\x10\x11\x12%\n!TIMELINE_EVENT_KIND_CASE_REOPENED\x10\x12\x12&\n\"TIMELINE_EVENT_KIND_CASE_ESCALATED\x10\x13\x32\x87\x02\n\x0cTraceService\x12L\n\x0bListRecords\x12\x1d.ackhub.v1.ListRecordsRequest\x1a\x1e.ackhub.v1.ListRecordsResponse\x12L\n\x0bTraceRecord\x12\x1d.ackhub.v1.TraceRecordRequest\x1a\x1e.ackhub.v1.TraceRecordResponse\x12[\n\x10GetDeliveryProof\x12\".ackhub.v1.GetDeliveryProofRequest\x1a#.ackhub.v1.GetDeliveryProofResponseB\x83\x01\n\rorg.ackhub.v1B\x11TraceServiceProtoP\x01Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\xa2\x02\x03\x41HX\xaa\x02\tAckhub.V1\xca\x02\tAckhub\\V1\xea\x02\nAckhub::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ackhub.v1.trace_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_TIMELINEEVENTKIND']._serialized_start=1134
-  _globals['_TIMELINEEVENTKIND']._serialized_end=1912
-  _globals['_LISTRECORDSREQUEST']._serialized_start=101
-  _globals['_LISTRECORDSREQUEST']._serialized_end=389
-  _globals['_TRACEDRECORD']._serialized_start=391
-  _globals['_TRACEDRECORD']._serialized_end=481
-  _globals['_LISTRECORDSRESPONSE']._serialized_start=483
-  _globals['_LISTRECORDSRESPONSE']._serialized_end=571
-  _globals['_TRACERECORDREQUEST']._serialized_start=573
-  _globals['_TRACERECORDREQUEST']._serialized_end=612
-  _globals['_TIMELINEEVENT']._serialized_start=615
-  _globals['_TIMELINEEVENT']._serialized_end=788
-  _globals['_RECIPIENTTIMELINE']._serialized_start=791
-  _globals['_RECIPIENTTIMELINE']._serialized_end=931
-  _globals['_TRACERECORDRESPONSE']._serialized_start=933
-  _globals['_TRACERECORDRESPONSE']._serialized_end=1039
-  _globals['_GETDELIVERYPROOFREQUEST']._serialized_start=1041
-  _globals['_GETDELIVERYPROOFREQUEST']._serialized_end=1085
-  _globals['_GETDELIVERYPROOFRESPONSE']._serialized_start=1087
-  _globals['_GETDELIVERYPROOFRESPONSE']._serialized_end=1131
-  _globals['_TRACESERVICE']._serialized_start=1915
-  _globals['_TRACESERVICE']._serialized_end=2178
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rorg.ackhub.v1B\021TraceServiceProtoP\001Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\242\002\003AHX\252\002\tAckhub.V1\312\002\tAckhub\\V1\352\002\nAckhub::V1'
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['declaration_number']._loaded_options = None
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['declaration_number']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['record_type']._loaded_options = None
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['record_type']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['state']._loaded_options = None
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['state']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['closure']._loaded_options = None
+  _globals['_LISTRECORDSREQUEST'].fields_by_name['closure']._serialized_options = b'\342A\001\001'
+  _globals['_TRACEDRECORD'].fields_by_name['record']._loaded_options = None
+  _globals['_TRACEDRECORD'].fields_by_name['record']._serialized_options = b'\342A\001\003'
+  _globals['_TRACEDRECORD'].fields_by_name['deliveries']._loaded_options = None
+  _globals['_TRACEDRECORD'].fields_by_name['deliveries']._serialized_options = b'\342A\001\003'
+  _globals['_LISTRECORDSRESPONSE'].fields_by_name['records']._loaded_options = None
+  _globals['_LISTRECORDSRESPONSE'].fields_by_name['records']._serialized_options = b'\342A\001\003'
+  _globals['_LISTRECORDSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTRECORDSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\342A\001\003'
+  _globals['_TRACERECORDREQUEST'].fields_by_name['record_id']._loaded_options = None
+  _globals['_TRACERECORDREQUEST'].fields_by_name['record_id']._serialized_options = b'\342A\001\002'
+  _globals['_TIMELINEEVENT'].fields_by_name['event_time']._loaded_options = None
+  _globals['_TIMELINEEVENT'].fields_by_name['event_time']._serialized_options = b'\342A\001\003'
+  _globals['_TIMELINEEVENT'].fields_by_name['kind']._loaded_options = None
+  _globals['_TIMELINEEVENT'].fields_by_name['kind']._serialized_options = b'\342A\001\003'
+  _globals['_TIMELINEEVENT'].fields_by_name['actor']._loaded_options = None
+  _globals['_TIMELINEEVENT'].fields_by_name['actor']._serialized_options = b'\342A\001\003'
+  _globals['_TIMELINEEVENT'].fields_by_name['detail']._loaded_options = None
+  _globals['_TIMELINEEVENT'].fields_by_name['detail']._serialized_options = b'\342A\001\003'
+  _globals['_TIMELINEEVENT'].fields_by_name['reason']._loaded_options = None
+  _globals['_TIMELINEEVENT'].fields_by_name['reason']._serialized_options = b'\342A\001\003'
+  _globals['_TIMELINEEVENT'].fields_by_name['audit_seq']._loaded_options = None
+  _globals['_TIMELINEEVENT'].fields_by_name['audit_seq']._serialized_options = b'\342A\001\003'
+  _globals['_RECIPIENTTIMELINE'].fields_by_name['agency_id']._loaded_options = None
+  _globals['_RECIPIENTTIMELINE'].fields_by_name['agency_id']._serialized_options = b'\342A\001\003'
+  _globals['_RECIPIENTTIMELINE'].fields_by_name['agency_name']._loaded_options = None
+  _globals['_RECIPIENTTIMELINE'].fields_by_name['agency_name']._serialized_options = b'\342A\001\003'
+  _globals['_RECIPIENTTIMELINE'].fields_by_name['delivery']._loaded_options = None
+  _globals['_RECIPIENTTIMELINE'].fields_by_name['delivery']._serialized_options = b'\342A\001\003'
+  _globals['_RECIPIENTTIMELINE'].fields_by_name['events']._loaded_options = None
+  _globals['_RECIPIENTTIMELINE'].fields_by_name['events']._serialized_options = b'\342A\001\003'
+  _globals['_TRACERECORDRESPONSE'].fields_by_name['record']._loaded_options = None
+  _globals['_TRACERECORDRESPONSE'].fields_by_name['record']._serialized_options = b'\342A\001\003'
+  _globals['_TRACERECORDRESPONSE'].fields_by_name['recipients']._loaded_options = None
+  _globals['_TRACERECORDRESPONSE'].fields_by_name['recipients']._serialized_options = b'\342A\001\003'
+  _globals['_GETDELIVERYPROOFREQUEST'].fields_by_name['record_id']._loaded_options = None
+  _globals['_GETDELIVERYPROOFREQUEST'].fields_by_name['record_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETDELIVERYPROOFRESPONSE'].fields_by_name['document']._loaded_options = None
+  _globals['_GETDELIVERYPROOFRESPONSE'].fields_by_name['document']._serialized_options = b'\342A\001\003'
+  _globals['_TIMELINEEVENTKIND']._serialized_start=1329
+  _globals['_TIMELINEEVENTKIND']._serialized_end=2107
+  _globals['_LISTRECORDSREQUEST']._serialized_start=134
+  _globals['_LISTRECORDSREQUEST']._serialized_end=470
+  _globals['_TRACEDRECORD']._serialized_start=472
+  _globals['_TRACEDRECORD']._serialized_end=574
+  _globals['_LISTRECORDSRESPONSE']._serialized_start=576
+  _globals['_LISTRECORDSRESPONSE']._serialized_end=676
+  _globals['_TRACERECORDREQUEST']._serialized_start=678
+  _globals['_TRACERECORDREQUEST']._serialized_end=723
+  _globals['_TIMELINEEVENT']._serialized_start=726
+  _globals['_TIMELINEEVENT']._serialized_end=935
+  _globals['_RECIPIENTTIMELINE']._serialized_start=938
+  _globals['_RECIPIENTTIMELINE']._serialized_end=1102
+  _globals['_TRACERECORDRESPONSE']._serialized_start=1104
+  _globals['_TRACERECORDRESPONSE']._serialized_end=1222
+  _globals['_GETDELIVERYPROOFREQUEST']._serialized_start=1224
+  _globals['_GETDELIVERYPROOFREQUEST']._serialized_end=1274
+  _globals['_GETDELIVERYPROOFRESPONSE']._serialized_start=1276
+  _globals['_GETDELIVERYPROOFRESPONSE']._serialized_end=1326
+  _globals['_TRACESERVICE']._serialized_start=2110
+  _globals['_TRACESERVICE']._serialized_end=2373
 # @@protoc_insertion_point(module_scope)

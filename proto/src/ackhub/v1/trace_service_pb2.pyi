@@ -28,17 +28,29 @@ class _TimelineEventKind:
 class _TimelineEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TimelineEventKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     TIMELINE_EVENT_KIND_UNSPECIFIED: _TimelineEventKind.ValueType  # 0
+    """Never sent by the hub."""
     TIMELINE_EVENT_KIND_PUBLISHED: _TimelineEventKind.ValueType  # 1
+    """The record was published (and the delivery created)."""
     TIMELINE_EVENT_KIND_ATTEMPT: _TimelineEventKind.ValueType  # 2
+    """An attempt was made."""
     TIMELINE_EVENT_KIND_RECEIVED: _TimelineEventKind.ValueType  # 3
+    """The recipient acknowledged RECEIVED."""
     TIMELINE_EVENT_KIND_ACCEPTED: _TimelineEventKind.ValueType  # 4
+    """The recipient acknowledged ACCEPTED."""
     TIMELINE_EVENT_KIND_REJECTED: _TimelineEventKind.ValueType  # 5
+    """The recipient acknowledged REJECTED."""
     TIMELINE_EVENT_KIND_ESCALATED: _TimelineEventKind.ValueType  # 6
+    """An escalation case was opened."""
     TIMELINE_EVENT_KIND_ESCALATION_STEPPED: _TimelineEventKind.ValueType  # 7
+    """The case climbed a level."""
     TIMELINE_EVENT_KIND_ESCALATION_RESOLVED: _TimelineEventKind.ValueType  # 8
+    """An operator resolved the case."""
     TIMELINE_EVENT_KIND_ESCALATION_CLOSED_BY_ACK: _TimelineEventKind.ValueType  # 9
+    """A late acknowledgement closed the case."""
     TIMELINE_EVENT_KIND_REDELIVERY_REQUESTED: _TimelineEventKind.ValueType  # 10
+    """An operator asked for a redelivery."""
     TIMELINE_EVENT_KIND_DEFERRED: _TimelineEventKind.ValueType  # 11
+    """The recipient asked the hub to hold back (retry after)."""
     TIMELINE_EVENT_KIND_ABORTED: _TimelineEventKind.ValueType  # 12
     """The recipient's system answered that it will never take the delivery."""
     TIMELINE_EVENT_KIND_CLOSED: _TimelineEventKind.ValueType  # 13
@@ -62,17 +74,29 @@ class TimelineEventKind(_TimelineEventKind, metaclass=_TimelineEventKindEnumType
     """What happened on a delivery."""
 
 TIMELINE_EVENT_KIND_UNSPECIFIED: TimelineEventKind.ValueType  # 0
+"""Never sent by the hub."""
 TIMELINE_EVENT_KIND_PUBLISHED: TimelineEventKind.ValueType  # 1
+"""The record was published (and the delivery created)."""
 TIMELINE_EVENT_KIND_ATTEMPT: TimelineEventKind.ValueType  # 2
+"""An attempt was made."""
 TIMELINE_EVENT_KIND_RECEIVED: TimelineEventKind.ValueType  # 3
+"""The recipient acknowledged RECEIVED."""
 TIMELINE_EVENT_KIND_ACCEPTED: TimelineEventKind.ValueType  # 4
+"""The recipient acknowledged ACCEPTED."""
 TIMELINE_EVENT_KIND_REJECTED: TimelineEventKind.ValueType  # 5
+"""The recipient acknowledged REJECTED."""
 TIMELINE_EVENT_KIND_ESCALATED: TimelineEventKind.ValueType  # 6
+"""An escalation case was opened."""
 TIMELINE_EVENT_KIND_ESCALATION_STEPPED: TimelineEventKind.ValueType  # 7
+"""The case climbed a level."""
 TIMELINE_EVENT_KIND_ESCALATION_RESOLVED: TimelineEventKind.ValueType  # 8
+"""An operator resolved the case."""
 TIMELINE_EVENT_KIND_ESCALATION_CLOSED_BY_ACK: TimelineEventKind.ValueType  # 9
+"""A late acknowledgement closed the case."""
 TIMELINE_EVENT_KIND_REDELIVERY_REQUESTED: TimelineEventKind.ValueType  # 10
+"""An operator asked for a redelivery."""
 TIMELINE_EVENT_KIND_DEFERRED: TimelineEventKind.ValueType  # 11
+"""The recipient asked the hub to hold back (retry after)."""
 TIMELINE_EVENT_KIND_ABORTED: TimelineEventKind.ValueType  # 12
 """The recipient's system answered that it will never take the delivery."""
 TIMELINE_EVENT_KIND_CLOSED: TimelineEventKind.ValueType  # 13
@@ -95,6 +119,8 @@ Global___TimelineEventKind: _TypeAlias = TimelineEventKind  # noqa: Y015
 
 @_typing.final
 class ListRecordsRequest(_message.Message):
+    """Lists the caller's records."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -108,9 +134,11 @@ class ListRecordsRequest(_message.Message):
     page_size: _builtins.int
     """1..500; 0 takes 50."""
     page_token: _builtins.str
+    """`next_page_token` of the previous page, with the same filters; empty for the first page."""
     declaration_number: _builtins.str
-    """18 digits."""
+    """Only records about this declaration (18 digits)."""
     record_type: _builtins.str
+    """Only records of this type."""
     state: _types_pb2.DeliveryState.ValueType
     """Only records with at least one delivery in this state."""
     closure: _types_pb2.DeliveryClosure.ValueType
@@ -156,9 +184,13 @@ class TracedRecord(_message.Message):
     RECORD_FIELD_NUMBER: _builtins.int
     DELIVERIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def record(self) -> _types_pb2.Record: ...
+    def record(self) -> _types_pb2.Record:
+        """The record; `payload` is left empty."""
+
     @_builtins.property
-    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Delivery]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Delivery]:
+        """Its deliveries."""
+
     def __init__(
         self,
         *,
@@ -175,13 +207,18 @@ Global___TracedRecord: _TypeAlias = TracedRecord  # noqa: Y015
 
 @_typing.final
 class ListRecordsResponse(_message.Message):
+    """A page of records."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORDS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
-    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___TracedRecord]: ...
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___TracedRecord]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -198,10 +235,13 @@ Global___ListRecordsResponse: _TypeAlias = ListRecordsResponse  # noqa: Y015
 
 @_typing.final
 class TraceRecordRequest(_message.Message):
+    """Asks for one record's timeline."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_ID_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
+    """The record's id; NOT_FOUND when it does not exist or is not the caller's."""
     def __init__(
         self,
         *,
@@ -217,6 +257,8 @@ Global___TraceRecordRequest: _TypeAlias = TraceRecordRequest  # noqa: Y015
 
 @_typing.final
 class TimelineEvent(_message.Message):
+    """One entry of a delivery's timeline."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_TIME_FIELD_NUMBER: _builtins.int
@@ -226,6 +268,7 @@ class TimelineEvent(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     AUDIT_SEQ_FIELD_NUMBER: _builtins.int
     kind: Global___TimelineEventKind.ValueType
+    """What happened."""
     actor: _builtins.str
     """Who did it: "agency:tax", "system:hub", "operator:alice"."""
     detail: _builtins.str
@@ -235,7 +278,9 @@ class TimelineEvent(_message.Message):
     audit_seq: _builtins.int
     """The audit event's sequence number."""
     @_builtins.property
-    def event_time(self) -> _timestamp_pb2.Timestamp: ...
+    def event_time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
     def __init__(
         self,
         *,
@@ -256,6 +301,8 @@ Global___TimelineEvent: _TypeAlias = TimelineEvent  # noqa: Y015
 
 @_typing.final
 class RecipientTimeline(_message.Message):
+    """One recipient's part of a record's trace."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENCY_ID_FIELD_NUMBER: _builtins.int
@@ -263,11 +310,17 @@ class RecipientTimeline(_message.Message):
     DELIVERY_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     agency_id: _builtins.str
+    """The recipient's agency id."""
     agency_name: _builtins.str
+    """The recipient's display name."""
     @_builtins.property
-    def delivery(self) -> _types_pb2.Delivery: ...
+    def delivery(self) -> _types_pb2.Delivery:
+        """The delivery as it stands."""
+
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEvent]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEvent]:
+        """Oldest first."""
+
     def __init__(
         self,
         *,
@@ -286,14 +339,20 @@ Global___RecipientTimeline: _TypeAlias = RecipientTimeline  # noqa: Y015
 
 @_typing.final
 class TraceRecordResponse(_message.Message):
+    """The answer to TraceRecord."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def record(self) -> _types_pb2.Record: ...
+    def record(self) -> _types_pb2.Record:
+        """The record; `payload` is left empty."""
+
     @_builtins.property
-    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecipientTimeline]: ...
+    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecipientTimeline]:
+        """One per recipient."""
+
     def __init__(
         self,
         *,
@@ -310,10 +369,13 @@ Global___TraceRecordResponse: _TypeAlias = TraceRecordResponse  # noqa: Y015
 
 @_typing.final
 class GetDeliveryProofRequest(_message.Message):
+    """Asks for a record's delivery proof."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORD_ID_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
+    """The record's id; NOT_FOUND when it does not exist or is not the caller's."""
     def __init__(
         self,
         *,
@@ -329,6 +391,8 @@ Global___GetDeliveryProofRequest: _TypeAlias = GetDeliveryProofRequest  # noqa: 
 
 @_typing.final
 class GetDeliveryProofResponse(_message.Message):
+    """The answer to GetDeliveryProof."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DOCUMENT_FIELD_NUMBER: _builtins.int

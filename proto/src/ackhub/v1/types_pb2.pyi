@@ -27,6 +27,7 @@ class _DeliveryState:
 class _DeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     DELIVERY_STATE_UNSPECIFIED: _DeliveryState.ValueType  # 0
+    """Not a state: as a filter, any state."""
     DELIVERY_STATE_PENDING: _DeliveryState.ValueType  # 1
     """Stored, not yet sent (or waiting for its next attempt after a redelivery)."""
     DELIVERY_STATE_SENT: _DeliveryState.ValueType  # 2
@@ -42,6 +43,7 @@ class DeliveryState(_DeliveryState, metaclass=_DeliveryStateEnumTypeWrapper):
     """Where a delivery stands."""
 
 DELIVERY_STATE_UNSPECIFIED: DeliveryState.ValueType  # 0
+"""Not a state: as a filter, any state."""
 DELIVERY_STATE_PENDING: DeliveryState.ValueType  # 1
 """Stored, not yet sent (or waiting for its next attempt after a redelivery)."""
 DELIVERY_STATE_SENT: DeliveryState.ValueType  # 2
@@ -61,6 +63,7 @@ class _AckLevel:
 class _AckLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AckLevel.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ACK_LEVEL_UNSPECIFIED: _AckLevel.ValueType  # 0
+    """Never sent by the hub."""
     ACK_LEVEL_RECEIVED: _AckLevel.ValueType  # 1
     """RECEIVED closes the delivery."""
     ACK_LEVEL_BUSINESS: _AckLevel.ValueType  # 2
@@ -70,6 +73,7 @@ class AckLevel(_AckLevel, metaclass=_AckLevelEnumTypeWrapper):
     """The acknowledgement level a route requires to close a delivery."""
 
 ACK_LEVEL_UNSPECIFIED: AckLevel.ValueType  # 0
+"""Never sent by the hub."""
 ACK_LEVEL_RECEIVED: AckLevel.ValueType  # 1
 """RECEIVED closes the delivery."""
 ACK_LEVEL_BUSINESS: AckLevel.ValueType  # 2
@@ -83,17 +87,25 @@ class _AckStatus:
 class _AckStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AckStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ACK_STATUS_UNSPECIFIED: _AckStatus.ValueType  # 0
+    """Refused in an acknowledgement; in `Delivery.closed_by`, not closed yet."""
     ACK_STATUS_RECEIVED: _AckStatus.ValueType  # 1
+    """The recipient's system has the record (technical)."""
     ACK_STATUS_ACCEPTED: _AckStatus.ValueType  # 2
+    """The recipient processed the record and accepts it (business)."""
     ACK_STATUS_REJECTED: _AckStatus.ValueType  # 3
+    """The recipient processed the record and rejects it; `reason` says why (business)."""
 
 class AckStatus(_AckStatus, metaclass=_AckStatusEnumTypeWrapper):
     """The status an acknowledgement reports."""
 
 ACK_STATUS_UNSPECIFIED: AckStatus.ValueType  # 0
+"""Refused in an acknowledgement; in `Delivery.closed_by`, not closed yet."""
 ACK_STATUS_RECEIVED: AckStatus.ValueType  # 1
+"""The recipient's system has the record (technical)."""
 ACK_STATUS_ACCEPTED: AckStatus.ValueType  # 2
+"""The recipient processed the record and accepts it (business)."""
 ACK_STATUS_REJECTED: AckStatus.ValueType  # 3
+"""The recipient processed the record and rejects it; `reason` says why (business)."""
 Global___AckStatus: _TypeAlias = AckStatus  # noqa: Y015
 
 class _DeliveryClosure:
@@ -122,7 +134,9 @@ Global___DeliveryClosure: _TypeAlias = DeliveryClosure  # noqa: Y015
 
 @_typing.final
 class Record(_message.Message):
-    """A record: one business document exchanged between agencies, kept as the exact bytes published."""
+    """A record: one business document exchanged between agencies, kept as the exact bytes published. The hub
+    sets every field; a publisher sends the same facts in PublishRecordRequest.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -135,22 +149,29 @@ class Record(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
     ACCEPT_TIME_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
-    """Hub-assigned identifier (a time-ordered UUID)."""
+    """Hub-assigned identifier (a time-ordered UUID, 36 characters)."""
     record_type: _builtins.str
-    """Dotted lower-case type, e.g. "customs.export_declaration.released"."""
+    """Dotted lower-case type from the catalogue, at most 128 characters, e.g.
+    "customs.export_declaration.released".
+    """
     publisher: _builtins.str
-    """Agency id of the publisher."""
+    """Agency id of the publisher (at most 64 characters)."""
     subject_uscc: _builtins.str
-    """Unified Social Credit Code of the enterprise the record is about (18 characters), if any."""
+    """Unified Social Credit Code of the enterprise the record is about (18 characters); empty if none."""
     declaration_number: _builtins.str
-    """Customs declaration number (18 digits), if any."""
+    """Customs declaration number (18 digits); empty if none."""
     content_type: _builtins.str
-    """Media type of the payload, e.g. "application/json"."""
+    """Media type of the payload, e.g. "application/json" (at most 128 characters)."""
     payload: _builtins.bytes
-    """The payload, exactly as published."""
+    """The payload, exactly as published (at most the hub's `max_payload_bytes`, 4 MiB by default). Left
+    empty where a listing leaves payloads out (TraceService.ListRecords).
+    """
     digest: _builtins.str
     """"sha256:" followed by 64 lower-case hex digits of SHA-256(payload)."""
+    schema_version: _builtins.int
+    """The version of the record type's schema the payload follows (checked at publish): 1, 2, ..."""
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp:
         """When the hub committed the record."""
@@ -167,10 +188,11 @@ class Record(_message.Message):
         payload: _builtins.bytes = ...,
         digest: _builtins.str = ...,
         accept_time: _timestamp_pb2.Timestamp | None = ...,
+        schema_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "content_type", b"content_type", "declaration_number", b"declaration_number", "digest", b"digest", "payload", b"payload", "publisher", b"publisher", "record_id", b"record_id", "record_type", b"record_type", "subject_uscc", b"subject_uscc"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "content_type", b"content_type", "declaration_number", b"declaration_number", "digest", b"digest", "payload", b"payload", "publisher", b"publisher", "record_id", b"record_id", "record_type", b"record_type", "schema_version", b"schema_version", "subject_uscc", b"subject_uscc"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -178,7 +200,7 @@ Global___Record: _TypeAlias = Record  # noqa: Y015
 
 @_typing.final
 class Delivery(_message.Message):
-    """One recipient's copy of a record and its progress."""
+    """One recipient's copy of a record and its progress. The hub sets every field."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -201,19 +223,23 @@ class Delivery(_message.Message):
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
     CLOSED_BY_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
-    """Stable across attempts: recipients drop duplicates by it."""
+    """Stable across attempts: recipients drop duplicates by it (a time-ordered UUID)."""
     record_id: _builtins.str
+    """The record delivered."""
     recipient: _builtins.str
     """Agency id of the recipient."""
     state: Global___DeliveryState.ValueType
+    """Where the delivery stands."""
     required_level: Global___AckLevel.ValueType
+    """The acknowledgement the route requires to close the delivery."""
     attempt_count: _builtins.int
-    """Attempts made so far."""
+    """Attempts made so far (0 before the first)."""
     reason: _builtins.str
-    """The recipient's reason on a business acknowledgement."""
+    """The recipient's reason on a business acknowledgement (at most 4000 characters, no line breaks)."""
     escalation_id: _builtins.str
-    """The open or last escalation case of this delivery, if any."""
+    """The open or last escalation case of this delivery; empty if none."""
     record_type: _builtins.str
+    """The record's type (copied from the record, for filters and pages)."""
     closed: _builtins.bool
     """True once the recipient sent the acknowledgement the route requires (`required_level`): RECEIVED on a
     route at level RECEIVED, ACCEPTED or REJECTED on any route. A closed delivery is never sent again and
@@ -223,19 +249,25 @@ class Delivery(_message.Message):
     closed_by: Global___AckStatus.ValueType
     """The status of the acknowledgement that closed the delivery; ACK_STATUS_UNSPECIFIED while it is open."""
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the delivery was stored (with its record)."""
+
     @_builtins.property
     def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
         """When the next attempt is due; unset once the delivery needs no more attempts."""
 
     @_builtins.property
     def deadline_time(self) -> _timestamp_pb2.Timestamp:
-        """When an unacknowledged delivery escalates."""
+        """When an unacknowledged delivery escalates (accept time + the route's deadline)."""
 
     @_builtins.property
-    def last_attempt_time(self) -> _timestamp_pb2.Timestamp: ...
+    def last_attempt_time(self) -> _timestamp_pb2.Timestamp:
+        """When the last attempt was made; unset before the first."""
+
     @_builtins.property
-    def received_time(self) -> _timestamp_pb2.Timestamp: ...
+    def received_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hub received the RECEIVED acknowledgement; unset before."""
+
     @_builtins.property
     def final_time(self) -> _timestamp_pb2.Timestamp:
         """When the delivery reached ACCEPTED or REJECTED (the business answer), whatever the route's level; unset
@@ -279,7 +311,7 @@ Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
 
 @_typing.final
 class Acknowledgement(_message.Message):
-    """A recipient's signed acknowledgement of a delivery.
+    """A recipient's signed acknowledgement of a delivery, sent by the recipient.
 
     The signature is Ed25519 over the UTF-8 bytes of these lines joined by "\\n", no trailing newline:
       ackhub-ack/v1
@@ -291,6 +323,7 @@ class Acknowledgement(_message.Message):
       status=RECEIVED|ACCEPTED|REJECTED
       reason=<reason, no line breaks, may be empty>
       time=<ack_time as RFC 3339 UTC with "Z" and exactly three fraction digits>
+    Test vectors: vectors/ack-v1.json. A repeated identical acknowledgement is a no-op (`duplicate`).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -305,18 +338,26 @@ class Acknowledgement(_message.Message):
     ACK_TIME_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
+    """The delivery acknowledged, as received in DeliveryMessage."""
     record_id: _builtins.str
+    """The delivered record's id."""
     digest: _builtins.str
+    """The delivered record's digest: "sha256:" followed by 64 lower-case hex digits."""
     recipient: _builtins.str
+    """Agency id of the recipient; must be the caller."""
     key_id: _builtins.str
-    """Identifier of the recipient's registered public key that made the signature."""
+    """Identifier of the recipient's registered public key that made the signature (a retired key is refused)."""
     status: Global___AckStatus.ValueType
+    """RECEIVED, ACCEPTED or REJECTED."""
     reason: _builtins.str
+    """Why, for REJECTED (required then); optional otherwise. At most 4000 characters, no line breaks."""
     signature: _builtins.bytes
-    """64-byte Ed25519 signature."""
+    """64-byte Ed25519 signature over the canonical text above."""
     @_builtins.property
     def ack_time(self) -> _timestamp_pb2.Timestamp:
-        """Must be a whole number of milliseconds."""
+        """When the recipient made the acknowledgement: a whole number of milliseconds, at most 5 minutes ahead
+        of the hub's clock.
+        """
 
     def __init__(
         self,
@@ -341,7 +382,9 @@ Global___Acknowledgement: _TypeAlias = Acknowledgement  # noqa: Y015
 
 @_typing.final
 class ErrorDetail(_message.Message):
-    """An error reported inside a stream, shaped like google.rpc.Status with its ErrorInfo."""
+    """An error reported inside a stream or a batch, shaped like google.rpc.Status with its ErrorInfo
+    (docs/errors.md lists every reason).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -370,12 +413,15 @@ class ErrorDetail(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     code: _builtins.int
-    """Canonical gRPC status code number."""
+    """Canonical gRPC status code number (3 INVALID_ARGUMENT, 6 ALREADY_EXISTS, ...)."""
     message: _builtins.str
+    """For a person, in English."""
     reason: _builtins.str
     """UPPER_SNAKE reason, as in google.rpc.ErrorInfo."""
     @_builtins.property
-    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Every dynamic value of the error (ids, fields), as in google.rpc.ErrorInfo."""
+
     def __init__(
         self,
         *,

@@ -31,6 +31,7 @@ def record_type(catalogue: Catalogue, name: str, routed: bool) -> pb.RecordType:
                 message_type=v.message_type,
                 json_schema=v.schema_text,
                 examples=v.example_payloads(),
+                deprecation_end_date=v.deprecated_until.isoformat() if v.deprecated_until else "",
             )
             for v in versions
         ],

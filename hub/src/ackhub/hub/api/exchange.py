@@ -17,7 +17,7 @@ from ackhub.hub.api import convert
 from ackhub.hub.auth import policy
 from ackhub.hub.exchange import queries
 from ackhub.hub.exchange.hub import Exchange
-from ackhub.hub.exchange.publish import PublishRequest, Receipt
+from ackhub.hub.exchange.publish import Deprecation, PublishRequest, Receipt
 from ackhub.v1 import exchange_service_pb2 as pb
 from ackhub.v1 import exchange_service_pb2_grpc as pb_grpc
 from ackhub.v1 import types_pb2
@@ -38,6 +38,7 @@ def _publish_request(message: pb.PublishRecordRequest) -> PublishRequest:
         declaration_number=message.declaration_number,
         content_type=message.content_type,
         payload=message.payload,
+        schema_version=message.schema_version,
     )
 
 
@@ -49,6 +50,19 @@ def _receipt(receipt: Receipt, request: pb.PublishRecordRequest) -> pb.Receipt:
         deliveries=[pb.DeliveryRef(delivery_id=d, recipient=r) for d, r in receipt.deliveries],
         replayed=receipt.replayed,
         idempotent=bool(request.request_id),  # an empty one is no key: each call is another record
+        schema_version=receipt.schema_version,
+        deprecation=_deprecation(receipt.deprecation) if receipt.deprecation else None,
+    )
+
+
+def _deprecation(deprecation: Deprecation) -> pb.SchemaDeprecation:
+    end = deprecation.end_date.isoformat()
+    return pb.SchemaDeprecation(
+        version=deprecation.version,
+        end_date=end,
+        replacement_version=deprecation.replacement,
+        message=f"{deprecation.record_type} version {deprecation.version} is deprecated and taken until "
+        f"{end} (China Standard Time); publish version {deprecation.replacement}",
     )
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeVar
+
+from google.protobuf.message import Message
 
 from ackhub.core.principal import Principal
 from ackhub.hub.api import convert
 from ackhub.hub.auth import policy
-from ackhub.hub.exchange import queries
+from ackhub.hub.exchange import operations, queries
+from ackhub.hub.exchange.escalation import Notice
 from ackhub.hub.exchange.hub import Exchange
+from ackhub.hub.exchange.validation import Violations
+from ackhub.hub.store import idempotency
 from ackhub.v1 import operations_service_pb2 as pb
 from ackhub.v1 import operations_service_pb2_grpc as pb_grpc
 
 Context: TypeAlias = Any  # grpc.aio.ServicerContext; grpc ships no usable types
+M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 class OperationsServicer(pb_grpc.OperationsServiceServicer):
@@ -52,28 +60,82 @@ class OperationsServicer(pb_grpc.OperationsServiceServicer):
         caller = policy.caller()
         return pb.GetEscalationResponse(escalation=await self._case(caller, request.escalation_id))
 
+    async def _once(
+        self,
+        caller: Principal,
+        rpc: str,
+        request: Any,
+        response_type: type[M],
+        change: Callable[[], tuple[M, T]],
+    ) -> idempotency.Outcome[M, T]:
+        """`change` (on a database thread) and, with a request_id, the record of its answer, committed
+        together; a replay answers the first response (hub/store/idempotency.py)."""
+        if request.request_id:
+            bad = Violations()
+            bad.uuid("request_id", request.request_id)
+            bad.raise_if_any()
+        db = self.exchange.db
+        key = idempotency.key_of(caller.actor, rpc, request.request_id, request)
+        return await db.run(idempotency.once, db, key, response_type, change, self.exchange.clock.now_ms())
+
+    def _case_now(self, caller: Principal, escalation_id: str) -> pb.Escalation:
+        case, notes = queries.get_escalation(self.exchange.db, escalation_id, caller)
+        return convert.escalation(case, notes)
+
     async def ResolveEscalation(
         self, request: pb.ResolveEscalationRequest, context: Context
     ) -> pb.ResolveEscalationResponse:
         operator = policy.caller()
-        await self._case(operator, request.escalation_id)
-        case = await self.exchange.resolve(operator, request.escalation_id, request.reason)
-        return pb.ResolveEscalationResponse(escalation=await self._case(operator, case.id))
+        exchange = self.exchange
+
+        def change() -> tuple[pb.ResolveEscalationResponse, list[Notice]]:
+            self._case_now(operator, request.escalation_id)  # NOT_FOUND outside the jurisdiction
+            case, notices = operations.resolve(
+                exchange.db, operator, request.escalation_id, request.reason, exchange.clock.now_ms()
+            )
+            return pb.ResolveEscalationResponse(escalation=self._case_now(operator, case.id)), notices
+
+        outcome = await self._once(
+            operator, "ResolveEscalation", request, pb.ResolveEscalationResponse, change
+        )
+        if outcome.after:
+            await exchange.notifications.dispatch(outcome.after)
+        return outcome.response
 
     async def AddEscalationNote(
         self, request: pb.AddEscalationNoteRequest, context: Context
     ) -> pb.AddEscalationNoteResponse:
         operator = policy.caller()
-        await self._case(operator, request.escalation_id)
-        case = await self.exchange.add_note(operator, request.escalation_id, request.text)
-        return pb.AddEscalationNoteResponse(escalation=await self._case(operator, case.id))
+        exchange = self.exchange
+
+        def change() -> tuple[pb.AddEscalationNoteResponse, bool]:
+            self._case_now(operator, request.escalation_id)
+            case = operations.add_note(
+                exchange.db, operator, request.escalation_id, request.text, exchange.clock.now_ms()
+            )
+            return pb.AddEscalationNoteResponse(escalation=self._case_now(operator, case.id)), True
+
+        outcome = await self._once(
+            operator, "AddEscalationNote", request, pb.AddEscalationNoteResponse, change
+        )
+        return outcome.response
 
     async def RedeliverDelivery(
         self, request: pb.RedeliverDeliveryRequest, context: Context
     ) -> pb.RedeliverDeliveryResponse:
         operator = policy.caller()
-        await self.exchange.db.run(
-            queries.check_delivery_visible, self.exchange.db, operator, request.delivery_id
+        exchange = self.exchange
+
+        def change() -> tuple[pb.RedeliverDeliveryResponse, str]:
+            queries.check_delivery_visible(exchange.db, operator, request.delivery_id)
+            delivery = operations.redeliver(
+                exchange.db, operator, request.delivery_id, exchange.clock.now_ms()
+            )
+            return pb.RedeliverDeliveryResponse(delivery=convert.delivery(delivery)), delivery.recipient
+
+        outcome = await self._once(
+            operator, "RedeliverDelivery", request, pb.RedeliverDeliveryResponse, change
         )
-        delivery = await self.exchange.redeliver(operator, request.delivery_id)
-        return pb.RedeliverDeliveryResponse(delivery=convert.delivery(delivery))
+        if outcome.after is not None:
+            exchange.redelivery_requested(outcome.after)
+        return outcome.response

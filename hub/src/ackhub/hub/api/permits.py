@@ -21,7 +21,8 @@ from ackhub.hub.permits.drawdown import DrawDownRequest
 from ackhub.hub.permits.registration import SignedDocument
 from ackhub.hub.permits.service import Permits, PermitView
 from ackhub.hub.permits.verify import DeclarationQuery, GoodsQuery, LineVerdict
-from ackhub.hub.store.models import DrawDownRow
+from ackhub.hub.store import idempotency
+from ackhub.hub.store.models import DrawDownRow, PermitRow
 from ackhub.v1 import permit_service_pb2 as pb
 from ackhub.v1 import permit_service_pb2_grpc as pb_grpc
 
@@ -238,6 +239,14 @@ def draw_down_message(draw: DrawDownRow, kind: str, number: str) -> pb.DrawDown:
     )
 
 
+def _check_request_id(request_id: str) -> None:
+    """An optional request_id is a UUID (AIP-155)."""
+    if request_id:
+        bad = Violations()
+        bad.uuid("request_id", request_id)
+        bad.raise_if_any()
+
+
 class PermitServicer(pb_grpc.PermitServiceServicer):
     def __init__(self, permits: Permits) -> None:
         self.permits = permits
@@ -274,8 +283,26 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
         self, request: pb.RevokePermitRequest, context: Context
     ) -> pb.RevokePermitResponse:
         caller = policy.caller()
-        permit = await self.permits.revoke(caller, request.kind, request.number, request.reason)
-        return pb.RevokePermitResponse(permit=await self._view(permit.kind, permit.number))
+        _check_request_id(request.request_id)
+        permits = self.permits
+
+        def change() -> tuple[pb.RevokePermitResponse, PermitRow]:
+            permit = permits.revoke_now(caller, request.kind, request.number, request.reason)
+            view = permits.stored(permit.kind, permit.number)
+            assert view is not None  # just revoked, in this transaction
+            return pb.RevokePermitResponse(permit=permit_message(view)), permit
+
+        outcome = await permits.db.run(
+            idempotency.once,
+            permits.db,
+            idempotency.key_of(caller.actor, "RevokePermit", request.request_id, request),
+            pb.RevokePermitResponse,
+            change,
+            permits.clock.now_ms(),
+        )
+        if outcome.after is not None:
+            permits.revoked(outcome.after)
+        return outcome.response
 
     async def GetPermit(self, request: pb.GetPermitRequest, context: Context) -> pb.GetPermitResponse:
         caller = policy.caller()
@@ -368,7 +395,24 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
         self, request: pb.ReleaseDrawDownRequest, context: Context
     ) -> pb.ReleaseDrawDownResponse:
         caller = policy.caller()
-        draw, permit, already = await self.permits.release(caller, request.draw_down_id, request.reason)
-        return pb.ReleaseDrawDownResponse(
-            draw_down=draw_down_message(draw, permit.kind, permit.number), already_released=already
+        _check_request_id(request.request_id)
+        permits = self.permits
+
+        def change() -> tuple[pb.ReleaseDrawDownResponse, tuple[DrawDownRow, PermitRow, bool]]:
+            draw, permit, already = permits.release_now(caller, request.draw_down_id, request.reason)
+            response = pb.ReleaseDrawDownResponse(
+                draw_down=draw_down_message(draw, permit.kind, permit.number), already_released=already
+            )
+            return response, (draw, permit, already)
+
+        outcome = await permits.db.run(
+            idempotency.once,
+            permits.db,
+            idempotency.key_of(caller.actor, "ReleaseDrawDown", request.request_id, request),
+            pb.ReleaseDrawDownResponse,
+            change,
+            permits.clock.now_ms(),
         )
+        if outcome.after is not None:
+            permits.released(*outcome.after)
+        return outcome.response

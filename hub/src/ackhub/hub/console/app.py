@@ -562,6 +562,7 @@ class ConsoleServer:
             hub.registry,
         )
         hub.exchange.ack_observers.append(metrics.observe_ack)
+        hub.exchange.deprecation_observers.append(metrics.observe_deprecated)
         if hub.witnesses is not None and hub.witnesses.configs:
             metrics.registry.register(WitnessCollector(hub.witnesses))
         self.console = Console(

@@ -78,6 +78,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "record.declaration": ("Declaration", "报关单号"),
     "record.accepted": ("Accepted", "接收时间"),
     "record.digest": ("Digest", "摘要"),
+    "record.schema_version": ("Schema version", "模式版本"),
     "record.timeline": ("Timeline for {agency}", "{agency} 时间线"),
     "record.attempts": ("Attempts", "投递尝试"),
     "record.acks": ("Acknowledgements", "确认回执"),

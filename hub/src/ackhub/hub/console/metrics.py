@@ -8,17 +8,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from ackhub.core.clock import Clock
-from ackhub.core.principal import SYSTEM
+from ackhub.core.principal import SYSTEM, Principal
 from ackhub.hub.console.data import OpenDeliveries, open_deliveries
 from ackhub.hub.exchange.acknowledge import AckOutcome
 from ackhub.hub.exchange.breaker import CLOSED, HALF_OPEN, OPEN
+from ackhub.hub.exchange.publish import Receipt
 from ackhub.hub.exchange.routing import policy_of
 from ackhub.hub.exchange.states import CASE_OPEN
 from ackhub.hub.store.cluster import Registry
@@ -204,6 +205,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.deprecated_publishes = Counter(
+            "ackhub_deprecated_schema_publishes",
+            "Records published with a deprecated schema version (still taken until its end date)",
+            ["publisher", "record_type", "version", "end_date"],
+            registry=self.registry,
+        )
         self.registry.register(StoreCollector(db, clock, breakers, agencies))
         if processes is not None:
             self.registry.register(ProcessesCollector(processes, clock))
@@ -214,6 +221,17 @@ class Metrics:
         delivery = outcome.delivery
         seconds = max(0, self.clock.now_ms() - delivery.created_ms) / 1000
         self.ack_latency.labels(delivery.recipient, delivery.state).observe(seconds)
+
+    def observe_deprecated(self, publisher: Principal, receipt: Receipt) -> None:
+        """Who still publishes a deprecated version, so operators can chase them before its end date."""
+        if receipt.deprecation is not None:
+            deprecation = receipt.deprecation
+            self.deprecated_publishes.labels(
+                publisher.id,
+                deprecation.record_type,
+                str(deprecation.version),
+                deprecation.end_date.isoformat(),
+            ).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

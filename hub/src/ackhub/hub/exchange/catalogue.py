@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from ackhub.core.errors import ConfigError, FieldViolation, InvalidArgument
 from ackhub.core.identifiers import check_declaration_number, check_hs_code, check_uscc
 from ackhub.hub.config import RECORD_TYPE, Settings
 
-__all__ = ["MAX_VIOLATIONS", "Catalogue", "RecordTypeVersion", "build", "media_type"]
+__all__ = ["MAX_VIOLATIONS", "Catalogue", "RecordTypeVersion", "build", "china_date", "media_type"]
 
 MAX_VIOLATIONS = 10  # a refusal names at most this many problems of a payload
 SOURCE = "record type catalogue"
@@ -90,6 +90,11 @@ KEYWORDS = frozenset(
 _ONE_SCHEMA = ("additionalProperties", "items", "not", "if", "then", "else")
 _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+
+
+def china_date(now_ms: int) -> date:
+    """The calendar day in China Standard Time (UTC+8) at `now_ms`: deprecation dates are such days."""
+    return (datetime.fromtimestamp(now_ms / 1000, tz=UTC) + timedelta(hours=8)).date()
 
 
 def media_type(content_type: str) -> str:
@@ -186,6 +191,9 @@ class RecordTypeVersion:
     schema_text: str  # the file as written
     source: Path
     examples: tuple[Any, ...]
+    deprecated_until: (
+        date | None
+    )  # the last day (China Standard Time) publishers may use it; None: not deprecated
     _decide: Callable[[Any], Any] = field(repr=False, compare=False)
     _explain: Draft202012Validator = field(repr=False, compare=False)
 
@@ -264,11 +272,52 @@ class Catalogue:
         """A version of a type (0: the current one)."""
         return self.current(record_type) if version == 0 else self._versions.get(record_type, {}).get(version)
 
-    def check_payload(self, record_type: str, content_type: str, payload: bytes) -> str:
-        """The content type to store with a payload of `record_type` (the type's own when none was given);
-        raises `InvalidArgument` naming each problem, content type first. A type the catalogue lacks is
-        let through (a route for it is refused at start: `route_problems`)."""
-        version = self.current(record_type)
+    def version_for(self, record_type: str, requested: int) -> RecordTypeVersion | None:
+        """The version a publish of `record_type` names (0: the type's first version, which a publisher that
+        never named a version has always published), if the catalogue has the type
+        (a route for a type it lacks is refused at start); `InvalidArgument` naming `schema_version` for a
+        version the type does not have."""
+        found = self._versions.get(record_type)
+        if not found:
+            return None
+        if requested == 0:
+            return found[min(found)]
+        version = found.get(requested)
+        if version is None:
+            known = ", ".join(str(v) for v in found)
+            raise InvalidArgument(
+                [FieldViolation("schema_version", f"{record_type} has versions {known}; got {requested}")],
+                reason="SCHEMA_VERSION_UNKNOWN",
+            )
+        return version
+
+    def retired(self, version: RecordTypeVersion, today: date) -> InvalidArgument | None:
+        """The refusal of a new record of `version` on `today` (China Standard Time) when it is deprecated
+        and its last day has passed; None while it is taken. A retry of a record accepted in time is not
+        new: it gets its receipt (hub/exchange/publish.py)."""
+        if version.deprecated_until is None or today <= version.deprecated_until:
+            return None
+        current = self.current(version.record_type)
+        return InvalidArgument(
+            [
+                FieldViolation(
+                    "schema_version",
+                    f"version {version.version} of {version.record_type} was deprecated and taken until "
+                    f"{version.deprecated_until.isoformat()} (China Standard Time); publish version "
+                    f"{current.version if current else version.version + 1}",
+                )
+            ],
+            reason="SCHEMA_VERSION_RETIRED",
+        )
+
+    def check_payload(
+        self, record_type: str, content_type: str, payload: bytes, version: RecordTypeVersion | None = None
+    ) -> str:
+        """The content type to store with a payload of `record_type` (the type's own when none was given),
+        checked against `version` (default: the current one); raises `InvalidArgument` naming each problem,
+        content type first. A type the catalogue lacks is let through (a route for it is refused at start:
+        `route_problems`)."""
+        version = version or self.current(record_type)
         if version is None:
             return content_type
         if content_type and media_type(content_type) != version.content_type:
@@ -288,17 +337,32 @@ class Catalogue:
         return content_type or version.content_type
 
     def route_problems(self, settings: Settings) -> list[tuple[str, str]]:
-        """Routes whose record type has no schema in the catalogue: refused at start."""
+        """Routes whose record type has no schema in the catalogue, and recipients taking a version the
+        type does not have: refused at start."""
         known = ", ".join(self.record_types()) or "none"
-        return [
-            (
-                f"routes[{index}].record_type",
-                f"{route.record_type!r} is not in the record type catalogue (no adapter brings a schema "
-                f"for it; the catalogue has: {known})",
-            )
-            for index, route in enumerate(settings.routes)
-            if route.record_type not in self._versions
-        ]
+        problems: list[tuple[str, str]] = []
+        for index, route in enumerate(settings.routes):
+            versions = self._versions.get(route.record_type)
+            if versions is None:
+                problems.append(
+                    (
+                        f"routes[{index}].record_type",
+                        f"{route.record_type!r} is not in the record type catalogue (no adapter brings a "
+                        f"schema for it; the catalogue has: {known})",
+                    )
+                )
+                continue
+            for number, recipient in enumerate(route.recipients):
+                unknown = [v for v in recipient.schema_versions if v not in versions]
+                if unknown:
+                    problems.append(
+                        (
+                            f"routes[{index}].recipients[{number}].schema_versions",
+                            f"{route.record_type} has no version {', '.join(map(str, unknown))} (the "
+                            f"catalogue has {', '.join(map(str, versions))})",
+                        )
+                    )
+        return problems
 
 
 def build(adapters: Adapters) -> Catalogue:
@@ -328,9 +392,28 @@ def build(adapters: Adapters) -> Catalogue:
                 versions.append(compile_version(declared, kind))
             except _Refused as refused:
                 problems.append((refused.where, refused.why))
+    problems += _deprecation_problems(versions)
     if problems:
         raise ConfigError(SOURCE, problems)
     return Catalogue(versions)
+
+
+def _deprecation_problems(versions: Sequence[RecordTypeVersion]) -> list[tuple[str, str]]:
+    """A deprecated version needs a newer one to move to: the newest version of a type is never
+    deprecated."""
+    newest: dict[str, RecordTypeVersion] = {}
+    for version in versions:
+        if version.record_type not in newest or version.version > newest[version.record_type].version:
+            newest[version.record_type] = version
+    return [
+        (
+            str(version.source),
+            f"version {version.version} of {name} is its newest, and cannot be deprecated: publishers "
+            "would have no version to move to (add the next version first)",
+        )
+        for name, version in sorted(newest.items())
+        if version.deprecated_until is not None
+    ]
 
 
 class _Refused(Exception):
@@ -398,6 +481,7 @@ def compile_version(declared: SchemaVersion, adapter: str) -> RecordTypeVersion:
         schema_text=text,
         source=path,
         examples=tuple(examples),
+        deprecated_until=declared.deprecated_until,
         _decide=decide,
         _explain=explain,
     )

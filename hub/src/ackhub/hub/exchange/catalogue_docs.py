@@ -16,8 +16,9 @@ HEADER = f"""# Record types
 <!-- Generated from the record type catalogue by scripts/gen_record_types.py: do not edit by hand. -->
 
 Every record type the hub routes has a published, versioned schema, brought by the adapter of the
-authority that defines it. `PublishRecord` checks each payload against the current version of its type
-before anything is stored; a payload that does not match is `INVALID_ARGUMENT` with reason
+authority that defines it. `PublishRecord` checks each payload against the version of its type the
+publisher names in `schema_version` (unset: the type's first version) before anything is stored, and stores the version
+with the record (`Record.schema_version`); a payload that does not match is `INVALID_ARGUMENT` with reason
 `PAYLOAD_INVALID` and one `BadRequest` field violation per problem (the first {MAX_VIOLATIONS}), whose field
 is a path into the payload, e.g. `payload.goods[0].hs_code`. A content type other than the type's is
 refused on `content_type`; an empty one is stored as the type's. The same catalogue is served by
@@ -27,15 +28,15 @@ Schemas are JSON Schema 2020-12 documents (for a binary type, of the protobuf JS
 field names as in the .proto). Formats the hub checks beyond JSON Schema's own: `uscc` (GB 32100-2015,
 check character verified), `declaration-number` (18 digits: office, year, import 1 / export 0, sequence),
 `hs-code` (6, 8, 10 or 13 digits), `date-time` (RFC 3339 with a zone) and `date` (`YYYY-MM-DD`).
-How schemas may change within a version, and when a change is a new version:
-[schema-evolution.md](schema-evolution.md).
+How schemas may change within a version, when a change is a new version, how long a deprecated version
+is still taken and which versions each recipient takes: [schema-evolution.md](schema-evolution.md).
 """
 
 
 def render(catalogue: Catalogue) -> str:
     lines = [
         HEADER,
-        "| record type | brought by | version | content type | what it is |",
+        "| record type | brought by | current version | content type | what it is |",
         "|---|---|---|---|---|",
     ]
     for name in catalogue.record_types():
@@ -68,6 +69,13 @@ def _version(version: RecordTypeVersion) -> Iterator[str]:
     if version.message_type:
         carried += f", the bytes of a `{version.message_type}` message"
     yield f"Brought by the `{version.adapter}` adapter; payloads are {carried}. Schema: `{shown}`."
+    if version.deprecated_until is not None:
+        yield ""
+        yield (
+            f"**Deprecated**: taken until {version.deprecated_until.isoformat()} (China Standard Time), with "
+            "the deprecation in each receipt; refused from the next day (`SCHEMA_VERSION_RETIRED`). Publish "
+            "a newer version."
+        )
     yield ""
     yield "| field | type | required | rules | meaning |"
     yield "|---|---|---|---|---|"

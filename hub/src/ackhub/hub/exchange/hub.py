@@ -44,6 +44,8 @@ class Exchange:
     signatures: SignatureChecks = field(init=False)
     # Called with every acknowledgement's outcome (e.g. the console's latency histogram); must not block.
     ack_observers: list[Callable[[ack_module.AckOutcome], None]] = field(default_factory=list)
+    # Called with (publisher, receipt) for each record stored whose schema version is deprecated.
+    deprecation_observers: list[Callable[[Principal, Receipt], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         max_payload = self.settings.server.max_payload_bytes
@@ -85,6 +87,9 @@ class Exchange:
                     deliveries=len(outcome.deliveries),
                     replayed=outcome.replayed,
                 )
+                if outcome.deprecation is not None and not outcome.replayed:
+                    for observe in self.deprecation_observers:
+                        observe(publisher, outcome)
             elif not isinstance(outcome, AckhubError):
                 raise outcome  # the transaction failed: nothing of it was stored
             answers.append(outcome)
@@ -182,9 +187,13 @@ class Exchange:
         delivery = await self.db.run(
             operations.redeliver, self.db, operator, delivery_id, self.clock.now_ms()
         )
-        self.breakers_reset(delivery.recipient)
-        self.dispatcher.wake()
+        self.redelivery_requested(delivery.recipient)
         return delivery
+
+    def redelivery_requested(self, recipient: str) -> None:
+        """After a redelivery's commit: send it now."""
+        self.breakers_reset(recipient)
+        self.dispatcher.wake()
 
     def breakers_reset(self, agency: str) -> None:
         """An operator asked for a delivery now: give the agency's circuit a fresh probe."""

@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
+from datetime import date
 
 from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
-from ackhub.core.errors import AckhubError, AlreadyExists
+from ackhub.core.errors import AckhubError, AlreadyExists, FieldViolation, InvalidArgument
 from ackhub.core.ids import new_id
 from ackhub.core.principal import Principal
 from ackhub.hub.config import RECORD_TYPE, RouteRecipient
+from ackhub.hub.exchange.catalogue import RecordTypeVersion, china_date
 from ackhub.hub.exchange.routing import Router
 from ackhub.hub.exchange.states import PENDING
 from ackhub.hub.exchange.validation import Violations
@@ -32,6 +34,18 @@ class PublishRequest:
     declaration_number: str
     content_type: str
     payload: bytes
+    schema_version: int = 0  # of the record type's schema; 0: its first version
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    """The schema version a record was published with is deprecated: taken until `end_date` (China
+    Standard Time), then refused; `replacement` is the type's current version."""
+
+    record_type: str
+    version: int
+    end_date: date
+    replacement: int
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,8 @@ class Receipt:
     accepted_ms: int
     deliveries: list[tuple[str, str]]  # (delivery id, recipient)
     replayed: bool
+    schema_version: int = 1
+    deprecation: Deprecation | None = None
 
 
 def validate(request: PublishRequest, max_payload_bytes: int) -> None:
@@ -61,6 +77,11 @@ def validate(request: PublishRequest, max_payload_bytes: int) -> None:
         bad.declaration_number("declaration_number", request.declaration_number)
     if request.content_type:
         bad.content_type("content_type", request.content_type)
+    if request.schema_version < 0:
+        bad.add(
+            "schema_version",
+            f"is a version number (1, 2, ...), or 0 for the first; got {request.schema_version}",
+        )
     if not request.payload:
         bad.add("payload", "is required and cannot be empty")
     elif len(request.payload) > max_payload_bytes:
@@ -89,14 +110,50 @@ def _replayed(first: Receipt, request_id: str, digest: str) -> Receipt:
                 "request_digest": f"sha256:{digest}",
             },
         )
-    return Receipt(first.record_id, first.digest, first.accepted_ms, first.deliveries, replayed=True)
+    return replace(first, replayed=True)
+
+
+def _deprecation(router: Router, record_type: str, version: int) -> Deprecation | None:
+    """What a receipt says about the schema version its record was published with (the same on a replay:
+    the catalogue's dates, not the clock)."""
+    found = router.catalogue.get(record_type, version)
+    current = router.catalogue.current(record_type)
+    if found is None or current is None or found.deprecated_until is None:
+        return None
+    return Deprecation(record_type, version, found.deprecated_until, current.version)
+
+
+def _check_recipients(version: RecordTypeVersion, recipients: list[RouteRecipient]) -> None:
+    """Every recipient of the route takes the record's schema version, or the publish is refused: a
+    recipient is never silently left out, and never sent a version it did not say it reads."""
+    refusing = [r for r in recipients if r.schema_versions and version.version not in r.schema_versions]
+    if refusing:
+        takes = "; ".join(
+            f"{r.agency} takes version {', '.join(map(str, r.schema_versions))}" for r in refusing
+        )
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "schema_version",
+                    f"{version.record_type} version {version.version} is not taken by every recipient "
+                    f"({takes}): publish a version they all take",
+                )
+            ],
+            reason="SCHEMA_VERSION_NOT_ROUTED",
+        )
 
 
 _RECORDS = table_of(RecordRow)
 _DELIVERIES = table_of(DeliveryRow)
 # Built once (see hub/store/bulk.py for why).
 _STORED = select(
-    _RECORDS.c.id, _RECORDS.c.publisher, _RECORDS.c.request_id, _RECORDS.c.digest, _RECORDS.c.accepted_ms
+    _RECORDS.c.id,
+    _RECORDS.c.publisher,
+    _RECORDS.c.request_id,
+    _RECORDS.c.digest,
+    _RECORDS.c.accepted_ms,
+    _RECORDS.c.record_type,
+    _RECORDS.c.schema_version,
 ).where(  # by publisher, then request ids: a row-value IN (publisher, request_id) makes SQLite scan records
     _RECORDS.c.publisher == bindparam("publisher"),
     _RECORDS.c.request_id.in_(bindparam("request_ids", expanding=True)),
@@ -108,7 +165,9 @@ _STORED_DELIVERIES = (
 )
 
 
-def _stored_receipts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Receipt]:
+def _stored_receipts(
+    session: Session, router: Router, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], Receipt]:
     """Receipts of records already stored under these (publisher, request id) pairs: one query per
     publisher in the batch, and one for the deliveries of what was found."""
     wanted: dict[str, list[str]] = {}
@@ -127,7 +186,15 @@ def _stored_receipts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple
     ):
         deliveries[record_id].append((delivery_id, recipient))
     return {
-        (r.publisher, r.request_id): Receipt(r.id, r.digest, r.accepted_ms, deliveries[r.id], False)
+        (r.publisher, r.request_id): Receipt(
+            r.id,
+            r.digest,
+            r.accepted_ms,
+            deliveries[r.id],
+            False,
+            r.schema_version,
+            _deprecation(router, r.record_type, r.schema_version),
+        )
         for r in records
     }
 
@@ -145,17 +212,24 @@ def publish_many(
             validate(item.request, max_payload)
             recipients = router.recipients(item.request.record_type, item.publisher.id)
             request = item.request  # the payload against its type's schema, before anything is stored
+            version = router.catalogue.version_for(request.record_type, request.schema_version)
+            if version is not None:
+                _check_recipients(version, recipients)
             content_type = router.catalogue.check_payload(
-                request.record_type, request.content_type, request.payload
+                request.record_type, request.content_type, request.payload, version
             )
         except AckhubError as refusal:
             answers[index] = refusal
             continue
-        if content_type != request.content_type:  # none given: the type's own
-            item = replace(item, request=replace(request, content_type=content_type))
+        # None given: the type's own content type and current version (what the record is stored with).
+        number = version.version if version is not None else (request.schema_version or 1)
+        if content_type != request.content_type or number != request.schema_version:
+            item = replace(item, request=replace(request, content_type=content_type, schema_version=number))
         digest = hashlib.sha256(item.request.payload).hexdigest()
         accepted.append((index, item, recipients, digest, item.request.request_id or new_id(item.now_ms)))
-    receipts = _stored_receipts(session, {(item.publisher.id, rid) for _, item, _, _, rid in accepted})
+    receipts = _stored_receipts(
+        session, router, {(item.publisher.id, rid) for _, item, _, _, rid in accepted}
+    )
     records: list[dict[str, object]] = []
     deliveries: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
@@ -167,11 +241,25 @@ def publish_many(
             except AckhubError as refusal:
                 answers[index] = refusal
             continue
+        version = router.catalogue.get(item.request.record_type, item.request.schema_version)
+        retired = version and router.catalogue.retired(version, china_date(item.now_ms))
+        if retired:  # past its last day: refused for a new record (a retry above got its receipt)
+            answers[index] = retired
+            continue
         record, its_deliveries = _new_record(router, item, recipients, digest, request_id)
         records.append(record)
         deliveries += its_deliveries
         pairs = [(str(d["id"]), str(d["recipient"])) for d in its_deliveries]
-        receipt = Receipt(str(record["id"]), digest, item.now_ms, pairs, False)
+        number = item.request.schema_version
+        receipt = Receipt(
+            str(record["id"]),
+            digest,
+            item.now_ms,
+            pairs,
+            False,
+            number,
+            _deprecation(router, item.request.record_type, number),
+        )
         receipts[(item.publisher.id, request_id)] = answers[index] = receipt
         events.append(
             audit_log.event_row(
@@ -181,6 +269,7 @@ def publish_many(
                 record_id=receipt.record_id,
                 data={
                     "record_type": record["record_type"],
+                    "schema_version": number,
                     "digest": f"sha256:{digest}",
                     "request_id": request_id,
                     "subject_uscc": record["subject_uscc"],
@@ -213,6 +302,7 @@ def _new_record(
         "payload": request.payload,
         "digest": digest,
         "accepted_ms": now_ms,
+        "schema_version": request.schema_version,
     }
     deliveries: list[dict[str, object]] = [
         {

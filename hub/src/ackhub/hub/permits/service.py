@@ -107,48 +107,54 @@ class Permits:
         log.info("permit.amended", permit_id=permit.id, version=permit.version, replayed=replayed)
         return permit, replayed
 
-    async def revoke(self, caller: Principal, kind: str, number: str, reason: str) -> PermitRow:
-        def run() -> PermitRow:
-            with self.db.transaction() as session:
-                return registration.revoke(
-                    session, caller, kind, number, reason, self.issuers, self.clock.now_ms()
-                )
+    def revoke_now(self, caller: Principal, kind: str, number: str, reason: str) -> PermitRow:
+        """`revoke` on a database thread (so that it can run inside an idempotent call's transaction,
+        hub/store/idempotency.py), without what follows the commit (`revoked`)."""
+        with self.db.transaction() as session:
+            return registration.revoke(
+                session, caller, kind, number, reason, self.issuers, self.clock.now_ms()
+            )
 
-        permit = await self.db.run(run)
-        log.info("permit.revoked", permit_id=permit.id, kind=kind, number=number)
+    def revoked(self, permit: PermitRow) -> None:
+        log.info("permit.revoked", permit_id=permit.id, kind=permit.kind, number=permit.number)
+
+    async def revoke(self, caller: Principal, kind: str, number: str, reason: str) -> PermitRow:
+        permit = await self.db.run(self.revoke_now, caller, kind, number, reason)
+        self.revoked(permit)
         return permit
 
-    async def get(self, kind: str, number: str) -> PermitView:
-        def run() -> PermitView | None:
-            with self.db.transaction() as session:
-                row = session.exec(
-                    select(PermitRow).where(PermitRow.kind == kind, PermitRow.number == number)
-                ).first()
-                if row is None:
-                    return None
-                lines = registration.lines(session, row.id)
-                balances = [
-                    (
-                        line.line_number,
-                        line.quantity_milli,
-                        line.drawn_milli,
-                        limit_of(line.quantity_milli, line.bulk, row.tolerance_permille) - line.drawn_milli,
-                        line.unit,
-                    )
-                    for line in lines
-                ]
-                return PermitView(
-                    from_json(row.document),
-                    row.key_id,
-                    row.signature,
-                    row,
-                    lines,
-                    registration.history(session, row.id),
-                    row.max_uses,
-                    balances,
+    def stored(self, kind: str, number: str) -> PermitView | None:
+        """The permit as stored (None when the hub holds no such permit), on a database thread."""
+        with self.db.transaction() as session:
+            row = session.exec(
+                select(PermitRow).where(PermitRow.kind == kind, PermitRow.number == number)
+            ).first()
+            if row is None:
+                return None
+            lines = registration.lines(session, row.id)
+            balances = [
+                (
+                    line.line_number,
+                    line.quantity_milli,
+                    line.drawn_milli,
+                    limit_of(line.quantity_milli, line.bulk, row.tolerance_permille) - line.drawn_milli,
+                    line.unit,
                 )
+                for line in lines
+            ]
+            return PermitView(
+                from_json(row.document),
+                row.key_id,
+                row.signature,
+                row,
+                lines,
+                registration.history(session, row.id),
+                row.max_uses,
+                balances,
+            )
 
-        view = await self.db.run(run)
+    async def get(self, kind: str, number: str) -> PermitView:
+        view = await self.db.run(self.stored, kind, number)
         if view is not None:
             return view
         if self.registries.can_look_up(kind):
@@ -235,17 +241,24 @@ class Permits:
             return outcome
         raise AssertionError("draw-down did not settle")
 
-    async def release(
+    def release_now(
         self, caller: Principal, draw_down_id: str, reason: str
     ) -> tuple[DrawDownRow, PermitRow, bool]:
-        def run() -> tuple[DrawDownRow, PermitRow, bool]:
-            with self.db.transaction() as session:
-                return drawdown.release(
-                    session, caller, draw_down_id, reason, self.issuers, self.usage, self.clock.now_ms()
-                )
+        """`release` on a database thread, without what follows the commit (`released`)."""
+        with self.db.transaction() as session:
+            return drawdown.release(
+                session, caller, draw_down_id, reason, self.issuers, self.usage, self.clock.now_ms()
+            )
 
-        draw, permit, already = await self.db.run(run)
+    def released(self, draw: DrawDownRow, permit: PermitRow, already: bool) -> None:
+        """After a release's commit: the release record goes out to the issuer."""
         if not already:
             self.exchange.dispatcher.wake()
         log.info("permit.draw_down_released", draw_down_id=draw.id, permit_id=permit.id, already=already)
+
+    async def release(
+        self, caller: Principal, draw_down_id: str, reason: str
+    ) -> tuple[DrawDownRow, PermitRow, bool]:
+        draw, permit, already = await self.db.run(self.release_now, caller, draw_down_id, reason)
+        self.released(draw, permit, already)
         return draw, permit, already

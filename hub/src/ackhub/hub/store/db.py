@@ -30,7 +30,7 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (tests/test_server.py checks it against Alembic's head): a store already
 # there starts without loading Alembic and its scripts, a fifth of a second of every start.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0011"
 PG_THREADS = 6  # database threads (each with its connection) of one hub process on PostgreSQL
 WAL_AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a commit would checkpoint by itself
 MIGRATION_LOCK = 0x6163_6B68_7576  # advisory lock: one migration at a time on one database
@@ -254,10 +254,20 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
+        """A unit of work. Opened inside another on the same thread, it is that one (a use case run within
+        `hub.store.idempotency.once` commits with the record of its answer, or not at all)."""
+        outer: Session | None = getattr(self._local, "session", None)
+        if outer is not None:
+            yield outer
+            return
         writer = self._writer()
         bind = self.engine if writer is None else writer
         with Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
+            self._local.session = session
+            try:
+                yield session
+            finally:
+                self._local.session = None
 
     def _mark_writer(self) -> None:
         self._local.writer = True

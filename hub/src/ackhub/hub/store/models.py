@@ -56,6 +56,11 @@ class RecordRow(SQLModel, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     digest: str = Field(max_length=64)  # lower-case hex SHA-256 of payload
     accepted_ms: int = Field(sa_column=_ms(index=True))
+    # The version of the record type's schema the payload was checked against (records stored before
+    # versions were recorded were all version 1: the only one any type had).
+    schema_version: int = Field(
+        default=1, sa_column=Column(SmallInteger, nullable=False, server_default=text("1"))
+    )
 
 
 # Delivery states that stay rare however many records are stored (in flight, or rejected): indexed by
@@ -415,6 +420,21 @@ class HubSecretRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_ms: int = Field(sa_column=_ms())
+
+
+class IdempotentRequestRow(SQLModel, table=True):
+    """One mutating call made with a `request_id` (AIP-155): the digest of what was asked and the response
+    that was answered, so that the same request again gets the same answer and another request under the
+    same id is refused (hub/store/idempotency.py). Written in the transaction of the change itself."""
+
+    __tablename__ = "idempotent_requests"
+
+    caller: str = Field(primary_key=True, max_length=160)  # the principal's actor, e.g. "operator:alice"
+    rpc: str = Field(primary_key=True, max_length=64)  # the method name, e.g. "ResolveEscalation"
+    request_id: str = Field(primary_key=True, max_length=64)
+    request_digest: str = Field(max_length=64)  # hex SHA-256 of the request without its request_id
+    response: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the serialized response
+    created_ms: int = Field(sa_column=_ms(index=True))
 
 
 # The cases' tables live in their own module; imported here so that one metadata holds every table.
