@@ -47,10 +47,10 @@ demo: $(VENV)/.installed ## run the hub with simulated agencies and watch delive
 serve: $(VENV)/.installed ## run the hub with CONFIG (default examples/demo.toml)
 	$(VENV)/bin/ackhub serve --config $(CONFIG)
 
-proto: $(VENV)/.installed ## regenerate proto/src/ackhub/v1 (the ackhub-proto distribution) from proto/
+proto: $(VENV)/.installed $(BUF) ## regenerate proto/src/ackhub/v1 (the ackhub-proto distribution) from proto/
 	$(PY) scripts/gen_proto.py
 
-proto-check: $(VENV)/.installed
+proto-check: $(VENV)/.installed $(BUF)
 	$(PY) scripts/gen_proto.py --check
 
 docs: $(VENV)/.installed ## render docs/record-types.md from the record type catalogue (adapters/src/ackhub/adapters/schemas/)

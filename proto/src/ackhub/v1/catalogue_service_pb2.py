@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!ackhub/v1/catalogue_service.proto\x12\tackhub.v1\x1a\x1fgoogle/api/field_behavior.proto\"\xa2\x01\n\nRecordType\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x15\n\x07\x61\x64\x61pter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x63urrent_version\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x34\n\x08versions\x18\x04 \x03(\x0b\x32\x1c.ackhub.v1.RecordTypeVersionB\x04\xe2\x41\x01\x03\x12\x14\n\x06routed\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\"\xe9\x01\n\x11RecordTypeVersion\x12\x15\n\x07version\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05title\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cmessage_type\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bjson_schema\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x65xamples\x18\x07 \x03(\x0c\x42\x04\xe2\x41\x01\x03\x12\"\n\x14\x64\x65precation_end_date\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\"K\n\x16ListRecordTypesRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"k\n\x17ListRecordTypesResponse\x12\x31\n\x0crecord_types\x18\x01 \x03(\x0b\x32\x15.ackhub.v1.RecordTypeB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"*\n\x14GetRecordTypeRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x15GetRecordTypeResponse\x12\x30\n\x0brecord_type\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.RecordTypeB\x04\xe2\x41\x01\x03\x32\xc0\x01\n\x10\x43\x61talogueService\x12X\n\x0fListRecordTypes\x12!.ackhub.v1.ListRecordTypesRequest\x1a\".ackhub.v1.ListRecordTypesResponse\x12R\n\rGetRecordType\x12\x1f.ackhub.v1.GetRecordTypeRequest\x1a .ackhub.v1.GetRecordTypeResponseB\x87\x01\n\rorg.ackhub.v1B\x15\x43\x61talogueServiceProtoP\x01Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\xa2\x02\x03\x41HX\xaa\x02\tAckhub.V1\xca\x02\tAckhub\\V1\xea\x02\nAckhub::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!ackhub/v1/catalogue_service.proto\x12\tackhub.v1\x1a\x1fgoogle/api/field_behavior.proto\"\xd3\x01\n\nRecordType\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x04name\x12\x1e\n\x07\x61\x64\x61pter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x07\x61\x64\x61pter\x12-\n\x0f\x63urrent_version\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x0e\x63urrentVersion\x12>\n\x08versions\x18\x04 \x03(\x0b\x32\x1c.ackhub.v1.RecordTypeVersionB\x04\xe2\x41\x01\x03R\x08versions\x12\x1c\n\x06routed\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03R\x06routed\"\xca\x02\n\x11RecordTypeVersion\x12\x1e\n\x07version\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x07version\x12\x1a\n\x05title\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x05title\x12&\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\x0b\x64\x65scription\x12\'\n\x0c\x63ontent_type\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x0b\x63ontentType\x12\'\n\x0cmessage_type\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03R\x0bmessageType\x12%\n\x0bjson_schema\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03R\njsonSchema\x12 \n\x08\x65xamples\x18\x07 \x03(\x0c\x42\x04\xe2\x41\x01\x03R\x08\x65xamples\x12\x36\n\x14\x64\x65precation_end_date\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03R\x12\x64\x65precationEndDate\"`\n\x16ListRecordTypesRequest\x12!\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"\x87\x01\n\x17ListRecordTypesResponse\x12>\n\x0crecord_types\x18\x01 \x03(\x0b\x32\x15.ackhub.v1.RecordTypeB\x04\xe2\x41\x01\x03R\x0brecordTypes\x12,\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\rnextPageToken\"0\n\x14GetRecordTypeRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\"U\n\x15GetRecordTypeResponse\x12<\n\x0brecord_type\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.RecordTypeB\x04\xe2\x41\x01\x03R\nrecordType2\xc0\x01\n\x10\x43\x61talogueService\x12X\n\x0fListRecordTypes\x12!.ackhub.v1.ListRecordTypesRequest\x1a\".ackhub.v1.ListRecordTypesResponse\x12R\n\rGetRecordType\x12\x1f.ackhub.v1.GetRecordTypeRequest\x1a .ackhub.v1.GetRecordTypeResponseB\x87\x01\n\rorg.ackhub.v1B\x15\x43\x61talogueServiceProtoP\x01Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\xa2\x02\x03\x41HX\xaa\x02\tAckhub.V1\xca\x02\tAckhub\\V1\xea\x02\nAckhub::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -72,17 +72,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRECORDTYPERESPONSE'].fields_by_name['record_type']._loaded_options = None
   _globals['_GETRECORDTYPERESPONSE'].fields_by_name['record_type']._serialized_options = b'\342A\001\003'
   _globals['_RECORDTYPE']._serialized_start=82
-  _globals['_RECORDTYPE']._serialized_end=244
-  _globals['_RECORDTYPEVERSION']._serialized_start=247
-  _globals['_RECORDTYPEVERSION']._serialized_end=480
-  _globals['_LISTRECORDTYPESREQUEST']._serialized_start=482
-  _globals['_LISTRECORDTYPESREQUEST']._serialized_end=557
-  _globals['_LISTRECORDTYPESRESPONSE']._serialized_start=559
-  _globals['_LISTRECORDTYPESRESPONSE']._serialized_end=666
-  _globals['_GETRECORDTYPEREQUEST']._serialized_start=668
-  _globals['_GETRECORDTYPEREQUEST']._serialized_end=710
-  _globals['_GETRECORDTYPERESPONSE']._serialized_start=712
-  _globals['_GETRECORDTYPERESPONSE']._serialized_end=785
-  _globals['_CATALOGUESERVICE']._serialized_start=788
-  _globals['_CATALOGUESERVICE']._serialized_end=980
+  _globals['_RECORDTYPE']._serialized_end=293
+  _globals['_RECORDTYPEVERSION']._serialized_start=296
+  _globals['_RECORDTYPEVERSION']._serialized_end=626
+  _globals['_LISTRECORDTYPESREQUEST']._serialized_start=628
+  _globals['_LISTRECORDTYPESREQUEST']._serialized_end=724
+  _globals['_LISTRECORDTYPESRESPONSE']._serialized_start=727
+  _globals['_LISTRECORDTYPESRESPONSE']._serialized_end=862
+  _globals['_GETRECORDTYPEREQUEST']._serialized_start=864
+  _globals['_GETRECORDTYPEREQUEST']._serialized_end=912
+  _globals['_GETRECORDTYPERESPONSE']._serialized_start=914
+  _globals['_GETRECORDTYPERESPONSE']._serialized_end=999
+  _globals['_CATALOGUESERVICE']._serialized_start=1002
+  _globals['_CATALOGUESERVICE']._serialized_end=1194
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ackhub/v1/operations_service.proto\x12\tackhub.v1\x1a\x15\x61\x63khub/v1/types.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n\x0e\x45scalationNote\x12\x14\n\x06\x61uthor\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xdd\x04\n\nEscalation\x12\x1b\n\rescalation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x19\n\x0b\x64\x65livery_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\trecord_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\trecipient\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05level\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x31\n\x06reason\x18\x06 \x01(\x0e\x32\x1b.ackhub.v1.EscalationReasonB\x04\xe2\x41\x01\x03\x12/\n\x05state\x18\x07 \x01(\x0e\x32\x1a.ackhub.v1.EscalationStateB\x04\xe2\x41\x01\x03\x12\x33\n\topen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x38\n\x0enext_step_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nclose_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x18\n\nresolution\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bresolved_by\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x31\n\x08lateness\x18\r \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12.\n\x05notes\x18\x0e \x03(\x0b\x32\x19.ackhub.v1.EscalationNoteB\x04\xe2\x41\x01\x03\x12\x14\n\x06\x64\x65tail\x18\x0f \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0brecord_type\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\"\xae\x01\n\x16ListEscalationsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12/\n\x05state\x18\x03 \x01(\x0e\x32\x1a.ackhub.v1.EscalationStateB\x04\xe2\x41\x01\x01\x12\x17\n\trecipient\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tmin_level\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01\"j\n\x17ListEscalationsResponse\x12\x30\n\x0b\x65scalations\x18\x01 \x03(\x0b\x32\x15.ackhub.v1.EscalationB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"3\n\x14GetEscalationRequest\x12\x1b\n\rescalation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x15GetEscalationResponse\x12/\n\nescalation\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.EscalationB\x04\xe2\x41\x01\x03\"g\n\x18ResolveEscalationRequest\x12\x1b\n\rescalation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"L\n\x19ResolveEscalationResponse\x12/\n\nescalation\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.EscalationB\x04\xe2\x41\x01\x03\"e\n\x18\x41\x64\x64\x45scalationNoteRequest\x12\x1b\n\rescalation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"L\n\x19\x41\x64\x64\x45scalationNoteResponse\x12/\n\nescalation\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.EscalationB\x04\xe2\x41\x01\x03\"O\n\x18RedeliverDeliveryRequest\x12\x19\n\x0b\x64\x65livery_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"H\n\x19RedeliverDeliveryResponse\x12+\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x13.ackhub.v1.DeliveryB\x04\xe2\x41\x01\x03*\xfb\x01\n\x10\x45scalationReason\x12!\n\x1d\x45SCALATION_REASON_UNSPECIFIED\x10\x00\x12\'\n#ESCALATION_REASON_DEADLINE_EXCEEDED\x10\x01\x12(\n$ESCALATION_REASON_ATTEMPTS_EXHAUSTED\x10\x02\x12\x1e\n\x1a\x45SCALATION_REASON_REJECTED\x10\x03\x12*\n&ESCALATION_REASON_ABORTED_BY_RECIPIENT\x10\x04\x12%\n!ESCALATION_REASON_WITNESS_REFUSED\x10\x05*\x91\x01\n\x0f\x45scalationState\x12 \n\x1c\x45SCALATION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45SCALATION_STATE_OPEN\x10\x01\x12\x1d\n\x19\x45SCALATION_STATE_RESOLVED\x10\x02\x12\"\n\x1e\x45SCALATION_STATE_CLOSED_BY_ACK\x10\x03\x32\xe1\x03\n\x11OperationsService\x12X\n\x0fListEscalations\x12!.ackhub.v1.ListEscalationsRequest\x1a\".ackhub.v1.ListEscalationsResponse\x12R\n\rGetEscalation\x12\x1f.ackhub.v1.GetEscalationRequest\x1a .ackhub.v1.GetEscalationResponse\x12^\n\x11ResolveEscalation\x12#.ackhub.v1.ResolveEscalationRequest\x1a$.ackhub.v1.ResolveEscalationResponse\x12^\n\x11\x41\x64\x64\x45scalationNote\x12#.ackhub.v1.AddEscalationNoteRequest\x1a$.ackhub.v1.AddEscalationNoteResponse\x12^\n\x11RedeliverDelivery\x12#.ackhub.v1.RedeliverDeliveryRequest\x1a$.ackhub.v1.RedeliverDeliveryResponseB\x88\x01\n\rorg.ackhub.v1B\x16OperationsServiceProtoP\x01Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\xa2\x02\x03\x41HX\xaa\x02\tAckhub.V1\xca\x02\tAckhub\\V1\xea\x02\nAckhub::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ackhub/v1/operations_service.proto\x12\tackhub.v1\x1a\x15\x61\x63khub/v1/types.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n\x0e\x45scalationNote\x12\x1c\n\x06\x61uthor\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06\x61uthor\x12\x18\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x04text\x12\x41\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\"\x82\x06\n\nEscalation\x12)\n\rescalation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x0c\x65scalationId\x12%\n\x0b\x64\x65livery_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\ndeliveryId\x12!\n\trecord_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\x08recordId\x12\"\n\trecipient\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\trecipient\x12\x1a\n\x05level\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x05level\x12\x39\n\x06reason\x18\x06 \x01(\x0e\x32\x1b.ackhub.v1.EscalationReasonB\x04\xe2\x41\x01\x03R\x06reason\x12\x36\n\x05state\x18\x07 \x01(\x0e\x32\x1a.ackhub.v1.EscalationStateB\x04\xe2\x41\x01\x03R\x05state\x12=\n\topen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x08openTime\x12\x46\n\x0enext_step_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x0cnextStepTime\x12?\n\nclose_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tcloseTime\x12$\n\nresolution\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03R\nresolution\x12%\n\x0bresolved_by\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03R\nresolvedBy\x12;\n\x08lateness\x18\r \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03R\x08lateness\x12\x35\n\x05notes\x18\x0e \x03(\x0b\x32\x19.ackhub.v1.EscalationNoteB\x04\xe2\x41\x01\x03R\x05notes\x12\x1c\n\x06\x64\x65tail\x18\x0f \x01(\tB\x04\xe2\x41\x01\x03R\x06\x64\x65tail\x12%\n\x0brecord_type\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03R\nrecordType\"\xdf\x01\n\x16ListEscalationsRequest\x12!\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\x12\x36\n\x05state\x18\x03 \x01(\x0e\x32\x1a.ackhub.v1.EscalationStateB\x04\xe2\x41\x01\x01R\x05state\x12\"\n\trecipient\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\trecipient\x12!\n\tmin_level\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08minLevel\"\x86\x01\n\x17ListEscalationsResponse\x12=\n\x0b\x65scalations\x18\x01 \x03(\x0b\x32\x15.ackhub.v1.EscalationB\x04\xe2\x41\x01\x03R\x0b\x65scalations\x12,\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\rnextPageToken\"A\n\x14GetEscalationRequest\x12)\n\rescalation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x65scalationId\"T\n\x15GetEscalationResponse\x12;\n\nescalation\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.EscalationB\x04\xe2\x41\x01\x03R\nescalation\"\x88\x01\n\x18ResolveEscalationRequest\x12)\n\rescalation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x65scalationId\x12\x1c\n\x06reason\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06reason\x12#\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\"X\n\x19ResolveEscalationResponse\x12;\n\nescalation\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.EscalationB\x04\xe2\x41\x01\x03R\nescalation\"\x84\x01\n\x18\x41\x64\x64\x45scalationNoteRequest\x12)\n\rescalation_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x65scalationId\x12\x18\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04text\x12#\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\"X\n\x19\x41\x64\x64\x45scalationNoteResponse\x12;\n\nescalation\x18\x01 \x01(\x0b\x32\x15.ackhub.v1.EscalationB\x04\xe2\x41\x01\x03R\nescalation\"f\n\x18RedeliverDeliveryRequest\x12%\n\x0b\x64\x65livery_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\ndeliveryId\x12#\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\"R\n\x19RedeliverDeliveryResponse\x12\x35\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x13.ackhub.v1.DeliveryB\x04\xe2\x41\x01\x03R\x08\x64\x65livery*\xfb\x01\n\x10\x45scalationReason\x12!\n\x1d\x45SCALATION_REASON_UNSPECIFIED\x10\x00\x12\'\n#ESCALATION_REASON_DEADLINE_EXCEEDED\x10\x01\x12(\n$ESCALATION_REASON_ATTEMPTS_EXHAUSTED\x10\x02\x12\x1e\n\x1a\x45SCALATION_REASON_REJECTED\x10\x03\x12*\n&ESCALATION_REASON_ABORTED_BY_RECIPIENT\x10\x04\x12%\n!ESCALATION_REASON_WITNESS_REFUSED\x10\x05*\x91\x01\n\x0f\x45scalationState\x12 \n\x1c\x45SCALATION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45SCALATION_STATE_OPEN\x10\x01\x12\x1d\n\x19\x45SCALATION_STATE_RESOLVED\x10\x02\x12\"\n\x1e\x45SCALATION_STATE_CLOSED_BY_ACK\x10\x03\x32\xe1\x03\n\x11OperationsService\x12X\n\x0fListEscalations\x12!.ackhub.v1.ListEscalationsRequest\x1a\".ackhub.v1.ListEscalationsResponse\x12R\n\rGetEscalation\x12\x1f.ackhub.v1.GetEscalationRequest\x1a .ackhub.v1.GetEscalationResponse\x12^\n\x11ResolveEscalation\x12#.ackhub.v1.ResolveEscalationRequest\x1a$.ackhub.v1.ResolveEscalationResponse\x12^\n\x11\x41\x64\x64\x45scalationNote\x12#.ackhub.v1.AddEscalationNoteRequest\x1a$.ackhub.v1.AddEscalationNoteResponse\x12^\n\x11RedeliverDelivery\x12#.ackhub.v1.RedeliverDeliveryRequest\x1a$.ackhub.v1.RedeliverDeliveryResponseB\x88\x01\n\rorg.ackhub.v1B\x16OperationsServiceProtoP\x01Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\xa2\x02\x03\x41HX\xaa\x02\tAckhub.V1\xca\x02\tAckhub\\V1\xea\x02\nAckhub::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -114,34 +114,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REDELIVERDELIVERYREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
   _globals['_REDELIVERDELIVERYRESPONSE'].fields_by_name['delivery']._loaded_options = None
   _globals['_REDELIVERDELIVERYRESPONSE'].fields_by_name['delivery']._serialized_options = b'\342A\001\003'
-  _globals['_ESCALATIONREASON']._serialized_start=1825
-  _globals['_ESCALATIONREASON']._serialized_end=2076
-  _globals['_ESCALATIONSTATE']._serialized_start=2079
-  _globals['_ESCALATIONSTATE']._serialized_end=2224
-  _globals['_ESCALATIONNOTE']._serialized_start=170
-  _globals['_ESCALATIONNOTE']._serialized_end=283
-  _globals['_ESCALATION']._serialized_start=286
-  _globals['_ESCALATION']._serialized_end=891
-  _globals['_LISTESCALATIONSREQUEST']._serialized_start=894
-  _globals['_LISTESCALATIONSREQUEST']._serialized_end=1068
-  _globals['_LISTESCALATIONSRESPONSE']._serialized_start=1070
-  _globals['_LISTESCALATIONSRESPONSE']._serialized_end=1176
-  _globals['_GETESCALATIONREQUEST']._serialized_start=1178
-  _globals['_GETESCALATIONREQUEST']._serialized_end=1229
-  _globals['_GETESCALATIONRESPONSE']._serialized_start=1231
-  _globals['_GETESCALATIONRESPONSE']._serialized_end=1303
-  _globals['_RESOLVEESCALATIONREQUEST']._serialized_start=1305
-  _globals['_RESOLVEESCALATIONREQUEST']._serialized_end=1408
-  _globals['_RESOLVEESCALATIONRESPONSE']._serialized_start=1410
-  _globals['_RESOLVEESCALATIONRESPONSE']._serialized_end=1486
-  _globals['_ADDESCALATIONNOTEREQUEST']._serialized_start=1488
-  _globals['_ADDESCALATIONNOTEREQUEST']._serialized_end=1589
-  _globals['_ADDESCALATIONNOTERESPONSE']._serialized_start=1591
-  _globals['_ADDESCALATIONNOTERESPONSE']._serialized_end=1667
-  _globals['_REDELIVERDELIVERYREQUEST']._serialized_start=1669
-  _globals['_REDELIVERDELIVERYREQUEST']._serialized_end=1748
-  _globals['_REDELIVERDELIVERYRESPONSE']._serialized_start=1750
-  _globals['_REDELIVERDELIVERYRESPONSE']._serialized_end=1822
-  _globals['_OPERATIONSSERVICE']._serialized_start=2227
-  _globals['_OPERATIONSSERVICE']._serialized_end=2708
+  _globals['_ESCALATIONREASON']._serialized_start=2244
+  _globals['_ESCALATIONREASON']._serialized_end=2495
+  _globals['_ESCALATIONSTATE']._serialized_start=2498
+  _globals['_ESCALATIONSTATE']._serialized_end=2643
+  _globals['_ESCALATIONNOTE']._serialized_start=171
+  _globals['_ESCALATIONNOTE']._serialized_end=310
+  _globals['_ESCALATION']._serialized_start=313
+  _globals['_ESCALATION']._serialized_end=1083
+  _globals['_LISTESCALATIONSREQUEST']._serialized_start=1086
+  _globals['_LISTESCALATIONSREQUEST']._serialized_end=1309
+  _globals['_LISTESCALATIONSRESPONSE']._serialized_start=1312
+  _globals['_LISTESCALATIONSRESPONSE']._serialized_end=1446
+  _globals['_GETESCALATIONREQUEST']._serialized_start=1448
+  _globals['_GETESCALATIONREQUEST']._serialized_end=1513
+  _globals['_GETESCALATIONRESPONSE']._serialized_start=1515
+  _globals['_GETESCALATIONRESPONSE']._serialized_end=1599
+  _globals['_RESOLVEESCALATIONREQUEST']._serialized_start=1602
+  _globals['_RESOLVEESCALATIONREQUEST']._serialized_end=1738
+  _globals['_RESOLVEESCALATIONRESPONSE']._serialized_start=1740
+  _globals['_RESOLVEESCALATIONRESPONSE']._serialized_end=1828
+  _globals['_ADDESCALATIONNOTEREQUEST']._serialized_start=1831
+  _globals['_ADDESCALATIONNOTEREQUEST']._serialized_end=1963
+  _globals['_ADDESCALATIONNOTERESPONSE']._serialized_start=1965
+  _globals['_ADDESCALATIONNOTERESPONSE']._serialized_end=2053
+  _globals['_REDELIVERDELIVERYREQUEST']._serialized_start=2055
+  _globals['_REDELIVERDELIVERYREQUEST']._serialized_end=2157
+  _globals['_REDELIVERDELIVERYRESPONSE']._serialized_start=2159
+  _globals['_REDELIVERDELIVERYRESPONSE']._serialized_end=2241
+  _globals['_OPERATIONSSERVICE']._serialized_start=2646
+  _globals['_OPERATIONSSERVICE']._serialized_end=3127
 # @@protoc_insertion_point(module_scope)

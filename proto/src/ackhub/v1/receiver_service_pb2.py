@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ackhub/v1/receiver_service.proto\x12\tackhub.v1\x1a\x15\x61\x63khub/v1/types.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa6\x01\n\x16ReceiveDeliveryRequest\x12\x19\n\x0b\x64\x65livery_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61ttempt\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\x12\'\n\x06record\x18\x03 \x01(\x0b\x32\x11.ackhub.v1.RecordB\x04\xe2\x41\x01\x02\x12\x31\n\x0erequired_level\x18\x04 \x01(\x0e\x32\x13.ackhub.v1.AckLevelB\x04\xe2\x41\x01\x02\"\xa4\x01\n\x17ReceiveDeliveryResponse\x12\x35\n\x0f\x61\x63knowledgement\x18\x01 \x01(\x0b\x32\x1a.ackhub.v1.AcknowledgementH\x00\x12\x30\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x16\n\x0c\x61\x62ort_reason\x18\x03 \x01(\tH\x00\x42\x08\n\x06\x61nswer2k\n\x0fReceiverService\x12X\n\x0fReceiveDelivery\x12!.ackhub.v1.ReceiveDeliveryRequest\x1a\".ackhub.v1.ReceiveDeliveryResponseB\x86\x01\n\rorg.ackhub.v1B\x14ReceiverServiceProtoP\x01Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\xa2\x02\x03\x41HX\xaa\x02\tAckhub.V1\xca\x02\tAckhub\\V1\xea\x02\nAckhub::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ackhub/v1/receiver_service.proto\x12\tackhub.v1\x1a\x15\x61\x63khub/v1/types.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\"\xd2\x01\n\x16ReceiveDeliveryRequest\x12%\n\x0b\x64\x65livery_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\ndeliveryId\x12\x1e\n\x07\x61ttempt\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02R\x07\x61ttempt\x12/\n\x06record\x18\x03 \x01(\x0b\x32\x11.ackhub.v1.RecordB\x04\xe2\x41\x01\x02R\x06record\x12@\n\x0erequired_level\x18\x04 \x01(\x0e\x32\x13.ackhub.v1.AckLevelB\x04\xe2\x41\x01\x02R\rrequiredLevel\"\xce\x01\n\x17ReceiveDeliveryResponse\x12\x46\n\x0f\x61\x63knowledgement\x18\x01 \x01(\x0b\x32\x1a.ackhub.v1.AcknowledgementH\x00R\x0f\x61\x63knowledgement\x12<\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00R\nretryAfter\x12#\n\x0c\x61\x62ort_reason\x18\x03 \x01(\tH\x00R\x0b\x61\x62ortReasonB\x08\n\x06\x61nswer2k\n\x0fReceiverService\x12X\n\x0fReceiveDelivery\x12!.ackhub.v1.ReceiveDeliveryRequest\x1a\".ackhub.v1.ReceiveDeliveryResponseB\x86\x01\n\rorg.ackhub.v1B\x14ReceiverServiceProtoP\x01Z2github.com/ackhub/ackhub/gen/go/ackhub/v1;ackhubv1\xa2\x02\x03\x41HX\xaa\x02\tAckhub.V1\xca\x02\tAckhub\\V1\xea\x02\nAckhub::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,9 +44,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECEIVEDELIVERYREQUEST'].fields_by_name['required_level']._loaded_options = None
   _globals['_RECEIVEDELIVERYREQUEST'].fields_by_name['required_level']._serialized_options = b'\342A\001\002'
   _globals['_RECEIVEDELIVERYREQUEST']._serialized_start=136
-  _globals['_RECEIVEDELIVERYREQUEST']._serialized_end=302
-  _globals['_RECEIVEDELIVERYRESPONSE']._serialized_start=305
-  _globals['_RECEIVEDELIVERYRESPONSE']._serialized_end=469
-  _globals['_RECEIVERSERVICE']._serialized_start=471
-  _globals['_RECEIVERSERVICE']._serialized_end=578
+  _globals['_RECEIVEDELIVERYREQUEST']._serialized_end=346
+  _globals['_RECEIVEDELIVERYRESPONSE']._serialized_start=349
+  _globals['_RECEIVEDELIVERYRESPONSE']._serialized_end=555
+  _globals['_RECEIVERSERVICE']._serialized_start=557
+  _globals['_RECEIVERSERVICE']._serialized_end=664
 # @@protoc_insertion_point(module_scope)
