@@ -95,6 +95,7 @@ def test_every_field_says_its_behaviour() -> None:
     google.api.field_behavior, taken from googleapis-common-protos."""
     from ackhub.v1 import (
         audit_service_pb2,
+        case_service_pb2,
         catalogue_service_pb2,
         exchange_service_pb2,
         operations_service_pb2,
@@ -108,6 +109,7 @@ def test_every_field_says_its_behaviour() -> None:
     missing = []
     modules = (
         audit_service_pb2,
+        case_service_pb2,
         catalogue_service_pb2,
         exchange_service_pb2,
         operations_service_pb2,
