@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from ackhub.audit.acks import public_key_base64
+from ackhub.audit.acks import private_key_pem, public_key_base64
 from ackhub.core.clock import ManualClock
-from tests.harness import RunningHub, start_hub
-from tests.test_trace import ALPHA, DECLARATION, _delivered, _token, _with_tokens
+from ackhub.v1 import exchange_service_pb2 as exchange_pb
+from ackhub.v1 import types_pb2
+from tests.harness import RunningHub, key_id, private_key, start_hub, wait_for
+from tests.test_trace import ALPHA, DECLARATION, _delivered, _publish, _token, _with_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 # What `pip install ackhub-client` may bring: the client, the contract, the audit formats, and gRPC,
@@ -166,3 +168,36 @@ def test_every_imported_library_is_declared_where_it_is_imported(folder: str) ->
         if not {_normal(name) for name in providers.get(module, [])} & _declared(ROOT / folder)
     }
     assert not missing or (generated and set(missing) <= {"grpc", "google"}), missing
+
+
+def test_the_partners_test_agency_acknowledges_what_it_receives(
+    traced: RunningHub, clock: ManualClock, tmp_path: Path
+) -> None:
+    """`ackhub-client test-agency` subscribes as tax with tax's key and answers a delivery RECEIVED then
+    ACCEPTED, signed; the hub verifies both and the delivery is ACCEPTED."""
+    key_file = tmp_path / "tax.pem"
+    key_file.write_text(private_key_pem(private_key("tax")))
+    options = ["--agency", "tax", "--key-id", key_id("tax"), "--key-file", str(key_file), "--stop-after", "1"]
+    agency = subprocess.Popen(
+        [sys.executable, "-m", "ackhub.client.cli", "test-agency", "--target", traced.target, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        record_id = _publish(traced, ALPHA)
+
+        def tax_state() -> int:
+            answer = traced.exchange_stub.GetRecord(
+                exchange_pb.GetRecordRequest(record_id=record_id), metadata=traced.as_operator()
+            )
+            return next(d.state for d in answer.deliveries if d.recipient == "tax")
+
+        wait_for(lambda: tax_state() == types_pb2.DELIVERY_STATE_ACCEPTED, what="tax ACCEPTED")
+        out, _ = agency.communicate(timeout=30)
+        assert agency.returncode == 0
+        assert "customs.export_declaration.released → accept" in out
+    finally:
+        if agency.poll() is None:
+            agency.kill()
+            agency.communicate()
