@@ -287,7 +287,7 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
         permits = self.permits
 
         def change() -> tuple[pb.RevokePermitResponse, PermitRow]:
-            permit = permits.revoke_now(caller, request.kind, request.number, request.reason)
+            permit = permits.revoke(caller, request.kind, request.number, request.reason)
             view = permits.stored(permit.kind, permit.number)
             assert view is not None  # just revoked, in this transaction
             return pb.RevokePermitResponse(permit=permit_message(view)), permit
@@ -399,7 +399,7 @@ class PermitServicer(pb_grpc.PermitServiceServicer):
         permits = self.permits
 
         def change() -> tuple[pb.ReleaseDrawDownResponse, tuple[DrawDownRow, PermitRow, bool]]:
-            draw, permit, already = permits.release_now(caller, request.draw_down_id, request.reason)
+            draw, permit, already = permits.release(caller, request.draw_down_id, request.reason)
             response = pb.ReleaseDrawDownResponse(
                 draw_down=draw_down_message(draw, permit.kind, permit.number), already_released=already
             )

@@ -107,9 +107,9 @@ class Permits:
         log.info("permit.amended", permit_id=permit.id, version=permit.version, replayed=replayed)
         return permit, replayed
 
-    def revoke_now(self, caller: Principal, kind: str, number: str, reason: str) -> PermitRow:
-        """`revoke` on a database thread (so that it can run inside an idempotent call's transaction,
-        hub/store/idempotency.py), without what follows the commit (`revoked`)."""
+    def revoke(self, caller: Principal, kind: str, number: str, reason: str) -> PermitRow:
+        """Revokes a permit, on a database thread (so that it runs inside an idempotent call's transaction,
+        hub/store/idempotency.py); `revoked` follows the commit."""
         with self.db.transaction() as session:
             return registration.revoke(
                 session, caller, kind, number, reason, self.issuers, self.clock.now_ms()
@@ -117,11 +117,6 @@ class Permits:
 
     def revoked(self, permit: PermitRow) -> None:
         log.info("permit.revoked", permit_id=permit.id, kind=permit.kind, number=permit.number)
-
-    async def revoke(self, caller: Principal, kind: str, number: str, reason: str) -> PermitRow:
-        permit = await self.db.run(self.revoke_now, caller, kind, number, reason)
-        self.revoked(permit)
-        return permit
 
     def stored(self, kind: str, number: str) -> PermitView | None:
         """The permit as stored (None when the hub holds no such permit), on a database thread."""
@@ -241,10 +236,11 @@ class Permits:
             return outcome
         raise AssertionError("draw-down did not settle")
 
-    def release_now(
+    def release(
         self, caller: Principal, draw_down_id: str, reason: str
     ) -> tuple[DrawDownRow, PermitRow, bool]:
-        """`release` on a database thread, without what follows the commit (`released`)."""
+        """Gives a draw-down back, on a database thread (inside an idempotent call's transaction);
+        `released` follows the commit."""
         with self.db.transaction() as session:
             return drawdown.release(
                 session, caller, draw_down_id, reason, self.issuers, self.usage, self.clock.now_ms()
@@ -255,10 +251,3 @@ class Permits:
         if not already:
             self.exchange.dispatcher.wake()
         log.info("permit.draw_down_released", draw_down_id=draw.id, permit_id=permit.id, already=already)
-
-    async def release(
-        self, caller: Principal, draw_down_id: str, reason: str
-    ) -> tuple[DrawDownRow, PermitRow, bool]:
-        draw, permit, already = await self.db.run(self.release_now, caller, draw_down_id, reason)
-        self.released(draw, permit, already)
-        return draw, permit, already
