@@ -1,0 +1,17 @@
+"""Building the portal for the console's server: its sign-in methods from the settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hub.auth.jwt import Tokens
+from hub.portal.app import Portal
+
+if TYPE_CHECKING:
+    from hub.server import HubServer
+
+
+def make_portal(hub: HubServer, secret: bytes, tokens: Tokens | None) -> Portal:
+    settings = hub.settings.portal
+    assert settings is not None
+    return Portal(hub, secret, tokens)

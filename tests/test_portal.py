@@ -1,0 +1,161 @@
+"""The enterprise portal over HTTP (no browser): an enterprise sees only its own records, the console's
+protections apply (cookie flags, CSP, CSRF), the verification page answers every malformed upload with a
+message and never a 500, and sign-in and verification are rate-limited per client address, with buckets
+shared by every hub process on one database and forgotten when idle."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from hub.clock import ManualClock
+from hub.portal.session import SESSION_COOKIE
+from hub.store.portal_models import RateBucketRow
+from tests.harness import RunningHub
+from tests.portal_kit import enterprise_token, portal_url, publish, start_portal_hub
+from tests.security_data import ALPHA, BETA, bearer
+
+
+@pytest.fixture(name="hub")
+def fixture_hub(tmp_path: Path, clock: ManualClock, database_url: str) -> Iterator[RunningHub]:
+    running = start_portal_hub(tmp_path, clock, database_url)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def signed_in(hub: RunningHub, clock: ManualClock, uscc: str = ALPHA) -> httpx.Client:
+    client = httpx.Client(base_url=portal_url(hub))
+    answer = client.post("/signin", data={"token": enterprise_token(clock, uscc), "next": "/portal/records"})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def test_an_enterprise_never_sees_another_enterprises_records(hub: RunningHub, clock: ManualClock) -> None:
+    """BETA lists only its own record; ALPHA's record, its proof and its summary are 'not found' for
+    BETA, exactly as for a record that does not exist."""
+    alpha_record = publish(hub, ALPHA)
+    beta_record = publish(hub, BETA)
+    beta = signed_in(hub, clock, BETA)
+    listed = beta.get("/records")
+    assert listed.status_code == 200
+    assert beta_record in listed.text and alpha_record not in listed.text
+    for record_id in (alpha_record, str(uuid.uuid4())):
+        for path in (
+            f"/records/{record_id}",
+            f"/records/{record_id}/proof.json",
+            f"/records/{record_id}/proof",
+        ):
+            answer = beta.get(path)
+            assert answer.status_code == 404, path
+            assert "No record of yours with that id." in answer.text
+            assert alpha_record not in answer.text.split("<main>")[1]  # (the language link repeats the path)
+    own = beta.get(f"/records/{beta_record}/proof.json")
+    assert own.status_code == 200 and json.loads(own.content)["record"]["subject_uscc"] == BETA
+
+
+def test_operator_tokens_and_forged_sessions_do_not_open_the_portal(
+    hub: RunningHub, clock: ManualClock
+) -> None:
+    """Only an enterprise token signs in; a session cookie edited to another USCC is not a session."""
+    client = httpx.Client(base_url=portal_url(hub))
+    operator = bearer(clock, "operator", "alice", jurisdiction="HQ")[0][1].removeprefix("Bearer ")
+    refused = client.post("/signin", data={"token": operator})
+    assert refused.status_code == 401 and "cannot sign in to the portal" in refused.text
+    assert SESSION_COOKIE not in refused.cookies
+    value = signed_in(hub, clock, ALPHA).cookies[SESSION_COOKIE]
+    body, _, mac = value.partition(".")
+    import base64
+
+    data = json.loads(base64.urlsafe_b64decode(body + "=="))
+    data["uscc"] = BETA
+    forged = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode() + "." + mac
+    intruder = httpx.Client(base_url=portal_url(hub), cookies={SESSION_COOKIE: forged})
+    answer = intruder.get("/records")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/portal/signin")
+
+
+def test_the_consoles_protections_apply(hub: RunningHub, clock: ManualClock) -> None:
+    """The session cookie is HttpOnly, SameSite and scoped to /portal; pages carry the console's CSP;
+    a form posted without its CSRF token changes nothing."""
+    client = httpx.Client(base_url=portal_url(hub))
+    answer = client.post("/signin", data={"token": enterprise_token(clock)})
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/portal" in cookie
+    page = client.get("/records")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    forged = client.post("/signout", data={"csrf": "0" * 40})
+    assert forged.status_code == 403
+    assert client.get("/records").status_code == 200  # still signed in
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert token is not None
+    assert client.post("/signout", data={"csrf": token.group(1)}).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("upload", "message"),
+    [
+        (b"", "Choose a file or paste a proof first."),
+        (b"\xff\xfe\x00garbage", "it is not JSON"),
+        (b'{"format": "ackhub-delivery-proof/v1", "record"', "it is not JSON"),
+        (b"[1, 2, 3]", "it is not a JSON object"),
+        (b'{"format": "something else"}', "not a ackhub-delivery-proof/v1 document"),
+        (b'{"format": "ackhub-delivery-proof/v1"}', "the document is malformed"),
+        (b'{"format": "ackhub-delivery-proof/v1", "checkpoint": {"origin": 5}, "events": 7}', "malformed"),
+        (b"1" * 3_000_000, "larger than"),
+    ],
+)
+def test_malformed_proofs_get_a_message_never_a_500(
+    hub: RunningHub, clock: ManualClock, upload: bytes, message: str
+) -> None:
+    """Whatever is uploaded, the answer is a page that says what is wrong with it."""
+    client = httpx.Client(base_url=portal_url(hub))
+    answer = client.post("/verify", files={"proof": ("proof.json", upload, "application/json")})
+    assert answer.status_code in (400, 413, 422), answer.status_code
+    assert message in answer.text.replace("&#39;", "'")
+
+
+def test_sign_in_is_rate_limited_per_address_across_processes_and_idle_buckets_go(
+    tmp_path: Path, clock: ManualClock, database_url: str
+) -> None:
+    """With a burst of 3, the fourth sign-in attempt from one address within the minute is refused — also
+    when it goes to a second hub process on the same database; verification has its own bucket; a bucket
+    idle long enough to be full again is deleted."""
+    (tmp_path / "a").mkdir()
+    first = start_portal_hub(tmp_path / "a", clock, database_url, rate_burst=3, rate_per_minute=6)
+    try:
+        second = None
+        if not first.server.db.is_sqlite:
+            (tmp_path / "b").mkdir()
+            second = start_portal_hub(tmp_path / "b", clock, database_url, rate_burst=3, rate_per_minute=6)
+        try:
+            hubs = [first, second or first]
+            answers = [
+                httpx.post(portal_url(hubs[i % 2]) + "/signin", data={"token": "not a token"}).status_code
+                for i in range(4)
+            ]
+            assert answers == [401, 401, 401, 429]
+            verify = httpx.post(portal_url(first) + "/verify", data={"text": "{}"})
+            assert verify.status_code == 422
+            clock.advance(10_001)  # one token back (6 a minute)
+            assert httpx.post(portal_url(hubs[1]) + "/signin", data={"token": "x"}).status_code == 401
+            assert httpx.post(portal_url(hubs[0]) + "/signin", data={"token": "x"}).status_code == 429
+            limiter = first.server.console.portal.limiter  # type: ignore[union-attr]
+            clock.advance(31_000)  # the buckets are full again: idle
+            assert first.run(first.server.db.run(limiter.forget_idle, clock.now_ms())) == 2
+            with first.server.db.transaction() as session:
+                assert session.exec(select(RateBucketRow)).first() is None
+        finally:
+            if second is not None:
+                second.stop()
+    finally:
+        first.stop()
