@@ -34,6 +34,8 @@ from hub._proto.ackhub.v1 import (
     operations_service_pb2_grpc,
     permit_service_pb2,
     permit_service_pb2_grpc,
+    subscription_service_pb2,
+    subscription_service_pb2_grpc,
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
@@ -44,6 +46,7 @@ from hub.api.exchange import ExchangeServicer
 from hub.api.guard import GuardInterceptor
 from hub.api.operations import OperationsServicer
 from hub.api.permits import PermitServicer
+from hub.api.subscriptions import SubscriptionServicer
 from hub.api.trace import TraceServicer
 from hub.auth.tls import listen
 from hub.clock import Clock, SystemClock
@@ -55,6 +58,9 @@ from hub.exchange.hub import Exchange
 from hub.exchange.keys import KeyRing, sync_agencies
 from hub.exchange.notify import Notifications
 from hub.exchange.routing import Router
+from hub.notifications.outbox import start_cursor
+from hub.notifications.send import NotificationService
+from hub.notifications.subscriptions import Rules
 from hub.permits.issuers import Issuers
 from hub.permits.registry import Registries
 from hub.permits.service import Permits
@@ -80,6 +86,7 @@ SERVICES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
     catalogue_service_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name,
+    subscription_service_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
 )
 
 
@@ -120,6 +127,9 @@ class HubServer:
         self.wakeups: Wakeups | None = None  # PostgreSQL: other processes' new deliveries
         self._sweeping = asyncio.Lock()
         self.console: ConsoleServer | None = None  # the operators' web console, when [console] is set
+        # Enterprises' notifications (hub/notifications/): announced from the audit log, sent by webhook
+        # and e-mail; its loop runs with the scheduled sweeps (tests call `run_once`).
+        self.notifications: NotificationService | None = None
 
     async def start(self) -> int:
         """Migrate, register agencies and keys, and listen; returns the bound port."""
@@ -184,6 +194,12 @@ class HubServer:
         catalogue_service_pb2_grpc.add_CatalogueServiceServicer_to_server(
             CatalogueServicer(self.catalogue, {route.record_type for route in settings.routes}), server
         )
+        # before any subscription can be made: what is already logged is not news to anyone
+        await self.db.run(start_cursor, self.db)
+        self.notifications = self._notifications()
+        subscription_service_pb2_grpc.add_SubscriptionServiceServicer_to_server(
+            SubscriptionServicer(self.db, self.clock, self.subscription_rules()), server
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -205,6 +221,7 @@ class HubServer:
             self._every(settings.audit.sequence_interval, self._sequence_audit, "audit-sequence")
             self._every(settings.audit.checkpoint_interval, self.checkpoint, "audit-checkpoint")
             self._scheduler.start()
+            self.notifications.start(settings.server.sweep_interval)
         if settings.console is not None:
             from hub.console.app import ConsoleServer
 
@@ -252,6 +269,25 @@ class HubServer:
             RateLimiter(self.clock, limits.requests_per_second, limits.burst),
             SizeLimits(limits.max_string_bytes, settings.server.max_payload_bytes, limits.max_repeated_items),
             trust_client_certificates=settings.server.tls_client_ca_file is not None,
+        )
+
+    def subscription_rules(self) -> Rules:
+        """What subscriptions this deployment accepts (hub/notifications/subscriptions.py)."""
+        settings = self.settings
+        return Rules(
+            secure=settings.server.auth == "secure",
+            can_email=bool(settings.notifications.smtp_host),
+            record_types=frozenset(r.record_type for r in settings.routes),
+        )
+
+    def _notifications(self) -> NotificationService:
+        settings = self.settings
+        return NotificationService(
+            settings.notifications,
+            self.db,
+            self.clock,
+            {a.id: a.name or a.id for a in settings.agencies},
+            secure=settings.server.auth == "secure",
         )
 
     def _permits(self, exchange: Exchange) -> Permits:
@@ -319,6 +355,8 @@ class HubServer:
             self._scheduler.pause()
             async with self._sweeping:  # let a running sweep finish rather than cancel it midway
                 self._scheduler.shutdown(wait=False)
+        if self.notifications is not None:
+            await self.notifications.stop()
         if self.exchange is not None:
             self.exchange.dispatcher.stop()
         if self._server is not None:

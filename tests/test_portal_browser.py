@@ -12,14 +12,17 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from standardwebhooks.webhooks import Webhook
 
 from hub._proto.ackhub.v1 import exchange_service_pb2 as exchange_pb
 from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
 from hub.sdk.agency import Verdict, start_subscription
 from tests.harness import Inbox, RunningHub, wait_for
+from tests.notify_kit import Endpoint
 from tests.portal_kit import enterprise_token, portal_url, publish, start_portal_hub
 from tests.security_data import BETA, DECLARATION
+from tests.test_notifications import notify
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -219,3 +222,51 @@ def test_anyone_checks_a_good_and_a_tampered_proof_without_an_account(
         expect(visitor.locator("#verdict-line")).to_have_text("核验通过：文件中的每个签名和证明均有效。")
     finally:
         stranger.close()
+
+
+def test_enterprise_subscribes_a_webhook_and_reads_its_delivery_log(
+    hub: RunningHub, clock: ManualClock, page: Page
+) -> None:
+    """A URL that is not https is refused naming the field and nothing is listed; a good one is listed
+    with its signing secret; the accepted record is announced to it, signed, and the delivery log on the
+    page says DELIVERED; in 中文 too."""
+    endpoint = Endpoint()
+    url = endpoint.start()
+    try:
+        base = portal_url(hub)
+        sign_in(page, base, enterprise_token(clock))
+        page.click("header nav a[href='/portal/subscriptions']")
+        expect(page.locator("h1")).to_have_text("Notifications")
+        page.fill("#subscribe input[name=target]", "ftp://hooks.hualian.example.cn/x")
+        page.click("#subscribe button[type=submit]")
+        expect(page.locator("#subscribe-error")).to_contain_text(
+            "address: must be an https:// URL with a host"
+        )
+        expect(page.locator("#no-subscriptions")).to_be_visible()
+
+        page.fill("#subscribe input[name=target]", url)
+        page.check("#subscribe input[name=events][value=ACCEPTED]")
+        page.click("#subscribe button[type=submit]")
+        secret = page.locator("#secret").inner_text()
+        assert secret.startswith("whsec_")
+        expect(page.locator("section.subscription")).to_have_count(1)
+        expect(page.locator("section.subscription")).to_contain_text("accepted")
+
+        record_id = answered(hub, clock)
+        notify(hub)
+        [seen] = endpoint.requests()
+        assert Webhook(secret).verify(seen.body, seen.headers)["data"]["record_id"] == record_id
+        page.goto(base + "/subscriptions")
+        row = page.locator("section.subscription table.log tr.outcome-DELIVERED")
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(record_id)
+        expect(row).to_contain_text("HTTP 204")
+
+        page.click("#lang-switch")
+        expect(page.locator("h1")).to_have_text("变更通知")
+        expect(page.locator("section.subscription table.log")).to_contain_text("已受理")
+        page.click("section.subscription button.delete")
+        expect(page.locator("#done")).to_have_text("订阅已删除。")
+        expect(page.locator("section.subscription")).to_have_count(0)
+    finally:
+        endpoint.stop()

@@ -48,9 +48,12 @@ _PERMITS = "/ackhub.v1.PermitService/"
 _TRACE = "/ackhub.v1.TraceService/"
 _AUDIT = "/ackhub.v1.AuditService/"
 _CATALOGUE = "/ackhub.v1.CatalogueService/"
+_SUBSCRIPTIONS = "/ackhub.v1.SubscriptionService/"
 _ESCALATIONS = Rule(STAFF, "OPERATOR_ONLY", "work escalations")
 _AUDIT_EVENTS = Rule(STAFF, "OPERATOR_ONLY", "read audit events")
 _TRACING = Rule(frozenset({"enterprise", "operator", "administrator"}), "ENTERPRISE_ONLY", "trace records")
+# An enterprise's own subscriptions (hub/notifications/subscriptions.py scopes every row to its USCC).
+_SUBSCRIBING = Rule(frozenset({"enterprise"}), "ENTERPRISE_ONLY", "manage notification subscriptions")
 
 RULES: dict[str, Rule] = {
     _EXCHANGE + "PublishRecord": Rule(AGENCY, "AGENCY_ONLY", "publish records"),
@@ -83,6 +86,12 @@ RULES: dict[str, Rule] = {
     _AUDIT + "ListAuditEvents": _AUDIT_EVENTS,
     _CATALOGUE + "ListRecordTypes": Rule(ANYONE),  # what a record type must contain is for every party
     _CATALOGUE + "GetRecordType": Rule(ANYONE),
+    _SUBSCRIPTIONS + "CreateSubscription": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "GetSubscription": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "ListSubscriptions": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "DeleteSubscription": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "EnableSubscription": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "ListNotificationAttempts": _SUBSCRIBING,
 }
 # Served without identity: they reveal nothing about records.
 PUBLIC_SERVICES = frozenset(

@@ -35,12 +35,16 @@ from hub.auth.jwt import Tokens
 from hub.config import Portal as PortalSettings
 from hub.console import data
 from hub.console.i18n import LANGUAGES, choose
-from hub.errors import InvalidArgument, NotFound, Unauthenticated
+from hub.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 from hub.exchange import trace
 from hub.exchange.states import DELIVERY_STATES
+from hub.notifications import subscriptions
+from hub.notifications.outbox import EVENTS
+from hub.notifications.subscriptions import NewSubscription
 from hub.portal.i18n import translator
 from hub.portal.ratelimit import RateLimiter
 from hub.portal.session import COOKIE_PATH, LANG_COOKIE, SESSION_COOKIE, PortalSession, Sealer
+from hub.store.portal_models import SubscriptionRow
 
 if TYPE_CHECKING:
     from hub.server import HubServer
@@ -491,6 +495,88 @@ class Portal:
             200 if verdict.ok and not mismatch else 422, "", verdict, mismatch=mismatch, shown=record
         )
 
+    # -- notifications -----------------------------------------------------------------------------
+    async def subscriptions(self, request: Request, who: PortalSession) -> Response:
+        return await self._subscriptions_page(request, who)
+
+    async def _subscriptions_page(
+        self,
+        request: Request,
+        who: PortalSession,
+        status: int = 200,
+        failure: str = "",
+        made: SubscriptionRow | None = None,
+        form: dict[str, Any] | None = None,
+    ) -> Response:
+        caller = Principal("enterprise", who.uscc)
+        rows, _ = await self.db.read(
+            subscriptions.list_own, self.db, caller, subscriptions.MAX_PER_ENTERPRISE, ""
+        )
+        logs = {}
+        for row in rows:
+            logs[row.id], _ = await self.db.read(subscriptions.attempts, self.db, caller, row.id, 10, "")
+        return self.render(
+            request,
+            "subscriptions.html",
+            who,
+            status,
+            rows=rows,
+            logs=logs,
+            made=made,
+            failure=failure,
+            form=form or {},
+            events=EVENTS,
+            types=sorted(r.record_type for r in self.hub.settings.routes),
+            done=request.query_params.get("done", ""),
+        )
+
+    async def subscribe(self, request: Request, who: PortalSession) -> Response:
+        """Make a subscription; a refusal names the field and stores nothing."""
+        form: dict[str, str] = request.state.form
+        lists: dict[str, list[str]] = request.state.lists
+        t = translator(self.lang(request))
+        new = NewSubscription(
+            channel=form.get("channel", ""),
+            target=form.get("target", "")[:4096],
+            record_type=form.get("record_type", "")[:128],
+            declaration_number=form.get("declaration_number", "").strip()[:32],
+            events=tuple(e[:32] for e in lists.get("events", [])),
+        )
+        assert self.hub.notifications is not None
+        try:
+            row = await self.db.run(
+                subscriptions.create,
+                self.db,
+                Principal("enterprise", who.uscc),
+                new,
+                self.hub.subscription_rules(),
+                self.now(),
+            )
+        except InvalidArgument as exc:
+            why = "; ".join(f"{t('field.' + v.field)}: {v.description}" for v in exc.violations)
+            return await self._subscriptions_page(request, who, 400, t("subs.refused", why=why), form=form)
+        except FailedPrecondition as exc:
+            return await self._subscriptions_page(
+                request, who, 400, t("subs.refused", why=str(exc)), form=form
+            )
+        log.info("portal.subscribed", uscc=who.uscc, subscription_id=row.id, channel=row.channel)
+        return await self._subscriptions_page(request, who, made=row)
+
+    async def subscription_action(self, request: Request, who: PortalSession) -> Response:
+        subscription_id = request.path_params["subscription_id"][:40]
+        what = request.path_params["what"]
+        caller = Principal("enterprise", who.uscc)
+        try:
+            if what == "enable":
+                await self.db.run(subscriptions.enable, self.db, caller, subscription_id, self.now())
+            elif what == "delete":
+                await self.db.run(subscriptions.remove, self.db, caller, subscription_id, self.now())
+            else:
+                return Response("unknown action", 404)
+        except (NotFound, InvalidArgument):
+            return self.message(request, who, 404, translator(self.lang(request))("subs.not_found"))
+        return RedirectResponse(f"{PREFIX}/subscriptions?done={what}", 303)
+
     def routes(self) -> list[Route | Mount]:
         page, action = self.page, self.action
         routes: list[Route | Mount] = [
@@ -503,6 +589,11 @@ class Portal:
             Route("/records/{record_id}", page(self.record)),
             Route("/records/{record_id}/proof.json", page(self.proof_json)),
             Route("/records/{record_id}/proof", page(self.proof_summary)),
+            Route("/subscriptions", page(self.subscriptions), methods=["GET"]),
+            Route("/subscriptions", action(self.subscribe), methods=["POST"]),
+            Route(
+                "/subscriptions/{subscription_id}/{what}", action(self.subscription_action), methods=["POST"]
+            ),
             Route("/verify", self.verify_form, methods=["GET"]),
             Route("/verify", self.verify, methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="portal-static"),

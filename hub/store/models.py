@@ -416,4 +416,5 @@ class HubSecretRow(SQLModel, table=True):
     value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_ms: int = Field(sa_column=_ms())
 
+
 from hub.store import portal_models  # noqa: E402, F401  (the portal's tables, on the same metadata)
