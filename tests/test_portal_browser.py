@@ -19,10 +19,10 @@ from hub._proto.ackhub.v1 import types_pb2
 from hub.clock import ManualClock
 from hub.sdk.agency import Verdict, start_subscription
 from tests.harness import Inbox, RunningHub, wait_for
-from tests.notify_kit import Endpoint
+from tests.notify_kit import Endpoint, notify
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from tests.portal_kit import enterprise_token, portal_url, publish, start_portal_hub
-from tests.security_data import BETA, DECLARATION
-from tests.test_notifications import notify
+from tests.security_data import ALPHA, BETA, DECLARATION
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -270,3 +270,31 @@ def test_enterprise_subscribes_a_webhook_and_reads_its_delivery_log(
         expect(page.locator("section.subscription")).to_have_count(0)
     finally:
         endpoint.stop()
+
+
+def test_enterprise_signs_in_with_its_account_through_openid_connect(
+    tmp_path: Path, clock: ManualClock, page: Page
+) -> None:
+    """The browser goes to the provider and back (authorization code with PKCE) and lands on its records,
+    signed in as the USCC of its ID token."""
+    provider = Provider({"sub": "li.wei@hualian", "uscc": ALPHA})
+    provider.start()
+    (tmp_path / "oidc").mkdir()
+    hub = start_portal_hub(
+        tmp_path / "oidc",
+        clock,
+        oidc_issuer=provider.url,
+        oidc_client_id=CLIENT_ID,
+        oidc_client_secret=CLIENT_SECRET,
+    )
+    try:
+        record_id = publish(hub)
+        base = portal_url(hub)
+        page.goto(base + "/records")
+        page.click("#oidc-signin")
+        expect(page).to_have_url(base + "/records")
+        expect(page.locator("#who")).to_have_text(f"enterprise {ALPHA}")
+        expect(page.locator(f"#records tr[data-record='{record_id}']")).to_be_visible()
+    finally:
+        hub.stop()
+        provider.stop()

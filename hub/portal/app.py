@@ -47,12 +47,15 @@ from hub.portal.session import COOKIE_PATH, LANG_COOKIE, SESSION_COOKIE, PortalS
 from hub.store.portal_models import SubscriptionRow
 
 if TYPE_CHECKING:
+    from hub.portal.oidc import OidcClient
     from hub.server import HubServer
 
 log = structlog.get_logger("ackhub.portal")
 HERE = Path(__file__).parent
 PREFIX = "/portal"
 PAGE_SIZE = 20
+OIDC_COOKIE = "ackhub_portal_oidc"
+OIDC_PENDING_MS = 600_000  # a sign-in at the identity provider must come back within ten minutes
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'"
@@ -103,14 +106,16 @@ def client_address(request: Request) -> str:
 
 
 class Portal:
-    def __init__(self, hub: HubServer, secret: bytes, tokens: Tokens | None) -> None:
+    def __init__(
+        self, hub: HubServer, secret: bytes, tokens: Tokens | None, oidc: OidcClient | None = None
+    ) -> None:
         settings = hub.settings.portal
         assert settings is not None
         self.hub = hub
         self.settings: PortalSettings = settings
         self.sealer = Sealer(secret)
         self.tokens = tokens
-        self.oidc: object | None = None  # OpenID Connect sign-in: not wired yet
+        self.oidc = oidc  # OpenID Connect sign-in, when [portal] oidc_issuer is set
         self.limiter = RateLimiter(hub.db, hub.clock, settings.rate_per_minute, settings.rate_burst)
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -266,6 +271,98 @@ class Portal:
         expires_ms = min(expires_ms, int(with_exp["exp"]) * 1000)
         session = PortalSession(claims.subject, claims.subject, "token", expires_ms)
         return self.start_session(request, session, target)
+
+    async def oidc_start(self, request: Request) -> Response:
+        """Send the browser to the identity provider, keeping state, nonce and PKCE verifier in a sealed,
+        short-lived cookie that only the callback reads. A link, not a form: the CSP's form-action 'self'
+        rightly stops a form from being redirected to another site."""
+        from hub.portal.oidc import OidcError
+
+        t = translator(self.lang(request))
+        target = _local(request.query_params.get("next", ""))
+        if self.oidc is None:
+            return Response("OpenID Connect is not configured", 404)
+        if not await self.limiter.allow(f"signin:{client_address(request)}"):
+            return self.render(
+                request, "signin.html", None, 429, next=target, expired=False, failure=t("signin.limited")
+            )
+        try:
+            url, pending = await self.oidc.start(self.base_url(request) + "/oidc/callback", target)
+        except OidcError as error:
+            return self.render(
+                request,
+                "signin.html",
+                None,
+                502,
+                next=target,
+                expired=False,
+                failure=t("signin.oidc_failed", why=error),
+            )
+        response = RedirectResponse(url, 303)
+        sealed = self.sealer.seal_data(
+            {"kind": "oidc", "state": pending.state, "nonce": pending.nonce, "verifier": pending.verifier,
+             "next": pending.next, "until": self.now() + OIDC_PENDING_MS}
+        )  # fmt: skip
+        response.set_cookie(
+            OIDC_COOKIE,
+            sealed,
+            max_age=OIDC_PENDING_MS // 1000,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path=COOKIE_PATH + "/oidc",
+        )
+        return response
+
+    async def oidc_callback(self, request: Request) -> Response:
+        from hub.portal.oidc import OidcError, Pending
+
+        t = translator(self.lang(request))
+        if self.oidc is None:
+            return Response("OpenID Connect is not configured", 404)
+
+        def refuse(status: int, why: str) -> Response:
+            log.info("portal.oidc_refused", why=why)
+            response = self.render(
+                request,
+                "signin.html",
+                None,
+                status,
+                next=_local(""),
+                expired=False,
+                failure=t("signin.oidc_failed", why=why),
+            )
+            response.delete_cookie(OIDC_COOKIE, path=COOKIE_PATH + "/oidc")
+            return response
+
+        if not await self.limiter.allow(f"signin:{client_address(request)}"):
+            return refuse(429, t("signin.limited"))
+        kept = self.sealer.open_data(request.cookies.get(OIDC_COOKIE, ""))
+        params = request.query_params
+        if kept is None or kept.get("kind") != "oidc" or int(str(kept.get("until", 0))) <= self.now():
+            return refuse(400, "this sign-in was not started here, or took too long; start again")
+        if not params.get("state") or params.get("state") != kept.get("state"):
+            return refuse(400, "the provider's answer does not belong to this sign-in (state)")
+        if params.get("error"):
+            return refuse(401, f"{params.get('error')}: {params.get('error_description', '')[:200]}")
+        pending = Pending(
+            str(kept["state"]), str(kept["nonce"]), str(kept["verifier"]), _local(str(kept["next"]))
+        )
+        try:
+            found = await self.oidc.finish(
+                self.base_url(request) + "/oidc/callback", params.get("code", ""), pending
+            )
+        except OidcError as error:
+            return refuse(401, str(error))
+        expires_ms = min(
+            self.now() + self.settings.session_lifetime,
+            found.expires_s * 1000 + self.settings.session_lifetime,
+        )
+        response = self.start_session(
+            request, PortalSession(found.uscc, found.subject, "oidc", expires_ms), pending.next
+        )
+        response.delete_cookie(OIDC_COOKIE, path=COOKIE_PATH + "/oidc")
+        return response
 
     async def signout(self, request: Request, who: PortalSession) -> Response:
         response = RedirectResponse(f"{PREFIX}/signin", 303)
@@ -584,6 +681,8 @@ class Portal:
             Route("/signin", self.signin_form, methods=["GET"]),
             Route("/signin", self.signin, methods=["POST"]),
             Route("/signout", action(self.signout), methods=["POST"]),
+            Route("/oidc/start", self.oidc_start, methods=["GET"]),
+            Route("/oidc/callback", self.oidc_callback, methods=["GET"]),
             Route("/lang/{code}", self.language),
             Route("/records", page(self.records)),
             Route("/records/{record_id}", page(self.record)),

@@ -14,4 +14,9 @@ if TYPE_CHECKING:
 def make_portal(hub: HubServer, secret: bytes, tokens: Tokens | None) -> Portal:
     settings = hub.settings.portal
     assert settings is not None
-    return Portal(hub, secret, tokens)
+    oidc = None
+    if settings.oidc_issuer:
+        from hub.portal.oidc import OidcClient
+
+        oidc = OidcClient(settings)
+    return Portal(hub, secret, tokens, oidc)
