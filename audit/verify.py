@@ -437,8 +437,8 @@ def _check_proof(
                 differ.append(f"delivery to {recipient['agency']}")
         if differ:
             failed.append(
-                f"publication of record {record['record_id']}: the document's {', '.join(differ)} "
-                f"differ from what the hub logged in audit event {published['index']}"
+                f"publication of record {record['record_id']}: the document does not match what the hub "
+                f"logged in audit event {published['index']} ({', '.join(differ)})"
             )
             published = None
     if published is not None:

@@ -138,7 +138,7 @@ def test_enterprise_signs_in_searches_follows_the_timeline_and_downloads_the_pro
     expect(tax).to_contain_text("Accepted by State Taxation Administration")
     fx = page.locator("#delivery-fx .steps")
     expect(fx).to_contain_text("Rejected by State Administration of Foreign Exchange: amount does not match")
-    expect(fx).to_contain_text("No answer in time: handed to the hub's staff")
+    expect(fx).to_contain_text("Handed to the hub's staff to follow up: amount does not match")
 
     with page.expect_download() as download_info:
         page.click("#proof-json")
@@ -204,8 +204,10 @@ def test_anyone_checks_a_good_and_a_tampered_proof_without_an_account(
             "NOT verified: this proof must not be relied on."
         )
         expect(visitor.locator("#failures")).to_contain_text(
-            "declaration_number differ from what the hub logged"
+            "the document does not match what the hub logged in audit event"
         )
+        expect(visitor.locator("#failures")).to_contain_text("(declaration_number)")
+        expect(visitor.locator("#verdict")).not_to_contain_text("030320260525641690")
 
         not_json = tmp_path / "photo.json"
         not_json.write_bytes(b"\x89PNG\r\n\x1a\n not a proof")
@@ -298,3 +300,55 @@ def test_enterprise_signs_in_with_its_account_through_openid_connect(
     finally:
         hub.stop()
         provider.stop()
+
+
+def test_screenshots_for_the_docs(hub: RunningHub, clock: ManualClock, page: Page, tmp_path: Path) -> None:
+    """The pages docs/portal.md shows, as PNGs in test-artifacts/ (copied to docs/img/ by hand)."""
+    endpoint = Endpoint()
+    url = endpoint.start()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shots: list[Path] = []
+
+    def shot(name: str) -> None:
+        shots.append(ARTIFACTS / f"portal-{name}.png")
+        page.screenshot(path=str(shots[-1]), full_page=True)
+
+    try:
+        base = portal_url(hub)
+        sign_in(page, base, enterprise_token(clock))
+        page.goto(base + "/subscriptions")
+        page.fill("#subscribe input[name=target]", url)
+        page.click("#subscribe button[type=submit]")
+        record_id = answered(hub, clock)
+        publish(hub, declaration=SECOND)
+        notify(hub)
+        page.goto(base + "/records")
+        shot("records")
+        page.goto(base + f"/records/{record_id}")
+        shot("record")
+        with page.expect_download() as download_info:
+            page.click("#proof-json")
+        good = tmp_path / "proof.json"
+        download_info.value.save_as(good)
+        page.goto(base + f"/records/{record_id}/proof")
+        shot("proof")
+        page.goto(base + "/subscriptions")
+        shot("subscriptions")
+        page.goto(base + "/verify")
+        page.set_input_files("#verify-form input[name=proof]", str(good))
+        page.click("#verify-form button[type=submit]")
+        expect(page.locator("#verdict-line")).to_contain_text("Verified")
+        shot("verify-good")
+        page.click("#lang-switch")
+        tampered = good.read_text(encoding="utf-8").replace(
+            '"declaration_number": "0202', '"declaration_number": "0303'
+        )
+        page.fill("#verify-form textarea[name=text]", tampered)
+        page.click("#verify-form button[type=submit]")
+        expect(page.locator("#verdict-line")).to_contain_text("核验未通过")
+        shot("verify-tampered-zh")
+        page.goto(base + f"/records/{record_id}")
+        shot("record-zh")
+    finally:
+        endpoint.stop()
+    assert all(s.stat().st_size > 10_000 for s in shots)

@@ -58,8 +58,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "tl.ACCEPTED": ("Accepted by {agency}", "{agency} 已受理"),
     "tl.REJECTED": ("Rejected by {agency}: {reason}", "{agency} 已退回：{reason}"),
     "tl.ESCALATED": (
-        "No answer in time: handed to the hub's staff ({reason})",
-        "未按时答复：已转交中心工作人员处理（{reason}）",
+        "Handed to the hub's staff to follow up: {reason}",
+        "已转交中心工作人员跟进：{reason}",
     ),
     "tl.ESCALATION_STEPPED": ("The case was raised to a higher level", "案件已升级"),
     "tl.ESCALATION_RESOLVED": ("The hub's staff closed the case: {reason}", "中心工作人员已结案：{reason}"),
