@@ -47,7 +47,7 @@ from hub.store.portal_models import NotificationAttemptRow, NotificationRow, Sub
 
 log = structlog.get_logger("ackhub.notifications")
 BATCH = 50  # notifications claimed per pass
-PARALLEL = 8  # sent at once
+PARALLEL = 16  # sent at once (webhook endpoints answer in tens to hundreds of ms)
 FAILED, REFUSED = "FAILED", "REFUSED"
 Resolver = Callable[[str, bool], Resolved]
 
@@ -110,7 +110,8 @@ class NotificationService:
     async def _run(self, interval_ms: int) -> None:
         while not self._stopping.is_set():
             try:
-                await self.run_once()
+                if len((await self.run_once()).sent) == BATCH:
+                    continue  # more may be due: no pause while there is a backlog
             except Exception:
                 log.exception("notifications.pass_failed")
             with contextlib.suppress(TimeoutError):
