@@ -132,6 +132,12 @@ def create(
     return row
 
 
+def shown_target(target: str) -> str:
+    """A webhook URL without its query and fragment (they may hold a receiver's token) for the audit log;
+    an e-mail address as it is."""
+    return target.split("?", 1)[0].split("#", 1)[0]
+
+
 def _audit(session: Session, kind: str, caller: Principal, row: SubscriptionRow, now_ms: int) -> None:
     audit_log.append(
         session,
@@ -142,7 +148,7 @@ def _audit(session: Session, kind: str, caller: Principal, row: SubscriptionRow,
             "subscription_id": row.id,
             "uscc": row.uscc,
             "channel": row.channel,
-            "target": row.target,
+            "target": shown_target(row.target),
             "record_type": row.record_type,
             "declaration_number": row.declaration_number,
             "events": row.events,
@@ -189,8 +195,11 @@ def remove(db: Database, caller: Principal, subscription_id: str, now_ms: int) -
     uscc = owner(caller)
     with db.transaction() as session:
         row = _own(session, uscc, subscription_id)
-        session.connection().execute(
-            delete(NotificationRow).where(col(NotificationRow.subscription_id) == row.id)
+        # its notifications and their delivery log go with it
+        connection = session.connection()
+        connection.execute(delete(NotificationRow).where(col(NotificationRow.subscription_id) == row.id))
+        connection.execute(
+            delete(NotificationAttemptRow).where(col(NotificationAttemptRow.subscription_id) == row.id)
         )
         session.delete(row)
         _audit(session, "subscription.deleted", caller, row, now_ms)

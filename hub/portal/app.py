@@ -371,10 +371,7 @@ class Portal:
 
     async def language(self, request: Request) -> Response:
         code = request.path_params["code"]
-        target = request.query_params.get("next", "")
-        response = RedirectResponse(
-            target if target.startswith(PREFIX + "/") and _local(target) == target else _local(""), 303
-        )
+        response = RedirectResponse(_local(request.query_params.get("next", "")), 303)
         if code in LANGUAGES:
             response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax", path="/")
         return response
@@ -562,7 +559,7 @@ class Portal:
         try:
             form = await request.form(max_files=1, max_fields=10, max_part_size=limit)
         except Exception as exc:  # starlette's MultiPartException and friends: a malformed upload
-            return answer(400, t("verify.not_json", why=str(exc)[:200]))
+            return answer(400, t("verify.unreadable", why=str(exc)[:200]))
         raw = b""
         upload = form.get("proof")
         if isinstance(upload, UploadFile):

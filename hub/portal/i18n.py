@@ -111,6 +111,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "This is not a delivery proof: it is not JSON ({why}).",
         "这不是送达证明：内容不是 JSON（{why}）。",
     ),
+    "verify.unreadable": ("The upload could not be read ({why}).", "无法读取上传的内容（{why}）。"),
     "verify.not_object": (
         "This is not a delivery proof: it is not a JSON object.",
         "这不是送达证明：内容不是 JSON 对象。",

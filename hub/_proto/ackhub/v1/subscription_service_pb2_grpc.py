@@ -102,7 +102,7 @@ class SubscriptionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSubscription(self, request, context):
-        """Stop a subscription for good; notifications not yet delivered are dropped.
+        """Stop a subscription for good; its notifications not yet delivered and its delivery log go with it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

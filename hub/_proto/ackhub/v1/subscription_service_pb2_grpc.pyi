@@ -47,7 +47,7 @@ class SubscriptionServiceStub:
     ListSubscriptions: _grpc.UnaryUnaryMultiCallable[_subscription_service_pb2.ListSubscriptionsRequest, _subscription_service_pb2.ListSubscriptionsResponse]
     """The caller's subscriptions, newest first, paginated."""
     DeleteSubscription: _grpc.UnaryUnaryMultiCallable[_subscription_service_pb2.DeleteSubscriptionRequest, _subscription_service_pb2.DeleteSubscriptionResponse]
-    """Stop a subscription for good; notifications not yet delivered are dropped."""
+    """Stop a subscription for good; its notifications not yet delivered and its delivery log go with it."""
     EnableSubscription: _grpc.UnaryUnaryMultiCallable[_subscription_service_pb2.EnableSubscriptionRequest, _subscription_service_pb2.EnableSubscriptionResponse]
     """Re-enable a subscription the hub disabled because its endpoint kept failing: the notifications it
     missed meanwhile are sent, with the webhook ids they had.
@@ -74,7 +74,7 @@ class SubscriptionServiceAsyncStub(SubscriptionServiceStub):
     ListSubscriptions: _aio.UnaryUnaryMultiCallable[_subscription_service_pb2.ListSubscriptionsRequest, _subscription_service_pb2.ListSubscriptionsResponse]  # type: ignore[assignment]
     """The caller's subscriptions, newest first, paginated."""
     DeleteSubscription: _aio.UnaryUnaryMultiCallable[_subscription_service_pb2.DeleteSubscriptionRequest, _subscription_service_pb2.DeleteSubscriptionResponse]  # type: ignore[assignment]
-    """Stop a subscription for good; notifications not yet delivered are dropped."""
+    """Stop a subscription for good; its notifications not yet delivered and its delivery log go with it."""
     EnableSubscription: _aio.UnaryUnaryMultiCallable[_subscription_service_pb2.EnableSubscriptionRequest, _subscription_service_pb2.EnableSubscriptionResponse]  # type: ignore[assignment]
     """Re-enable a subscription the hub disabled because its endpoint kept failing: the notifications it
     missed meanwhile are sent, with the webhook ids they had.
@@ -122,7 +122,7 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _subscription_service_pb2.DeleteSubscriptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_subscription_service_pb2.DeleteSubscriptionResponse, _abc.Awaitable[_subscription_service_pb2.DeleteSubscriptionResponse]]:
-        """Stop a subscription for good; notifications not yet delivered are dropped."""
+        """Stop a subscription for good; its notifications not yet delivered and its delivery log go with it."""
 
     @_abc_1.abstractmethod
     def EnableSubscription(
