@@ -206,3 +206,16 @@ def test_the_verifier_checks_the_records_facts_against_the_logged_publication(
         edit(copy)
         verdict = verify_delivery_proof(copy, key)
         assert not verdict.ok and any(f"({what})" in f for f in verdict.failures), (what, verdict.failures)
+
+
+def test_a_session_ends_with_the_token_that_opened_it(hub: RunningHub, clock: ManualClock) -> None:
+    """A session lasts no longer than the enterprise token it was opened with: past it, pages send the
+    browser back to sign in, saying the session ended."""
+    client = httpx.Client(base_url=portal_url(hub))
+    opened = client.post("/signin", data={"token": enterprise_token(clock, ttl_s=120)})
+    assert opened.status_code == 303
+    assert client.get("/records").status_code == 200
+    clock.advance(121_000)
+    ended = client.get("/records")
+    assert ended.status_code == 303
+    assert ended.headers["location"] == "/portal/signin?next=/portal/records&expired=1"
