@@ -255,7 +255,7 @@ class Portal:
             log.warning("portal.signin_limited", client=client_address(request))
             return refuse(429, t("signin.limited"))
         if not self.settings.token_signin or self.tokens is None:
-            return refuse(403, "token sign-in is off on this hub")
+            return refuse(403, t("signin.token_off"))
         token = str(form.get("token", "")).strip()
         try:
             claims = self.tokens.verify(token)
@@ -265,7 +265,7 @@ class Portal:
                 )
         except Unauthenticated as exc:
             log.info("portal.signin_refused", reason=exc.reason)
-            return refuse(401, str(exc))
+            return refuse(401, t("signin.failed", why=exc))
         expires_ms = self.now() + self.settings.session_lifetime
         with_exp = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==="))  # verified above
         expires_ms = min(expires_ms, int(with_exp["exp"]) * 1000)
