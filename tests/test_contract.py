@@ -100,6 +100,7 @@ def test_every_field_says_its_behaviour() -> None:
         exchange_service_pb2,
         operations_service_pb2,
         permit_service_pb2,
+        subscription_service_pb2,
         trace_service_pb2,
         types_pb2,
     )
@@ -114,6 +115,7 @@ def test_every_field_says_its_behaviour() -> None:
         exchange_service_pb2,
         operations_service_pb2,
         permit_service_pb2,
+        subscription_service_pb2,
         trace_service_pb2,
         types_pb2,
     )

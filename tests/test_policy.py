@@ -63,6 +63,12 @@ ALLOWED: dict[str, set[str]] = {
     "CaseService/ReopenCase": ALL,
     "CaseService/ResolveCase": {OP, M},
     "CaseService/AddCaseParty": {OP, M},
+    "SubscriptionService/CreateSubscription": {E},
+    "SubscriptionService/GetSubscription": {E},
+    "SubscriptionService/ListSubscriptions": {E},
+    "SubscriptionService/DeleteSubscription": {E},
+    "SubscriptionService/EnableSubscription": {E},
+    "SubscriptionService/ListNotificationAttempts": {E},
 }
 # An allowed caller with an empty request hears about the request, never about its role.
 NOT_A_ROLE_ANSWER = {
@@ -80,6 +86,7 @@ def methods() -> list[MethodDescriptor]:
         exchange_service_pb2,
         operations_service_pb2,
         permit_service_pb2,
+        subscription_service_pb2,
         trace_service_pb2,
     )
 
@@ -92,6 +99,7 @@ def methods() -> list[MethodDescriptor]:
         audit_service_pb2,
         catalogue_service_pb2,
         case_service_pb2,
+        subscription_service_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
             if service.full_name in SERVICES:

@@ -152,6 +152,27 @@ def _check_proof(
         digest=digest,
     )
     if published is not None:
+        # What the summary below states must be what the hub logged, not just what the document says.
+        logged = published.get("data") or {}
+        claimed = {
+            "record_type": record["record_type"],
+            "subject_uscc": record["subject_uscc"],
+            "declaration_number": record["declaration_number"],
+        }
+        differ = [k for k, v in claimed.items() if (logged.get(k) or "") != (v or "")]
+        if published.get("actor") != f"agency:{record['publisher']}":
+            differ.append("publisher")
+        logged_deliveries = logged.get("deliveries") or {}
+        for recipient in document["recipients"]:
+            if logged_deliveries.get(recipient["agency"]) != recipient["delivery_id"]:
+                differ.append(f"delivery to {recipient['agency']}")
+        if differ:
+            failed.append(
+                f"publication of record {record['record_id']}: the document does not match what the hub "
+                f"logged in audit event {published['index']} ({', '.join(differ)})"
+            )
+            published = None
+    if published is not None:
         said.append(
             f"{record['publisher']} published record {record['record_id']} ({record['record_type']}"
             + (f", declaration {record['declaration_number']}" if record["declaration_number"] else "")

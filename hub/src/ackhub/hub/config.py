@@ -251,6 +251,58 @@ class Console(Strict):
     listen: str = "127.0.0.1:7480"
 
 
+class Portal(Strict):
+    """The enterprise portal (hub/portal/, docs/portal.md), served under /portal beside the console (it needs
+    `[console]`); off unless `[portal]` is present. Sign-in with an enterprise JWT (`token_signin`, for
+    development and tests) and/or OpenID Connect (`oidc_*`: authorization code with PKCE)."""
+
+    token_signin: bool = True
+    session_lifetime: DurationMs = 8 * 3_600_000
+    # OpenID Connect: the provider's issuer URL (its /.well-known/openid-configuration is read), this
+    # hub's client id and secret at it, and the claim of the ID token that carries the enterprise's USCC.
+    oidc_issuer: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_uscc_claim: str = "uscc"
+    oidc_scope: str = "openid profile"
+    # The address people reach the portal at (for the QR code on a printed proof and the OIDC
+    # redirect), e.g. "https://hub.example.cn/portal"; by default the address of the request.
+    public_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    # Trusted witness cosignatures the verification page requires (of [[audit.witnesses]]); 0 reports
+    # the cosignatures it finds without requiring any (a proof fresher than the last cosigned checkpoint).
+    witness_quorum: int = Field(default=0, ge=0)
+    # Sign-in and proof-verification attempts per client address: a token bucket refilled at
+    # `rate_per_minute`, holding at most `rate_burst`; shared through the database by every hub process.
+    rate_per_minute: float = Field(default=20.0, gt=0)
+    rate_burst: int = Field(default=10, ge=1)
+    max_proof_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _oidc(self) -> Portal:
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ValueError("oidc_issuer needs oidc_client_id")
+        return self
+
+
+class Notifications(Strict):
+    """Enterprises' subscriptions to changes of their records (hub/notifications/, docs/portal.md):
+    Standard Webhooks and e-mail over SMTP."""
+
+    # Webhook retries: the first wait, multiplied each time, never more than `retry_max_interval`.
+    retry_first_interval: DurationMs = 5_000
+    retry_multiplier: float = Field(default=2.0, ge=1.0)
+    retry_max_interval: DurationMs = 3_600_000
+    # An endpoint failing without a success for this long is disabled; the enterprise re-enables it.
+    disable_after: DurationMs = 5 * 86_400_000
+    timeout: DurationMs = 10_000
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    mail_from: str = "ackhub@localhost"
+
+
 class Auth(Strict):
     """Bearer JWTs (hub/auth/jwt.py): keys by key id from `jwks_file` (re-read when it changes), or one
     Ed25519 key for tokens without key id. Issuer and audience apply to every token, whatever its role."""
@@ -359,6 +411,8 @@ class Settings(Strict):
     auth: Auth = Field(default_factory=Auth)
     limits: Limits = Field(default_factory=Limits)
     console: Console | None = None
+    portal: Portal | None = None
+    notifications: Notifications = Field(default_factory=Notifications)
     agencies: list[Agency] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     notifiers: list[Notifier] = Field(default_factory=list)
@@ -420,6 +474,8 @@ def _cross_references(settings: Settings) -> list[tuple[str, str]]:
             for m, name in enumerate(names)
             if name not in notifiers
         )
+    if settings.portal is not None and settings.console is None:
+        problems.append(("portal", "the portal is served beside the console: add [console]"))
     return problems
 
 

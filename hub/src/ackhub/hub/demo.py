@@ -525,6 +525,19 @@ def operator_token(settings: Settings, ttl_s: int = 8 * 3600) -> str:
     )
 
 
+def enterprise_token(settings: Settings, uscc: str, ttl_s: int = 8 * 3600) -> str:
+    """An exporter's token for the portal, signed with the demo's token-issuer key."""
+    return issue_token(
+        demo_private_key("token-issuer"),
+        role="enterprise",
+        subject=uscc,
+        issuer=settings.auth.enterprise_jwt_issuer,
+        audience=settings.auth.enterprise_jwt_audience,
+        now_s=int(time.time()),
+        ttl_s=ttl_s,
+    )
+
+
 def run_demo(
     duration_s: float, listen: str, database_url: str, console_listen: str = "127.0.0.1:7480"
 ) -> int:
@@ -575,6 +588,13 @@ def run_demo(
                 f"(headquarters, 8 hours):\n  {operator_token(settings)}",
                 flush=True,
             )
+            if settings.portal is not None:
+                exporter = ENTERPRISES[1]
+                print(
+                    f"enterprise portal: http://{host}:{hub.server.console.port}/portal/ — sign in as "
+                    f"{exporter.name} ({exporter.uscc}) with:\n  {enterprise_token(settings, exporter.uscc)}",
+                    flush=True,
+                )
         agencies = Agencies(address, stop)
         agencies.start()
         route = settings.route(RECORD_TYPE)

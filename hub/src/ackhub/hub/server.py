@@ -32,6 +32,7 @@ from ackhub.hub.api.exchange import ExchangeServicer
 from ackhub.hub.api.guard import GuardInterceptor
 from ackhub.hub.api.operations import OperationsServicer
 from ackhub.hub.api.permits import PermitServicer
+from ackhub.hub.api.subscriptions import SubscriptionServicer
 from ackhub.hub.api.trace import TraceServicer
 from ackhub.hub.auth.tls import listen
 from ackhub.hub.cases import CaseBook
@@ -46,6 +47,9 @@ from ackhub.hub.exchange.notify import Notifications
 from ackhub.hub.exchange.routing import Router
 from ackhub.hub.ledger.keys import signing_key
 from ackhub.hub.ledger.ledger import AuditLedger
+from ackhub.hub.notifications.outbox import start_cursor
+from ackhub.hub.notifications.send import NotificationService
+from ackhub.hub.notifications.subscriptions import Rules
 from ackhub.hub.permits.issuers import Issuers
 from ackhub.hub.permits.registry import Registries
 from ackhub.hub.permits.service import Permits
@@ -66,6 +70,8 @@ from ackhub.v1 import (
     operations_service_pb2_grpc,
     permit_service_pb2,
     permit_service_pb2_grpc,
+    subscription_service_pb2,
+    subscription_service_pb2_grpc,
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
@@ -87,6 +93,7 @@ SERVICES = (
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
     catalogue_service_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name,
     case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name,
+    subscription_service_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
 )
 
 
@@ -130,6 +137,9 @@ class HubServer:
         self.wakeups: Wakeups | None = None  # PostgreSQL: other processes' new deliveries
         self._sweeping = asyncio.Lock()
         self.console: ConsoleServer | None = None  # the operators' web console, when [console] is set
+        # Enterprises' notifications (hub/notifications/): announced from the audit log, sent by webhook
+        # and e-mail; its loop runs with the scheduled sweeps (tests call `run_once`).
+        self.notifications: NotificationService | None = None
 
     async def start(self) -> int:
         """Migrate, register agencies and keys, and listen; returns the bound port."""
@@ -196,6 +206,12 @@ class HubServer:
         catalogue_service_pb2_grpc.add_CatalogueServiceServicer_to_server(
             CatalogueServicer(self.catalogue, {route.record_type for route in settings.routes}), server
         )
+        # before any subscription can be made: what is already logged is not news to anyone
+        await self.db.run(start_cursor, self.db)
+        self.notifications = self._notifications()
+        subscription_service_pb2_grpc.add_SubscriptionServiceServicer_to_server(
+            SubscriptionServicer(self.db, self.clock, self.subscription_rules()), server
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -217,6 +233,7 @@ class HubServer:
             self._every(settings.audit.sequence_interval, self._sequence_audit, "audit-sequence")
             self._every(settings.audit.checkpoint_interval, self.checkpoint, "audit-checkpoint")
             self._scheduler.start()
+            self.notifications.start(settings.server.sweep_interval)
         if settings.console is not None:
             from ackhub.hub.console.app import ConsoleServer
 
@@ -264,6 +281,25 @@ class HubServer:
             RateLimiter(self.clock, limits.requests_per_second, limits.burst),
             SizeLimits(limits.max_string_bytes, settings.server.max_payload_bytes, limits.max_repeated_items),
             trust_client_certificates=settings.server.tls_client_ca_file is not None,
+        )
+
+    def subscription_rules(self) -> Rules:
+        """What subscriptions this deployment accepts (hub/notifications/subscriptions.py)."""
+        settings = self.settings
+        return Rules(
+            secure=settings.server.auth == "secure",
+            can_email=bool(settings.notifications.smtp_host),
+            record_types=frozenset(r.record_type for r in settings.routes),
+        )
+
+    def _notifications(self) -> NotificationService:
+        settings = self.settings
+        return NotificationService(
+            settings.notifications,
+            self.db,
+            self.clock,
+            {a.id: a.name or a.id for a in settings.agencies},
+            secure=settings.server.auth == "secure",
         )
 
     def _permits(self, exchange: Exchange) -> Permits:
@@ -335,6 +371,8 @@ class HubServer:
             self._scheduler.pause()
             async with self._sweeping:  # let a running sweep finish rather than cancel it midway
                 self._scheduler.shutdown(wait=False)
+        if self.notifications is not None:
+            await self.notifications.stop()
         if self.exchange is not None:
             self.exchange.dispatcher.stop()
         if self._server is not None:

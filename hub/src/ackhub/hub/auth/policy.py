@@ -51,9 +51,12 @@ _TRACE = "/ackhub.v1.TraceService/"
 _AUDIT = "/ackhub.v1.AuditService/"
 _CATALOGUE = "/ackhub.v1.CatalogueService/"
 _CASES = "/ackhub.v1.CaseService/"
+_SUBSCRIPTIONS = "/ackhub.v1.SubscriptionService/"
 _ESCALATIONS = Rule(STAFF, "OPERATOR_ONLY", "work escalations")
 _AUDIT_EVENTS = Rule(STAFF, "OPERATOR_ONLY", "read audit events")
 _TRACING = Rule(frozenset({"enterprise", "operator", "administrator"}), "ENTERPRISE_ONLY", "trace records")
+# An enterprise's own subscriptions (hub/notifications/subscriptions.py scopes every row to its USCC).
+_SUBSCRIBING = Rule(frozenset({"enterprise"}), "ENTERPRISE_ONLY", "manage notification subscriptions")
 
 RULES: dict[str, Rule] = {
     _EXCHANGE + "PublishRecord": Rule(AGENCY, "AGENCY_ONLY", "publish records"),
@@ -95,6 +98,12 @@ RULES: dict[str, Rule] = {
     _CASES + "ReopenCase": Rule(ANYONE),
     _CASES + "ResolveCase": Rule(STAFF, "OPERATOR_ONLY", "resolve cases"),
     _CASES + "AddCaseParty": Rule(STAFF, "OPERATOR_ONLY", "add parties to cases"),
+    _SUBSCRIPTIONS + "CreateSubscription": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "GetSubscription": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "ListSubscriptions": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "DeleteSubscription": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "EnableSubscription": _SUBSCRIBING,
+    _SUBSCRIPTIONS + "ListNotificationAttempts": _SUBSCRIBING,
 }
 # Served without identity: they reveal nothing about records.
 PUBLIC_SERVICES = frozenset(

@@ -565,9 +565,13 @@ class ConsoleServer:
         hub.exchange.deprecation_observers.append(metrics.observe_deprecated)
         if hub.witnesses is not None and hub.witnesses.configs:
             metrics.registry.register(WitnessCollector(hub.witnesses))
-        self.console = Console(
-            hub, Sessions(tokens_from_settings(settings, hub.clock), session_secret), metrics
-        )
+        tokens = tokens_from_settings(settings, hub.clock)
+        self.console = Console(hub, Sessions(tokens, session_secret), metrics)
+        self.portal = None
+        if settings.portal is not None:  # the enterprise portal, under /portal (hub/portal/)
+            from ackhub.hub.portal.server import make_portal
+
+            self.portal = make_portal(hub, session_secret, tokens)
         self.port = 0
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -581,8 +585,11 @@ class ConsoleServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several hub processes, one address
         sock.bind((host, int(port)))
         self.port = sock.getsockname()[1]
+        app = self.console.app()
+        if self.portal is not None:
+            app.router.routes.insert(0, Mount("/portal", self.portal.app()))
         config = uvicorn.Config(
-            self.console.app(),
+            app,
             log_level="warning",
             lifespan="off",
             access_log=False,

@@ -439,3 +439,4 @@ class IdempotentRequestRow(SQLModel, table=True):
 
 # The cases' tables live in their own module; imported here so that one metadata holds every table.
 from ackhub.hub.store import cases as _cases  # noqa: E402,F401
+from ackhub.hub.store import portal_models  # noqa: E402, F401  (the portal's tables, on the same metadata)

@@ -1,0 +1,188 @@
+"""The portal's message catalogue, English and 中文; a key it lacks is looked up in the console's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ackhub.hub.console.i18n import MESSAGES as CONSOLE_MESSAGES
+
+# key → (English, 中文)
+MESSAGES: dict[str, tuple[str, str]] = {
+    "title": ("ackhub enterprise portal", "ackhub 企业门户"),
+    "nav.records": ("My records", "我的记录"),
+    "nav.subscriptions": ("Notifications", "变更通知"),
+    "nav.verify": ("Check a proof", "核验证明"),
+    "signin.help": (
+        "Sign in with your enterprise's account, or paste an enterprise token (ackhub token issue --uscc …).",
+        "使用企业账户登录，或粘贴企业令牌（ackhub token issue --uscc …）。",
+    ),
+    "signin.oidc": ("Sign in with your enterprise account", "使用企业账户登录"),
+    "signin.token": ("Enterprise token", "企业令牌"),
+    "signin.token_button": ("Sign in with the token", "使用令牌登录"),
+    "signin.limited": (
+        "Too many attempts from your address; wait a minute and try again.",
+        "来自您地址的尝试过多，请稍候一分钟再试。",
+    ),
+    "signin.token_off": ("Sign-in with a token is off on this hub.", "本中心未开放令牌登录。"),
+    "signin.oidc_failed": ("Sign-in with your account failed: {why}", "账户登录失败：{why}"),
+    "signed_in_as": ("enterprise {uscc}", "企业 {uscc}"),
+    "records.declaration": ("Declaration number", "报关单号"),
+    "records.from": ("From (date)", "起始日期"),
+    "records.to": ("To (date)", "截止日期"),
+    "records.search": ("Search", "查询"),
+    "records.none": ("No records of yours match.", "没有符合条件的记录。"),
+    "records.next": ("Older records →", "更早的记录 →"),
+    "records.first": ("← Newest", "← 最新"),
+    "records.accepted": ("Received by the hub", "中心接收时间"),
+    "records.recipients": ("Sent to", "发送至"),
+    "records.bad": ("Please correct: {why}", "请更正：{why}"),
+    "record.title": ("Record {id}", "记录 {id}"),
+    "record.proof": ("Delivery proof", "送达证明"),
+    "record.proof_json": ("Download the proof (JSON)", "下载证明（JSON）"),
+    "record.proof_print": ("Printable summary with QR code", "可打印摘要（含二维码）"),
+    "record.not_found": ("No record of yours with that id.", "您的记录中没有此编号。"),
+    "record.waiting_received": ("waiting for the agency's receipt", "等待该机构签收"),
+    "record.waiting_business": ("waiting for the agency's decision", "等待该机构处理结果"),
+    "record.done": ("done", "已办结"),
+    # the timeline in plain words, by TraceRecord's event kind
+    "tl.PUBLISHED": ("{publisher} sent the record to the hub", "{publisher} 将记录发送至中心"),
+    "tl.ATTEMPT": ("Sent to {agency}", "已发送至 {agency}"),
+    "tl.RECEIVED": (
+        "Received by {agency} — its signed receipt is in the proof",
+        "{agency} 已签收——签名回执载于证明中",
+    ),
+    "tl.ACCEPTED": ("Accepted by {agency}", "{agency} 已受理"),
+    "tl.REJECTED": ("Rejected by {agency}: {reason}", "{agency} 已退回：{reason}"),
+    "tl.ESCALATED": (
+        "Handed to the hub's staff to follow up: {reason}",
+        "已转交中心工作人员跟进：{reason}",
+    ),
+    "tl.ESCALATION_STEPPED": ("The case was raised to a higher level", "案件已升级"),
+    "tl.ESCALATION_RESOLVED": ("The hub's staff closed the case: {reason}", "中心工作人员已结案：{reason}"),
+    "tl.ESCALATION_CLOSED_BY_ACK": (
+        "The case closed itself: {agency} answered late",
+        "{agency} 迟到答复，案件自动关闭",
+    ),
+    "tl.REDELIVERY_REQUESTED": ("The hub's staff had it sent again", "中心工作人员已安排重新发送"),
+    "tl.DEFERRED": ("{agency} asked the hub to wait before sending again", "{agency} 要求稍后再发送"),
+    "tl.ABORTED": ("{agency}'s system refused to take it: {reason}", "{agency} 的系统拒收：{reason}"),
+    "tl.CLOSED": ("Nothing more is expected from {agency}", "{agency} 已办结，无需再等待"),
+    "proof.title": ("Delivery proof", "送达证明"),
+    "proof.lead": (
+        "This page summarises a delivery proof issued by the hub. The proof file itself (JSON) is the "
+        "evidence: check it at the address in the QR code.",
+        "本页为中心出具的送达证明摘要。证明文件（JSON）本身即为证据：请在二维码所示地址核验。",
+    ),
+    "proof.print": ("Print", "打印"),
+    "proof.ack": ("{status} at {time}, signed with key {key}", "{time} {status}，签名密钥 {key}"),
+    "proof.checkpoint": (
+        "Recorded in the hub's audit log {origin} of {size} events, signed at {time}.",
+        "已记入中心审计日志 {origin}（{size} 个事件），签名时间 {time}。",
+    ),
+    "proof.scan": ("Scan to check this proof", "扫码核验此证明"),
+    "proof.digest": ("Proof file SHA-256", "证明文件 SHA-256"),
+    "verify.title": ("Check a delivery proof", "核验送达证明"),
+    "verify.lead": (
+        "Anyone can check a delivery proof here, without an account: upload the proof file (JSON) or paste "
+        "it. It is checked against this hub's published key{witnesses}.",
+        "任何人无需账户即可在此核验送达证明：上传证明文件（JSON）或粘贴其内容。"
+        "核验依据本中心公布的密钥{witnesses}。",
+    ),
+    "verify.witnesses": (
+        " and its witnesses' cosignatures ({quorum} of {count} required)",
+        "及见证方联署（{count} 个中至少 {quorum} 个）",
+    ),
+    "verify.file": ("Proof file", "证明文件"),
+    "verify.paste": ("…or paste the proof", "……或粘贴证明内容"),
+    "verify.button": ("Check", "核验"),
+    "verify.ok": (
+        "Verified: every signature and proof in the document checks out.",
+        "核验通过：文件中的每个签名和证明均有效。",
+    ),
+    "verify.failed": ("NOT verified: this proof must not be relied on.", "核验未通过：此证明不可采信。"),
+    "verify.proven": ("What the proof shows", "证明所示"),
+    "verify.problems": ("What failed", "未通过的项目"),
+    "verify.empty": ("Choose a file or paste a proof first.", "请先选择文件或粘贴证明内容。"),
+    "verify.not_json": (
+        "This is not a delivery proof: it is not JSON ({why}).",
+        "这不是送达证明：内容不是 JSON（{why}）。",
+    ),
+    "verify.unreadable": ("The upload could not be read ({why}).", "无法读取上传的内容（{why}）。"),
+    "verify.not_object": (
+        "This is not a delivery proof: it is not a JSON object.",
+        "这不是送达证明：内容不是 JSON 对象。",
+    ),
+    "verify.too_big": (
+        "The file is larger than {n} bytes; a delivery proof is smaller.",
+        "文件超过 {n} 字节；送达证明没有这么大。",
+    ),
+    "verify.expecting": (
+        "You are checking record {record} (digest {digest}).",
+        "您正在核验记录 {record}（摘要 {digest}）。",
+    ),
+    "verify.mismatch": (
+        "This proof is of another record than the QR code names ({record}).",
+        "此证明所涉记录与二维码所示记录（{record}）不同。",
+    ),
+    "verify.limited": (
+        "Too many checks from your address; wait a minute and try again.",
+        "来自您地址的核验过多，请稍候一分钟再试。",
+    ),
+    "subs.lead": (
+        "Hear of changes to your records — received, accepted, rejected, escalated — by webhook (Standard "
+        "Webhooks, signed) or by e-mail.",
+        "通过 Webhook（Standard Webhooks 签名）或电子邮件，获知您的记录的变化：签收、受理、退回、转交处理。",
+    ),
+    "subs.channel": ("Channel", "方式"),
+    "subs.WEBHOOK": ("Webhook (https URL)", "Webhook（https 地址）"),
+    "subs.EMAIL": ("E-mail", "电子邮件"),
+    "subs.target": ("URL or e-mail address", "地址或电子邮箱"),
+    "subs.events": ("Changes", "变化"),
+    "subs.events_hint": ("none ticked: every change", "不勾选即全部"),
+    "subs.create": ("Subscribe", "订阅"),
+    "subs.yours": ("Your subscriptions", "您的订阅"),
+    "subs.none": ("No subscriptions yet.", "暂无订阅。"),
+    "subs.made": (
+        "Subscribed. Verify each webhook with this signing secret (shown now; keep it safe):",
+        "订阅成功。请用以下签名密钥验证每个 Webhook（仅此处显示，请妥善保存）：",
+    ),
+    "subs.made_email": ("Subscribed.", "订阅成功。"),
+    "subs.refused": ("Not subscribed: {why}", "未能订阅：{why}"),
+    "subs.not_found": ("No subscription of yours with that id.", "您没有此编号的订阅。"),
+    "subs.filters": ("For", "范围"),
+    "subs.all_records": ("all your records", "您的全部记录"),
+    "subs.ACTIVE": ("active", "已启用"),
+    "subs.DISABLED": ("disabled", "已停用"),
+    "subs.failing_since": ("failing since {time}", "自 {time} 起投递失败"),
+    "subs.enable": ("Re-enable", "重新启用"),
+    "subs.delete": ("Delete", "删除"),
+    "subs.log": ("Delivery log", "投递记录"),
+    "subs.log_none": ("Nothing sent yet.", "尚未发送。"),
+    "subs.attempt": ("Attempt", "次数"),
+    "subs.outcome": ("Outcome", "结果"),
+    "done.enable": ("The subscription is active again.", "订阅已重新启用。"),
+    "done.delete": ("The subscription was deleted.", "订阅已删除。"),
+    "event.RECEIVED": ("received", "已签收"),
+    "event.ACCEPTED": ("accepted", "已受理"),
+    "event.REJECTED": ("rejected", "已退回"),
+    "event.ESCALATED": ("escalated", "已转交处理"),
+    "field.channel": ("channel", "方式"),
+    "field.target": ("address", "地址"),
+    "field.record_type": ("record type", "记录类型"),
+    "field.declaration_number": ("declaration number", "报关单号"),
+    "field.events": ("changes", "变化"),
+    "state.any": ("any state", "全部状态"),
+    "type.any": ("any type", "全部类型"),
+}
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """`t(key, **values)` in `lang`; an unknown key shows as itself so a gap is visible, not fatal."""
+    index = 1 if lang == "zh" else 0
+
+    def t(key: str, /, **values: object) -> str:
+        pair = MESSAGES.get(key) or CONSOLE_MESSAGES.get(key)
+        text = pair[index] if pair else key
+        return text.format(**values) if values else text
+
+    return t
