@@ -93,7 +93,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 
 is_stored_level: Callable[[int], bool] | None
-try:  # the store keeps interior hashes of the audit tree (audit/tree.py); hubs before 0004 keep none
+try:  # the store keeps interior hashes of the audit tree (ackhub.hub.ledger.tree); hubs before 0004 keep none
     from ackhub.hub.ledger.tree import is_stored_level
 except ImportError:  # pragma: no cover - measuring a hub from before the change
     is_stored_level = None
@@ -221,7 +221,7 @@ def toml(value: Any, path: str = "") -> str:
 
 
 def uuid7(ms: int, kind: int, counter: int) -> str:
-    """A UUIDv7-shaped id, time-ordered like the hub's (hub/ids.py) but deterministic."""
+    """A UUIDv7-shaped id, time-ordered like the hub's (ackhub.core.ids) but deterministic."""
     value = (ms << 80) | (0x7 << 76) | (kind << 64) | (0b10 << 62) | counter
     return str(uuid.UUID(int=value))
 
@@ -519,7 +519,7 @@ class Generator:
         escalated: bool = False,
     ) -> None:
         level = "BUSINESS" if recipient == "tax" else "RECEIVED"
-        # closed as the hub closes it (hub/exchange/states.py): fx by its RECEIVED, tax by its business answer
+        # closed as the hub closes it (ackhub.hub.exchange.states): fx by its RECEIVED, tax by its business answer
         closed_by = "RECEIVED" if level == "RECEIVED" and received is not None else (state if final else None)
         closed_ms = received if closed_by == "RECEIVED" else final
         self.out.add(

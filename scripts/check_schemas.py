@@ -1,6 +1,6 @@
 """The record type schemas' `buf breaking`: every schema file under adapters/schemas/ against the same file
 at a git ref (default: the main branch). Within a version a change must be backward compatible (every
-payload the old file accepted, the new one accepts: hub/exchange/schema_compat.py); a published version is
+payload the old file accepted, the new one accepts: ackhub.hub.exchange.schema_compat); a published version is
 never deleted (deprecate it instead). Prints each problem as file:line: why; exit 1 if any."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Merkle math of audit/merkle.py against RFC 9162's recursive definitions, on every small tree."""
+"""The Merkle math of ackhub.audit.merkle against RFC 9162's recursive definitions, on every small tree."""
 
 from __future__ import annotations
 

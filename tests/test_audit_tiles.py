@@ -21,7 +21,7 @@ from tests.records import declaration
 
 
 def _mth(hashes: list[bytes]) -> bytes:
-    """RFC 6962 MTH over leaf hashes, written out here independently of audit/merkle.py."""
+    """RFC 6962 MTH over leaf hashes, written out here independently of ackhub.audit.merkle."""
     if len(hashes) == 1:
         return hashes[0]
     split = 1 << ((len(hashes) - 1).bit_length() - 1)

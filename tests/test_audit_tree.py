@@ -1,4 +1,4 @@
-"""The audit tree kept in the store (audit/tree.py): roots and proofs byte-identical to audit/merkle.py's
+"""The audit tree kept in the store (ackhub.hub.ledger.tree): roots and proofs byte-identical to ackhub.audit.merkle's
 `Tree` (itself checked against RFC 9162), O(log n) memory, rebuilt from the store by a new process, built
 once for a store from before its interior hashes were kept, and unharmed by a transaction that fails."""
 

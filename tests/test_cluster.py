@@ -1,4 +1,4 @@
-"""Several hub processes on one database (hub/store/cluster.py, hub/workers.py, docs/deploy.md): a publish
+"""Several hub processes on one database (ackhub.hub.store.cluster, ackhub.hub.workers, docs/deploy.md): a publish
 on one process reaches an agency streaming from another at once; processes that disagree, a database at an
 older schema or out of reach are refused at start with what to do; and the database going away under a
 running hub is UNAVAILABLE to callers, then healed without a restart."""

@@ -1,4 +1,4 @@
-"""What the dispatcher knows about drained agencies (hub/exchange/dispatcher.py): a pass started by an
+"""What the dispatcher knows about drained agencies (ackhub.hub.exchange.dispatcher): a pass started by an
 acknowledgement skips an agency whose last claim took everything due, and that knowledge never hides a
 delivery that falls due, by time or by a change, from the next pass."""
 

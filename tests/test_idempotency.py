@@ -1,4 +1,4 @@
-"""request_id on the mutating calls that have no natural key of their own (AIP-155, hub/store/idempotency.py):
+"""request_id on the mutating calls that have no natural key of their own (AIP-155, ackhub.hub.store.idempotency):
 over real gRPC, the same request again answers the first response and changes nothing; the same request_id
 with a different request is ALREADY_EXISTS REQUEST_ID_REUSED and changes nothing; ids are per caller and
 method; an id that is not a UUID is INVALID_ARGUMENT."""

@@ -25,7 +25,7 @@ from tests.security_data import ALPHA, BETA, DECLARATION, TYPE, bearer, with_jwk
 
 A, E, OP, M = "agency", "enterprise", "operator", "administrator"
 ALL = {A, E, OP, M}
-# Who may call what: written out here, apart from hub/auth/policy.py, so a change of policy shows up.
+# Who may call what: written out here, apart from ackhub.hub.auth.policy, so a change of policy shows up.
 ALLOWED: dict[str, set[str]] = {
     "ExchangeService/PublishRecord": {A},
     "ExchangeService/PublishRecords": {A},

@@ -1,4 +1,4 @@
-"""`ListRecords`' filters as queries (hub/exchange/trace.py): by delivery state and by declaration number,
+"""`ListRecords`' filters as queries (ackhub.hub.exchange.trace): by delivery state and by declaration number,
 still limited to the caller's own records, newest first and paged, on SQLite and PostgreSQL."""
 
 from __future__ import annotations

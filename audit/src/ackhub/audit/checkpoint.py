@@ -1,6 +1,6 @@
 """Signed checkpoints: the hub's statement "the audit tree of `origin` had `tree_size` leaves and this root".
 
-A checkpoint is a C2SP tlog-checkpoint: a signed note (audit/note.py) whose text is
+A checkpoint is a C2SP tlog-checkpoint: a signed note (ackhub.audit.note) whose text is
 
     <origin>
     <tree size, decimal>

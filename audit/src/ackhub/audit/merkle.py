@@ -12,7 +12,7 @@ of complete aligned subtrees, any root or proof of any tree size costs O(log n) 
 
 `Tree` keeps every such hash in memory (for tests and small trees); `Frontier` keeps only the O(log n) ones
 that make up the whole tree, enough to append and to compute the current root, and names the subtrees each
-appended leaf completes so that a caller can store them (audit/tree.py keeps the hub's tree that way).
+appended leaf completes so that a caller can store them (ackhub.hub.ledger.tree keeps the hub's tree that way).
 The free functions `mth`, `path` and `proof` are the RFC's recursive definitions, kept short and obviously
 right; the tests compare the rest against them.
 """
@@ -238,7 +238,7 @@ def consistency_ranges(first: int, second: int) -> list[tuple[int, int]]:
 
 class Tree:
     """An append-only tree of leaf hashes with every complete aligned subtree's hash cached: about 2n
-    hashes in memory, so for tests, verification of small logs and references; the hub uses audit/tree.py.
+    hashes in memory, so for tests, verification of small logs and references; the hub uses ackhub.hub.ledger.tree.
 
     `levels[h][i]` is the hash of leaves [i * 2^h, (i + 1) * 2^h).
     """

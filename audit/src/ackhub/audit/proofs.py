@@ -54,7 +54,7 @@ class ProofVerdict:
 def verify_delivery_proof(
     document: Any, trusted: Ed25519PublicKey | None = None, policy: WitnessPolicy | None = None
 ) -> ProofVerdict:
-    """Check every signature and proof in a delivery proof document (audit/proof.py), with no server."""
+    """Check every signature and proof in a delivery proof document (ackhub.hub.ledger.proof), with no server."""
     said: list[str] = []
     failed: list[str] = []
     try:

@@ -304,7 +304,7 @@ class Notifications(Strict):
 
 
 class Auth(Strict):
-    """Bearer JWTs (hub/auth/jwt.py): keys by key id from `jwks_file` (re-read when it changes), or one
+    """Bearer JWTs (ackhub.hub.auth.jwt): keys by key id from `jwks_file` (re-read when it changes), or one
     Ed25519 key for tokens without key id. Issuer and audience apply to every token, whatever its role."""
 
     jwks_file: str | None = None

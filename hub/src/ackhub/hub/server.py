@@ -258,7 +258,7 @@ class HubServer:
         )
 
     def _guard(self) -> GuardInterceptor:
-        """Authentication, the authorization policy, rate and size limits (hub/api/guard.py)."""
+        """Authentication, the authorization policy, rate and size limits (ackhub.hub.api.guard)."""
         from ackhub.hub.api.guard import RateLimiter, SizeLimits
         from ackhub.hub.auth.identity import Authenticator
         from ackhub.hub.auth.jwt import Tokens
@@ -284,7 +284,7 @@ class HubServer:
         )
 
     def subscription_rules(self) -> Rules:
-        """What subscriptions this deployment accepts (hub/notifications/subscriptions.py)."""
+        """What subscriptions this deployment accepts (ackhub.hub.notifications.subscriptions)."""
         settings = self.settings
         return Rules(
             secure=settings.server.auth == "secure",

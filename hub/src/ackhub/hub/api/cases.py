@@ -42,7 +42,7 @@ def _name(names: Mapping[Any, str], value: int) -> str:
 
 
 def evidence(data: dict[str, Any]) -> pb.CaseEvidence:
-    """The stored evidence JSON (hub/cases/evidence.py) as the proto message."""
+    """The stored evidence JSON (ackhub.hub.cases.evidence) as the proto message."""
     answer = pb.CaseEvidence(summary=data.get("summary", ""))
     for d in data.get("deliveries") or []:
         answer.deliveries.append(

@@ -1,4 +1,4 @@
-"""`ackhub.v1.CatalogueService`: the record type catalogue (hub/exchange/catalogue.py) as the contract
+"""`ackhub.v1.CatalogueService`: the record type catalogue (ackhub.hub.exchange.catalogue) as the contract
 serves it."""
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class OperationsServicer(pb_grpc.OperationsServiceServicer):
         change: Callable[[], tuple[M, T]],
     ) -> idempotency.Outcome[M, T]:
         """`change` (on a database thread) and, with a request_id, the record of its answer, committed
-        together; a replay answers the first response (hub/store/idempotency.py)."""
+        together; a replay answers the first response (ackhub.hub.store.idempotency)."""
         if request.request_id:
             bad = Violations()
             bad.uuid("request_id", request.request_id)

@@ -1,8 +1,8 @@
 """Principals and how the hub learns them (`[server] auth`).
 
 - A connection with a verified client certificate (mutual TLS) is the agency the certificate names
-  (hub/auth/pki.py); nothing the caller sends in metadata changes that.
-- `authorization: Bearer <JWT>` is whoever the token vouches for (hub/auth/jwt.py): an agency, an
+  (ackhub.hub.auth.pki); nothing the caller sends in metadata changes that.
+- `authorization: Bearer <JWT>` is whoever the token vouches for (ackhub.hub.auth.jwt): an agency, an
   enterprise (its USCC), an operator (with a jurisdiction) or an administrator.
 - Only with `auth = "development"` (loopback only): callers name themselves in metadata
   (`x-ackhub-agency: tax`, `x-ackhub-operator: alice`, optionally `x-ackhub-jurisdiction: 0202`). This

@@ -1,6 +1,6 @@
 """A development certificate authority for mutual TLS (cryptography): `ackhub pki init` makes the CA and
 the hub's server certificate; `ackhub pki issue AGENCY` a client certificate whose common name is the
-agency id, which is how the hub knows the agency (hub/auth/identity.py). Keys are ECDSA P-256; private
+agency id, which is how the hub knows the agency (ackhub.hub.auth.identity). Keys are ECDSA P-256; private
 keys are written with mode 0600 and never overwritten. In production, use your own CA (docs/security.md).
 """
 

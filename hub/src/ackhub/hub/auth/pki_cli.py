@@ -1,4 +1,4 @@
-"""`ackhub pki init` and `ackhub pki issue AGENCY`: a development CA for mutual TLS (hub/auth/pki.py)."""
+"""`ackhub pki init` and `ackhub pki issue AGENCY`: a development CA for mutual TLS (ackhub.hub.auth.pki)."""
 
 from __future__ import annotations
 

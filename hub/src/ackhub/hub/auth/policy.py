@@ -55,7 +55,7 @@ _SUBSCRIPTIONS = "/ackhub.v1.SubscriptionService/"
 _ESCALATIONS = Rule(STAFF, "OPERATOR_ONLY", "work escalations")
 _AUDIT_EVENTS = Rule(STAFF, "OPERATOR_ONLY", "read audit events")
 _TRACING = Rule(frozenset({"enterprise", "operator", "administrator"}), "ENTERPRISE_ONLY", "trace records")
-# An enterprise's own subscriptions (hub/notifications/subscriptions.py scopes every row to its USCC).
+# An enterprise's own subscriptions (ackhub.hub.notifications.subscriptions scopes every row to its USCC).
 _SUBSCRIBING = Rule(frozenset({"enterprise"}), "ENTERPRISE_ONLY", "manage notification subscriptions")
 
 RULES: dict[str, Rule] = {

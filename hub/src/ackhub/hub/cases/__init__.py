@@ -1,5 +1,5 @@
 """Cases between parties (docs/cases.md): `CaseBook` is the one entry point — the gRPC `CaseService`
-(hub/api/cases.py), the console's Cases page and the enterprise portal call it with the caller's
+(ackhub.hub.api.cases), the console's Cases page and the enterprise portal call it with the caller's
 `Principal` and get the frozen views of `hub.cases.views` back."""
 
 from ackhub.hub.cases.book import CaseBook, Page

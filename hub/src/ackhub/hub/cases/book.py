@@ -1,6 +1,6 @@
 """`CaseBook`: the use cases of cases between parties, one method per thing a party does. The gRPC service
-(hub/api/cases.py), the operators' console and the enterprise portal all call it with the caller's
-`Principal`; it validates, authorizes row by row (hub/auth/policy.py), stores the change with its audit event
+(ackhub.hub.api.cases), the operators' console and the enterprise portal all call it with the caller's
+`Principal`; it validates, authorizes row by row (ackhub.hub.auth.policy), stores the change with its audit event
 in one transaction, and tells the notifiers.
 
 Every mutation takes an optional `request_id` (AIP-155): the same caller with the same id and the same

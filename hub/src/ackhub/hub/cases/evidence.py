@@ -7,7 +7,7 @@ The evidence is stored with the case as JSON:
                      "acknowledgements": [{"status", "key_id", "ack_ms", "received_ms", "reason",
                                            "signature" (base64)}],
                      "attempts": [{"number", "connector", "sent_ms", "outcome"}]}],
-     "delivery_proof": {the record's delivery proof, audit/proof.py} or null,
+     "delivery_proof": {the record's delivery proof, ackhub.hub.ledger.proof} or null,
      "permit": {"check_id", "kind", "number", "verdict", "reasons", "issuer", "permit_document",
                 "permit_key_id", "permit_signature" (base64), "issuer_keys": [{"key_id", "public_key",
                 "revoked_after"}], "signature_problem", "declaration_number", "declarant_uscc",

@@ -1,5 +1,5 @@
 """Blocking store work of the case book, each function inside the caller's transaction: reading a case as a
-view, writing a change with its audit event and history row, and the deadline sweep. `hub/cases/book.py`
+view, writing a change with its audit event and history row, and the deadline sweep. `ackhub.hub.cases.book`
 calls these off the event loop."""
 
 from __future__ import annotations

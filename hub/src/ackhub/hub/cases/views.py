@@ -1,6 +1,6 @@
 """What the case book takes and answers: plain, frozen data, the same for the gRPC service, the console
 and (later) the enterprise portal. `CaseView.to_json` / `from_json` keep a first answer for a replayed
-request id (hub/cases/book.py)."""
+request id (ackhub.hub.cases.book)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class CaseView:
-    """A case as a party sees it. `evidence` is the JSON the hub attached at opening (hub/cases/evidence.py
+    """A case as a party sees it. `evidence` is the JSON the hub attached at opening (ackhub.hub.cases.evidence
     documents its shape); lists (`messages`, `history`) are empty in list answers."""
 
     id: str

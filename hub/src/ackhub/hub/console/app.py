@@ -324,7 +324,7 @@ class Console:
             t = translator(self.lang(request))
             return self.render(request, "message.html", who, 404, message=t("refused.jurisdiction"))
         cases = []
-        if self.hub.cases is not None:  # the record's cases between parties (hub/console/cases.py)
+        if self.hub.cases is not None:  # the record's cases between parties (ackhub.hub.console.cases)
             cases = (await self.hub.cases.list_cases(who, CaseFilter(record_id=record_id), size=50)).cases
         return self.render(request, "record.html", who, v=view, r=view.traced.record, cases=cases)
 
@@ -475,7 +475,7 @@ class Console:
         return await self._audit_page(request, who, verdict, against if anchor else "")
 
     async def log_tile(self, request: Request) -> Response:
-        """C2SP tlog-tiles under /log (audit/tiles.py): hash tiles for anyone (they hold only hashes);
+        """C2SP tlog-tiles under /log (ackhub.audit.tiles): hash tiles for anyone (they hold only hashes);
         entry bundles, the events themselves, for headquarters staff (session cookie or Bearer token)."""
         ledger = self.hub.ledger
         assert ledger is not None
@@ -549,7 +549,7 @@ class ConsoleServer:
     """Serves the console on `[console] listen` inside the running hub's event loop."""
 
     def __init__(self, hub: HubServer, session_secret: bytes) -> None:
-        """`session_secret`: the deployment's, shared by every hub process (hub/store/cluster.py), so a
+        """`session_secret`: the deployment's, shared by every hub process (ackhub.hub.store.cluster), so a
         session cookie made by one process is good on the others behind the same address."""
         settings = hub.settings
         assert settings.console is not None and hub.exchange is not None

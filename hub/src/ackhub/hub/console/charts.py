@@ -8,7 +8,7 @@ from html import escape
 from markupsafe import Markup
 
 PALETTE = ("#2f6fde", "#e8833a", "#3aa45b", "#c2413b", "#8a5cc2", "#6b7280")
-# A delivery's meaning (hub/console/data.py `meaning`) → its colour, the same as the pills in console.css.
+# A delivery's meaning (ackhub.hub.console.data `meaning`) → its colour, the same as the pills in console.css.
 MEANING_COLOURS = {"accepted": "#3aa45b", "rejected": "#c2413b", "waiting": "#d4920f", "closed": "#8a8f99"}
 
 

@@ -1,5 +1,5 @@
 """What the console's pages show, read from the store within the operator's jurisdiction (the clauses of
-hub/auth/policy.py). Every function is blocking: run it with `Database.run`."""
+ackhub.hub.auth.policy). Every function is blocking: run it with `Database.run`."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ class RecordView:
 
 
 def record_view(db: Database, who: Principal, record_id: str) -> RecordView:
-    """The record's timelines (hub/exchange/trace.py) with attempts, checked acknowledgements and how much
+    """The record's timelines (ackhub.hub.exchange.trace) with attempts, checked acknowledgements and how much
     of its audit trail is covered by a signed checkpoint. NotFound outside the jurisdiction."""
     traced = trace_record(db, who, record_id)
     ids = [d.id for d in traced.deliveries]
@@ -430,7 +430,7 @@ class WitnessView:
 
 
 def witnesses(db: Database, configured: list[tuple[str, str]]) -> list[WitnessView]:
-    """Each configured witness (name, url) with what the hub last heard from it (hub/witnesses.py)."""
+    """Each configured witness (name, url) with what the hub last heard from it (ackhub.hub.witnesses)."""
     with db.transaction() as session:
         rows = {row.name: row for row in session.exec(select(AuditWitnessRow))}
     views = []

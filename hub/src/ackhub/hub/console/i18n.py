@@ -141,7 +141,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "witness.UNREACHABLE": ("unreachable", "无法连接"),
     "witness.PENDING": ("nothing sent yet", "尚未发送"),
     "language": ("中文", "English"),
-    # Cases between parties (hub/console/cases.py, docs/cases.md)
+    # Cases between parties (ackhub.hub.console.cases, docs/cases.md)
     "pc.help": (
         "Cases the parties opened about a record or a permit decision, with the evidence the hub attached.",
         "各方就记录或许可证件核验结果提出的案件，附有本中心自动附上的证据。",

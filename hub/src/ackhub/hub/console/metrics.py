@@ -156,7 +156,7 @@ class StoreCollector(Collector):
 
 
 class ProcessesCollector(Collector):
-    """The hub processes sharing the database (hub/store/cluster.py), the same whichever one is scraped,
+    """The hub processes sharing the database (ackhub.hub.store.cluster), the same whichever one is scraped,
     and which one answered this scrape. The store's gauges above are the whole deployment's too; the
     circuit breakers and the latency histogram are the answering process's own (docs/deploy.md)."""
 

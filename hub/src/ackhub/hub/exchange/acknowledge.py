@@ -71,7 +71,7 @@ def _check_against(
     ack: AckInput, delivery: DeliveryView, digest: str, caller: Principal, signature: AckhubError | None
 ) -> None:
     """The acknowledgement against its stored delivery; then the signature check's outcome (made before
-    the transaction, see hub/exchange/signatures.py)."""
+    the transaction, see ackhub.hub.exchange.signatures)."""
     if caller.kind != "agency" or caller.id != delivery.recipient or ack.recipient != delivery.recipient:
         raise PermissionDenied(
             f"delivery {delivery.id!r} is addressed to {delivery.recipient!r}; "
@@ -139,7 +139,7 @@ class AckRequest:
     signature: AckhubError | None  # the refusal of the signature check (None: it verified)
 
 
-# Built once (see hub/store/bulk.py for why).
+# Built once (see ackhub.hub.store.bulk for why).
 _D, _R = table_of(DeliveryRow), table_of(RecordRow)
 _TO_ACKNOWLEDGE = (
     core_select(*(_D.c[name] for name in DELIVERY_COLUMNS), _R.c.digest)

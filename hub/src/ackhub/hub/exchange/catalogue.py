@@ -294,7 +294,7 @@ class Catalogue:
     def retired(self, version: RecordTypeVersion, today: date) -> InvalidArgument | None:
         """The refusal of a new record of `version` on `today` (China Standard Time) when it is deprecated
         and its last day has passed; None while it is taken. A retry of a record accepted in time is not
-        new: it gets its receipt (hub/exchange/publish.py)."""
+        new: it gets its receipt (ackhub.hub.exchange.publish)."""
         if version.deprecated_until is None or today <= version.deprecated_until:
             return None
         current = self.current(version.record_type)

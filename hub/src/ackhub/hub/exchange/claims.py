@@ -43,7 +43,7 @@ class ClaimRequest:
     session_id: str
 
 
-# Built once (see hub/store/bulk.py for why). Plain rows, not ORM objects: a claim is on the hot path.
+# Built once (see ackhub.hub.store.bulk for why). Plain rows, not ORM objects: a claim is on the hot path.
 _D = table_of(DeliveryRow)
 _R = table_of(RecordRow)
 _DUE_DELIVERY = (

@@ -145,7 +145,7 @@ def _check_recipients(version: RecordTypeVersion, recipients: list[RouteRecipien
 
 _RECORDS = table_of(RecordRow)
 _DELIVERIES = table_of(DeliveryRow)
-# Built once (see hub/store/bulk.py for why).
+# Built once (see ackhub.hub.store.bulk for why).
 _STORED = select(
     _RECORDS.c.id,
     _RECORDS.c.publisher,

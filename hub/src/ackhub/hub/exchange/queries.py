@@ -1,5 +1,5 @@
 """Reading records, deliveries and escalation cases, limited to what the caller may see: an agency its
-own publications and what is addressed to it; an operator its jurisdiction (rules: hub/auth/policy.py)."""
+own publications and what is addressed to it; an operator its jurisdiction (rules: ackhub.hub.auth.policy)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ CASE_RESOLVED = "RESOLVED"
 CASE_CLOSED_BY_ACK = "CLOSED_BY_ACK"
 
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-# A witness refused a checkpoint: a top-level case tied to no delivery (hub/witnesses.py).
+# A witness refused a checkpoint: a top-level case tied to no delivery (ackhub.hub.witnesses).
 WITNESS_REFUSED = "WITNESS_REFUSED"
 WITNESS_CASE_TYPE = "audit.checkpoint"  # the `record_type` of such a case
 ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"

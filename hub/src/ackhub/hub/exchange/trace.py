@@ -1,7 +1,7 @@
 """Tracing records for enterprises: their own records (by the USCC in their token) and each record's
 timeline per recipient, read from the audit log. An enterprise asking for another's record hears NOT_FOUND,
 exactly as for a record that does not exist; operators see the records of their jurisdiction
-(hub/auth/policy.py)."""
+(ackhub.hub.auth.policy)."""
 
 from __future__ import annotations
 

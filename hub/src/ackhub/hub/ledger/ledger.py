@@ -1,6 +1,6 @@
 """`AuditLedger`: the hub's side of the tree — sequencing, signing checkpoints, serving proofs.
 
-The tree lives in the store (audit/tree.py): leaf hashes with their events, interior hashes of aligned
+The tree lives in the store (ackhub.hub.ledger.tree): leaf hashes with their events, interior hashes of aligned
 subtrees in `audit_tree_nodes`, and in memory only its right edge (O(log n) hashes). So starting costs
 nothing, memory does not grow with the log, and a root or proof reads O(log n) stored hashes. Every method
 is blocking (run it with `Database.run`); the tree is used under a lock because PostgreSQL runs several

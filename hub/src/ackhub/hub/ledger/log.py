@@ -7,7 +7,7 @@ inserts the row (cheap, and no lock shared by every writer), and `sequence` — 
 advisory lock, or by SQLite's single writer — gives the committed events it finds the next dense leaf
 indexes 0, 1, 2 … in `seq` order and stores each one's leaf hash. The leaf index is the tree order, and it
 is inside the hashed leaf data, so moving an event moves nothing silently. Events are covered by the tree
-once sequenced, and by a signature once a checkpoint includes them (audit/ledger.py does both on a
+once sequenced, and by a signature once a checkpoint includes them (ackhub.hub.ledger.ledger does both on a
 schedule and on demand).
 """
 
@@ -182,7 +182,7 @@ class EventFields(Protocol):
 
 
 _EVENTS = table_of(AuditEventRow)
-# Built once: the sequencer runs every sweep interval on the database thread (see hub/store/bulk.py).
+# Built once: the sequencer runs every sweep interval on the database thread (see ackhub.hub.store.bulk).
 _UNSEQUENCED = (
     core_select(
         _EVENTS.c.seq,

@@ -17,7 +17,7 @@ the hub's signed checkpoint the proofs lead to. Format (all binary values base64
 
 `*_event` values are leaf indexes into `events`. `signed_note` is the checkpoint as a C2SP signed note with the
 witnesses' cosignatures: the proof uses the newest checkpoint that witnesses cosigned when it covers every
-event the proof needs, else a fresh one (without cosignatures yet). audit/verify.py's `verify_delivery_proof`
+event the proof needs, else a fresh one (without cosignatures yet). ackhub.hub.ledger.verify's `verify_delivery_proof`
 checks it, and with a policy (trusted witness keys, quorum K) requires K cosignatures.
 """
 

@@ -12,7 +12,7 @@ is loaded when the hub starts; the first `sync` reads a few rows to rebuild the 
 A store from before these hashes were kept (migration 0004) gets them on the first `sync`: one pass over the
 leaf hashes, in order, done once.
 
-Proofs are those of audit/merkle.py, byte for byte: the same ranges (`merkle.inclusion_ranges`,
+Proofs are those of ackhub.audit.merkle, byte for byte: the same ranges (`merkle.inclusion_ranges`,
 `merkle.consistency_ranges`), hashed from the same subtrees.
 """
 
@@ -43,7 +43,7 @@ _log = structlog.get_logger("ackhub.audit")
 
 Node = tuple[int, int]  # (level, position): leaves [position * 2^level, (position + 1) * 2^level)
 _EVENTS = table_of(AuditEventRow)
-# Built once: the hub syncs the tree a few times a second (see hub/store/bulk.py for why).
+# Built once: the hub syncs the tree a few times a second (see ackhub.hub.store.bulk for why).
 _LEAVES = (
     core_select(_EVENTS.c.leaf_index, _EVENTS.c.leaf_hash)
     .where(_EVENTS.c.leaf_index >= bindparam("first"), _EVENTS.c.leaf_index < bindparam("end"))
@@ -273,7 +273,7 @@ class StoredTree:
 
     def subtrees(self, session: Session, level: int, first: int, count: int) -> list[bytes]:
         """The hashes of the complete subtrees (level, first) … (level, first + count - 1), all of synced
-        leaves (a tlog tile: audit/tiles.py)."""
+        leaves (a tlog tile: ackhub.audit.tiles)."""
         self._check((first + count) << level)
         return self._values(session, [(level, first + i) for i in range(count)])
 

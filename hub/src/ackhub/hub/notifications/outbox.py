@@ -1,7 +1,7 @@
 """The outbox: which notifications are due to which endpoint.
 
 Every change a notification announces — an agency's signed RECEIVED, ACCEPTED or REJECTED, a delivery
-escalated — already writes an audit event in the same transaction as the change itself (audit/log.py).
+escalated — already writes an audit event in the same transaction as the change itself (ackhub.hub.ledger.log).
 That event is the outbox entry: it exists exactly when the change committed. The sequencer gives committed
 events dense, increasing leaf indexes (0, 1, 2 …, in the order it found them committed), so reading the
 log by leaf index from a stored cursor sees every committed event once, and never one that rolled back.

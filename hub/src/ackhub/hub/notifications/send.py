@@ -1,4 +1,4 @@
-"""Sending the notifications the outbox made (hub/notifications/outbox.py), by webhook or e-mail.
+"""Sending the notifications the outbox made (ackhub.hub.notifications.outbox), by webhook or e-mail.
 
 One pass (`run_once`): announce what the audit log holds beyond the cursor, then claim the notifications
 that are due — a lease (their `next_attempt_ms` pushed past the send timeout) so that another hub process
@@ -8,7 +8,7 @@ does not send the same one meanwhile — send them, and record each attempt in t
   `webhook-id` (the notification's id, the same on every attempt), `webhook-timestamp`, and
   `webhook-signature` (`v1,` HMAC-SHA256 under the subscription's `whsec_` secret). A 2xx answer delivers;
   anything else, or no answer, is retried with exponential backoff. The host is resolved and checked at
-  send time (hub/notifications/targets.py) and the request goes to the address that was checked.
+  send time (ackhub.hub.notifications.targets) and the request goes to the address that was checked.
 - E-mail goes out over SMTP (`[notifications] smtp_*`), in English and Chinese, with the notification's id
   as its Message-ID.
 - An endpoint that has failed without a single success for `disable_after` is disabled (and audited); its

@@ -1,5 +1,5 @@
 """Enterprises' subscriptions: make, read, delete, re-enable, and read their delivery log. Shared by the
-gRPC service (hub/api/subscriptions.py) and the portal. The owner is always the caller's USCC: another
+gRPC service (ackhub.hub.api.subscriptions) and the portal. The owner is always the caller's USCC: another
 enterprise's subscription is NOT_FOUND, like one that does not exist. A refused request stores nothing.
 Every change is audited (`subscription.*` events, never the signing secret)."""
 

@@ -109,7 +109,7 @@ class Permits:
 
     def revoke(self, caller: Principal, kind: str, number: str, reason: str) -> PermitRow:
         """Revokes a permit, on a database thread (so that it runs inside an idempotent call's transaction,
-        hub/store/idempotency.py); `revoked` follows the commit."""
+        ackhub.hub.store.idempotency); `revoked` follows the commit."""
         with self.db.transaction() as session:
             return registration.revoke(
                 session, caller, kind, number, reason, self.issuers, self.clock.now_ms()

@@ -1,8 +1,8 @@
 """The enterprise portal: a Starlette app mounted at /portal in the console's server (same process, same
 event loop, same database and ledger). An enterprise signs in (its JWT, or OpenID Connect), then sees only
-records whose subject is its USCC — every read goes through hub/exchange/trace.py with an enterprise
+records whose subject is its USCC — every read goes through ackhub.hub.exchange.trace with an enterprise
 `Principal`, the policy TraceService applies — their timelines in plain words, and their delivery proofs.
-The verification page is public: anyone checks a proof with audit/verify.py, the verifier of
+The verification page is public: anyone checks a proof with ackhub.hub.ledger.verify, the verifier of
 `ackhub proof verify`, against the hub's own key and witness policy."""
 
 from __future__ import annotations

@@ -96,11 +96,11 @@ def _pipelined(dbapi: Any) -> Any:
     then go to the server without waiting for their answers; the next read (`select_rows`) waits for
     them and itself; the commit is one more round trip in the pipeline, which raises the first error of
     the transaction; anything SQLAlchemy executes and a rollback first end the pipeline
-    (`leave_pipeline`, from engine events set in hub/store/db.py). A group commit's dozen statements
+    (`leave_pipeline`, from engine events set in ackhub.hub.store.db). A group commit's dozen statements
     cost as many round trips as it has reads plus one, not one per statement, and each of those is a
     wait after which the database thread must take the GIL back: with the event loop busy, up to the
     interpreter's switch interval each. (A statement that fails in a pipeline surfaces at that next wait,
-    as the same driver error: a unique-key race is still recognised by hub/store/batching.py.)"""
+    as the same driver error: a unique-key race is still recognised by ackhub.hub.store.batching.)"""
     if dbapi not in _PIPELINES:
         pipeline = dbapi.pipeline()
         pipeline.__enter__()

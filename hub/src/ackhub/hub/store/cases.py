@@ -1,5 +1,5 @@
 """The tables of cases between parties (hub/cases/, docs/cases.md). Times are integer milliseconds, as in
-hub/store/models.py, which imports this module so that every table is in one metadata."""
+ackhub.hub.store.models, which imports this module so that every table is in one metadata."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class CaseRow(SQLModel, table=True):
     title: str = Field(max_length=200)
     opened_by: str = Field(max_length=128)
     opened_ms: int = Field(sa_column=_ms())
-    evidence: str = Field(sa_column=Column(Text, nullable=False))  # JSON (hub/cases/evidence.py)
+    evidence: str = Field(sa_column=Column(Text, nullable=False))  # JSON (ackhub.hub.cases.evidence)
     awaited_party: str = Field(default="", max_length=160)
     respond_by_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
     level: int = 0

@@ -73,7 +73,7 @@ def normalize_url(url: str) -> str:
 
 def make_engine(url: str, application_name: str = "ackhub") -> Engine:
     """`application_name`: how PostgreSQL's `pg_stat_activity` (and the wake-up notifications, which
-    carry it: hub/store/cluster.py) name this process's connections."""
+    carry it: ackhub.hub.store.cluster) name this process's connections."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -101,7 +101,7 @@ def make_engine(url: str, application_name: str = "ackhub") -> Engine:
     )
     from ackhub.hub.store.bulk import leave_pipeline
 
-    # The hot paths' writes ride a pipeline (hub/store/bulk.py): it ends before SQLAlchemy sends anything
+    # The hot paths' writes ride a pipeline (ackhub.hub.store.bulk): it ends before SQLAlchemy sends anything
     # itself, and before a rollback. A commit goes through it (psycopg sends COMMIT and a Sync: one round
     # trip, which raises the first error of the transaction's statements), and it stays open for the
     # next transaction of the thread's connection.

@@ -64,7 +64,7 @@ class RecordRow(SQLModel, table=True):
 
 
 # Delivery states that stay rare however many records are stored (in flight, or rejected): indexed by
-# state so ListRecords can filter by them without walking a big enterprise's records (hub/exchange/trace.py).
+# state so ListRecords can filter by them without walking a big enterprise's records (ackhub.hub.exchange.trace).
 RARE_DELIVERY_STATES = ("PENDING", "SENT", "REJECTED")
 IN_RARE_DELIVERY_STATE = "state IN ('PENDING', 'SENT', 'REJECTED')"
 
@@ -127,7 +127,7 @@ class DeliveryRow(SQLModel, table=True):
     reason: str = ""
     escalation_id: str | None = Field(default=None, max_length=36)  # the latest case, open or closed
     escalated: bool = False  # a case is open now
-    # Set once, by the acknowledgement that closed the delivery (hub/exchange/states.py): its status
+    # Set once, by the acknowledgement that closed the delivery (ackhub.hub.exchange.states): its status
     # (RECEIVED ACCEPTED REJECTED) and the hub's time of it. Both NULL while the delivery is open.
     closed_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
     closed_by: str | None = Field(default=None, max_length=16)
@@ -206,7 +206,7 @@ class EscalationNoteRow(SQLModel, table=True):
 
 
 class AuditEventRow(SQLModel, table=True):
-    """Append-only; each event becomes a leaf of the audit Merkle tree (see audit/log.py)."""
+    """Append-only; each event becomes a leaf of the audit Merkle tree (see ackhub.hub.ledger.log)."""
 
     __tablename__ = "audit_events"
 
@@ -218,13 +218,13 @@ class AuditEventRow(SQLModel, table=True):
     delivery_id: str | None = Field(default=None, max_length=36)
     escalation_id: str | None = Field(default=None, max_length=36)
     data: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON
-    # Set by the sequencer (audit/log.py) once the event is a leaf of the Merkle tree: dense from 0.
+    # Set by the sequencer (ackhub.hub.ledger.log) once the event is a leaf of the Merkle tree: dense from 0.
     leaf_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True, unique=True))
     leaf_hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class AuditCheckpointRow(SQLModel, table=True):
-    """A signed statement of the audit tree: its size and root hash (audit/checkpoint.py)."""
+    """A signed statement of the audit tree: its size and root hash (ackhub.audit.checkpoint)."""
 
     __tablename__ = "audit_checkpoints"
 
@@ -239,7 +239,7 @@ class AuditCheckpointRow(SQLModel, table=True):
 
 class AuditCosignatureRow(SQLModel, table=True):
     """A witness's cosignature of the checkpoint of `tree_size` leaves: its C2SP tlog-cosignature signature
-    line, as the witness answered it (hub/witnesses.py)."""
+    line, as the witness answered it (ackhub.hub.witnesses)."""
 
     __tablename__ = "audit_cosignatures"
 
@@ -266,7 +266,7 @@ class AuditWitnessRow(SQLModel, table=True):
 
 class AuditTreeNodeRow(SQLModel, table=True):
     """The hash of a complete, aligned subtree of the audit tree — leaves [position * 2^level,
-    (position + 1) * 2^level) — for the levels audit/tree.py stores (multiples of its STRIDE)."""
+    (position + 1) * 2^level) — for the levels ackhub.hub.ledger.tree stores (multiples of its STRIDE)."""
 
     __tablename__ = "audit_tree_nodes"
     __table_args__ = {"sqlite_with_rowid": False}
@@ -395,7 +395,7 @@ class PermitCheckRow(SQLModel, table=True):
 
 
 class HubProcessRow(SQLModel, table=True):
-    """A running hub process sharing this database (hub/store/cluster.py): registered at start, its
+    """A running hub process sharing this database (ackhub.hub.store.cluster): registered at start, its
     heartbeat renewed every sweep interval, removed at a clean stop. Processes whose heartbeat is recent
     are the deployment: they must run the same routes and agencies."""
 
@@ -425,7 +425,7 @@ class HubSecretRow(SQLModel, table=True):
 class IdempotentRequestRow(SQLModel, table=True):
     """One mutating call made with a `request_id` (AIP-155): the digest of what was asked and the response
     that was answered, so that the same request again gets the same answer and another request under the
-    same id is refused (hub/store/idempotency.py). Written in the transaction of the change itself."""
+    same id is refused (ackhub.hub.store.idempotency). Written in the transaction of the change itself."""
 
     __tablename__ = "idempotent_requests"
 

@@ -1,5 +1,5 @@
 """Plain, mutable copies of rows that the hot paths read with one SELECT and write back with one UPDATE
-(hub/store/bulk.py), without an ORM object per row."""
+(ackhub.hub.store.bulk), without an ORM object per row."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 
 @dataclass(slots=True)
 class DeliveryView:
-    """The columns of a `deliveries` row (hub/store/models.py DeliveryRow), same names."""
+    """The columns of a `deliveries` row (ackhub.hub.store.models DeliveryRow), same names."""
 
     seq: int
     id: str

@@ -5,7 +5,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-23 22:00:00
 
-`audit_tree_nodes` is filled by the audit ledger (audit/tree.py) as leaves are sequenced; for a log that
+`audit_tree_nodes` is filled by the audit ledger (ackhub.hub.ledger.tree) as leaves are sequenced; for a log that
 already holds events, by its first sync after this upgrade (one pass over the stored leaf hashes).
 The indexes are created and dropped directly, not in a batch: a batch could rebuild the records table.
 """

@@ -5,12 +5,12 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-05 08:30:00
 
-A delivery is closed by the acknowledgement its route requires (hub/exchange/states.py): RECEIVED on a
+A delivery is closed by the acknowledgement its route requires (ackhub.hub.exchange.states): RECEIVED on a
 route at level RECEIVED, ACCEPTED or REJECTED on any. Stored deliveries are filled in from what they hold:
 on a RECEIVED route, a delivery whose stored RECEIVED acknowledgement came before any business answer
 closed when the hub received that acknowledgement; otherwise one in ACCEPTED or REJECTED closed at
 `final_ms`, by that status. Acknowledgements are never deleted, so this is exactly what the live path
-(hub/exchange/acknowledge.py) would have stored. The columns are added and the index created
+(ackhub.hub.exchange.acknowledge) would have stored. The columns are added and the index created
 directly, not in a batch: a batch would rebuild the deliveries table.
 """
 
