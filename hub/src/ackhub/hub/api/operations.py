@@ -8,12 +8,11 @@ from typing import Any, TypeAlias, TypeVar
 from google.protobuf.message import Message
 
 from ackhub.core.principal import Principal
-from ackhub.hub.api import convert
+from ackhub.hub.api import convert, idempotent
 from ackhub.hub.auth import policy
 from ackhub.hub.exchange import operations, queries
 from ackhub.hub.exchange.escalation import Notice
 from ackhub.hub.exchange.hub import Exchange
-from ackhub.hub.exchange.validation import Violations
 from ackhub.hub.store import idempotency
 from ackhub.v1 import operations_service_pb2 as pb
 from ackhub.v1 import operations_service_pb2_grpc as pb_grpc
@@ -70,13 +69,10 @@ class OperationsServicer(pb_grpc.OperationsServiceServicer):
     ) -> idempotency.Outcome[M, T]:
         """`change` (on a database thread) and, with a request_id, the record of its answer, committed
         together; a replay answers the first response (ackhub.hub.store.idempotency)."""
-        if request.request_id:
-            bad = Violations()
-            bad.uuid("request_id", request.request_id)
-            bad.raise_if_any()
-        db = self.exchange.db
-        key = idempotency.key_of(caller.actor, rpc, request.request_id, request)
-        return await db.run(idempotency.once, db, key, response_type, change, self.exchange.clock.now_ms())
+        exchange = self.exchange
+        return await idempotent.once(
+            exchange.db, exchange.clock.now_ms(), caller.actor, rpc, request, response_type, change
+        )
 
     def _case_now(self, caller: Principal, escalation_id: str) -> pb.Escalation:
         case, notes = queries.get_escalation(self.exchange.db, escalation_id, caller)

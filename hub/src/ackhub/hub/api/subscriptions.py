@@ -9,13 +9,11 @@ from google.protobuf.message import Message
 
 from ackhub.core.clock import Clock
 from ackhub.core.errors import FieldViolation, InvalidArgument
-from ackhub.hub.api import convert
+from ackhub.hub.api import convert, idempotent
 from ackhub.hub.auth import policy
-from ackhub.hub.exchange.validation import Violations
 from ackhub.hub.notifications import subscriptions
 from ackhub.hub.notifications.outbox import EVENTS
 from ackhub.hub.notifications.subscriptions import EMAIL, WEBHOOK, NewSubscription, Rules
-from ackhub.hub.store import idempotency
 from ackhub.hub.store.db import Database
 from ackhub.hub.store.portal_models import NotificationAttemptRow, NotificationRow, SubscriptionRow
 from ackhub.v1 import subscription_service_pb2 as pb
@@ -109,13 +107,14 @@ class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
     async def _once(self, rpc: str, request: Any, response_type: type[M], change: Callable[[], M]) -> M:
         """`change` and, with a request_id, the record of its answer, committed together; a replay answers
         the first response (ackhub.hub.store.idempotency)."""
-        if request.request_id:
-            bad = Violations()
-            bad.uuid("request_id", request.request_id)
-            bad.raise_if_any()
-        key = idempotency.key_of(policy.caller().actor, rpc, request.request_id, request)
-        outcome = await self.db.run(
-            idempotency.once, self.db, key, response_type, lambda: (change(), True), self.clock.now_ms()
+        outcome = await idempotent.once(
+            self.db,
+            self.clock.now_ms(),
+            policy.caller().actor,
+            rpc,
+            request,
+            response_type,
+            lambda: (change(), True),
         )
         return outcome.response
 
