@@ -8,13 +8,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import Select
 
 from ackhub.hub.exchange.acknowledge import _STORED_ACKS, _TO_ACKNOWLEDGE
 from ackhub.hub.exchange.claims import _DUE, _NEXT_DUE
 from ackhub.hub.exchange.publish import _STORED, _STORED_DELIVERIES
 from ackhub.hub.ledger.log import _UNSEQUENCED
-from ackhub.hub.store.bulk import _padded, select_rows
+from ackhub.hub.store.bulk import _padded, prefetch, select_rows
 from tests.harness import RunningHub
 from tests.records import declaration
 
@@ -84,3 +85,50 @@ def test_in_lists_of_every_length_share_a_few_compiled_forms(hub: RunningHub) ->
         assert set(padded) == set(ids) and padded[: len(ids)] == ids
         lengths.add(len(padded))
     assert sorted(lengths) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+def test_prefetched_reads_are_answered_once_with_the_same_rows(hub: RunningHub) -> None:
+    """`prefetch` (PostgreSQL: several reads in one round trip) keeps each read's rows for the one
+    `select_rows` call that asks for exactly it, with the same rows as a read made then; a second call
+    reads the database again (so it sees the transaction's own writes), and on SQLite nothing is read
+    ahead."""
+    receipts = [
+        hub.agency("customs").publish(TYPE, declaration(note="p"), subject_uscc="91110000600037341L")
+        for _ in range(2)
+    ]
+    delivery_ids = sorted(d.delivery_id for receipt in receipts for d in receipt.deliveries)
+    to_tax = next(d.delivery_id for d in receipts[0].deliveries if d.recipient == "tax")
+    reads: list[tuple[Select[Any], dict[str, Any]]] = [
+        (_TO_ACKNOWLEDGE, {"ids": delivery_ids[:3]}),  # padded to 4, as select_rows pads it
+        (_STORED_ACKS, {"ids": delivery_ids}),
+        (_NEXT_DUE, {"recipient": "tax", "now_ms": 0}),
+    ]
+    with hub.server.db.transaction() as session:
+        expected = [session.connection().execute(statement, params).all() for statement, params in reads]
+    with pytest.raises(_RolledBack):
+        _read_ahead(hub, reads, expected, to_tax)
+
+
+def _read_ahead(
+    hub: RunningHub, reads: list[tuple[Select[Any], dict[str, Any]]], expected: list[Any], to_tax: str
+) -> None:
+    with hub.server.db.transaction() as session:
+        prefetch(session, reads)
+        ahead = session.info.get("ackhub.prefetched", {})
+        assert len(ahead) == (0 if hub.server.db.is_sqlite else 3)
+        got = [select_rows(session, statement, params) for statement, params in reads]
+        assert [[tuple(row) for row in rows] for rows in got] == [
+            [tuple(row) for row in rows] for rows in expected
+        ]
+        assert not ahead  # each answered once
+        # A read asked for again goes to the database and sees what the transaction wrote meanwhile.
+        session.connection().exec_driver_sql(
+            f"UPDATE deliveries SET next_attempt_ms = 1 WHERE id = '{to_tax}'"
+        )
+        (first,) = select_rows(session, _NEXT_DUE, {"recipient": "tax", "now_ms": 0})
+        assert first.next_attempt_ms == 1
+        raise _RolledBack
+
+
+class _RolledBack(Exception):
+    """Raised to leave a transaction without committing it."""

@@ -26,7 +26,7 @@ from ackhub.hub.exchange.escalation import Notice, close_by_ack, open_case
 from ackhub.hub.exchange.states import FINAL, RECEIVED, REJECTED, REJECTED_BY_RECIPIENT, closes
 from ackhub.hub.exchange.validation import Violations
 from ackhub.hub.ledger import log as audit_log
-from ackhub.hub.store.bulk import changes_of, insert_rows, select_rows, table_of, update_rows
+from ackhub.hub.store.bulk import Read, changes_of, insert_rows, select_rows, table_of, update_rows
 from ackhub.hub.store.models import AcknowledgementRow, DeliveryRow, EscalationRow, RecordRow
 from ackhub.hub.store.views import DELIVERY_COLUMNS, DeliveryView
 
@@ -168,19 +168,23 @@ _DELIVERY_CHANGES = (
 )
 
 
+def reads_ahead(requests: list[AckRequest]) -> list[Read]:
+    """What `acknowledge_many` will read for `requests`, to be read ahead (ackhub.hub.store.batching): their
+    deliveries, locked, and the statuses already stored."""
+    ids = sorted(_valid_delivery_ids(requests, {}))
+    return [(_TO_ACKNOWLEDGE, {"ids": ids}), (_STORED_ACKS, {"ids": ids})] if ids else []
+
+
 def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOutcome | AckhubError]:
     """Inside the caller's transaction, in order; each answer is an outcome or that request's refusal,
     raised before it wrote anything. The deliveries, digests and stored statuses of the whole batch are
     read in two queries; the acknowledgements, the deliveries' changes, the closed attempts and the audit
     events are written in one statement each."""
     answers: list[AckOutcome | AckhubError | None] = [None] * len(requests)
-    wanted: set[str] = set()
-    for index, request in enumerate(requests):
-        try:
-            validate(request.ack, request.now_ms)
-            wanted.add(request.ack.delivery_id)
-        except AckhubError as refusal:
-            answers[index] = refusal
+    refused: dict[int, AckhubError] = {}
+    wanted = _valid_delivery_ids(requests, refused)
+    for index, refusal in refused.items():
+        answers[index] = refusal
     deliveries: dict[str, tuple[DeliveryView, str]] = {}
     stored: set[tuple[str, str]] = set()
     if wanted:
@@ -204,6 +208,18 @@ def acknowledge_many(session: Session, requests: list[AckRequest]) -> list[AckOu
         close_attempts(session, "ACKED", writes.attempts)
         audit_log.append_rows(session, writes.events)
     return [answer for answer in answers if answer is not None]
+
+
+def _valid_delivery_ids(requests: list[AckRequest], refused: dict[int, AckhubError]) -> set[str]:
+    """The deliveries the valid requests acknowledge; each refusal into `refused`, by request index."""
+    wanted: set[str] = set()
+    for index, request in enumerate(requests):
+        try:
+            validate(request.ack, request.now_ms)
+            wanted.add(request.ack.delivery_id)
+        except AckhubError as refusal:
+            refused[index] = refusal
+    return wanted
 
 
 @dataclass

@@ -16,7 +16,15 @@ from ackhub.hub.exchange.retry import attempt_wait_ms
 from ackhub.hub.exchange.routing import policy_of
 from ackhub.hub.exchange.states import ABORTED_BY_RECIPIENT, ATTEMPTS_EXHAUSTED, SENT
 from ackhub.hub.ledger import log as audit_log
-from ackhub.hub.store.bulk import execute_many, insert_rows, select_rows, table_of, update_rows
+from ackhub.hub.store.bulk import (
+    Read,
+    execute_many,
+    insert_rows,
+    prefetch,
+    select_rows,
+    table_of,
+    update_rows,
+)
 from ackhub.hub.store.db import Database
 from ackhub.hub.store.models import AttemptRow, DeliveryRow, RecordRow
 
@@ -113,6 +121,7 @@ def claim_many(session: Session, requests: list[ClaimRequest], rng: random.Rando
     writes = _ClaimWrites()
     claimed: set[str] = set()
     claims = []
+    prefetch(session, _reads_ahead(requests))
     for request in requests:
         if request.recipient in claimed:  # a second slot of the same agency must see the first's claims
             writes.write(session)
@@ -121,6 +130,24 @@ def claim_many(session: Session, requests: list[ClaimRequest], rng: random.Rando
         claims.append(_claim(session, request, rng, writes))
     writes.write(session)
     return claims
+
+
+def _reads_ahead(requests: list[ClaimRequest]) -> list[Read]:
+    """The reads of the first claim for each recipient (later ones must see what the first wrote), and
+    when its next delivery falls due (needed when the claim takes all that is due: cheap to read anyway),
+    read together (ackhub.hub.store.bulk.prefetch): on PostgreSQL one round trip instead of two a claim."""
+    reads: list[Read] = []
+    seen: set[str] = set()
+    for request in requests:
+        if request.limit > 0 and request.recipient not in seen:
+            seen.add(request.recipient)
+            reads.append((_DUE, _due_params(request)))
+            reads.append((_NEXT_DUE, {"recipient": request.recipient, "now_ms": request.now_ms}))
+    return reads
+
+
+def _due_params(request: ClaimRequest) -> dict[str, object]:
+    return {"recipient": request.recipient, "now_ms": request.now_ms, "limit": request.limit}
 
 
 def claim(session: Session, request: ClaimRequest, rng: random.Random) -> Claim:
@@ -134,9 +161,7 @@ def _claim(session: Session, request: ClaimRequest, rng: random.Random, writes: 
     if request.limit <= 0:
         return Claim([], [], [])
     now_ms = request.now_ms
-    due = select_rows(
-        session, _DUE, {"recipient": request.recipient, "now_ms": now_ms, "limit": request.limit}
-    )
+    due = select_rows(session, _DUE, _due_params(request))
     next_due_ms = None
     if len(due) < request.limit:  # after this claim, nothing is due before the next retry
         after = select_rows(session, _NEXT_DUE, {"recipient": request.recipient, "now_ms": now_ms})

@@ -50,9 +50,13 @@ class Exchange:
     def __post_init__(self) -> None:
         max_payload = self.settings.server.max_payload_bytes
         self._publishes = self.writes.lane(
-            lambda session, items: publish.publish_many(session, self.router, items, max_payload), 0
+            lambda session, items: publish.publish_many(session, self.router, items, max_payload),
+            0,
+            publish.reads_ahead,
         )
-        self._acks = self.writes.lane(lambda session, items: ack_module.acknowledge_many(session, items), 1)
+        self._acks = self.writes.lane(
+            lambda session, items: ack_module.acknowledge_many(session, items), 1, ack_module.reads_ahead
+        )
         self.signatures = SignatureChecks(self.keys)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -20,7 +21,7 @@ from ackhub.hub.exchange.routing import Router
 from ackhub.hub.exchange.states import PENDING
 from ackhub.hub.exchange.validation import Violations
 from ackhub.hub.ledger import log as audit_log
-from ackhub.hub.store.bulk import insert_rows, select_rows, table_of
+from ackhub.hub.store.bulk import Read, insert_rows, select_rows, table_of
 from ackhub.hub.store.models import DeliveryRow, RecordRow
 
 _RECORD_TYPE = re.compile(RECORD_TYPE)
@@ -165,18 +166,34 @@ _STORED_DELIVERIES = (
 )
 
 
+def receipt_reads(keys: Iterable[tuple[str, str]]) -> list[Read]:
+    """The reads that find records stored under these (publisher, request id) pairs: one per publisher,
+    its request ids sorted (so that `PublishLane.reads` asks for exactly what the step will)."""
+    wanted: dict[str, set[str]] = {}
+    for publisher, request_id in keys:
+        wanted.setdefault(publisher, set()).add(request_id)
+    return [
+        (_STORED, {"publisher": publisher, "request_ids": sorted(request_ids)})
+        for publisher, request_ids in sorted(wanted.items())
+    ]
+
+
+def reads_ahead(items: list[PublishItem]) -> list[Read]:
+    """What `publish_many` will read for `items`, to be read ahead (ackhub.hub.store.batching): the
+    earlier uses of their request ids. (An item refused before it is looked up makes the read differ
+    from the step's: it is then made again, not answered wrongly.)"""
+    return receipt_reads(
+        (item.publisher.id, item.request.request_id) for item in items if item.request.request_id
+    )
+
+
 def _stored_receipts(
     session: Session, router: Router, keys: set[tuple[str, str]]
 ) -> dict[tuple[str, str], Receipt]:
     """Receipts of records already stored under these (publisher, request id) pairs: one query per
     publisher in the batch, and one for the deliveries of what was found."""
-    wanted: dict[str, list[str]] = {}
-    for publisher, request_id in keys:
-        wanted.setdefault(publisher, []).append(request_id)
     records = [
-        row
-        for publisher, request_ids in wanted.items()
-        for row in select_rows(session, _STORED, {"publisher": publisher, "request_ids": request_ids})
+        row for statement, params in receipt_reads(keys) for row in select_rows(session, statement, params)
     ]
     if not records:
         return {}
@@ -227,8 +244,10 @@ def publish_many(
             item = replace(item, request=replace(request, content_type=content_type, schema_version=number))
         digest = hashlib.sha256(item.request.payload).hexdigest()
         accepted.append((index, item, recipients, digest, item.request.request_id or new_id(item.now_ms)))
-    receipts = _stored_receipts(
-        session, router, {(item.publisher.id, rid) for _, item, _, _, rid in accepted}
+    receipts = _stored_receipts(  # a generated request id (none given) cannot have been used before
+        session,
+        router,
+        {(item.publisher.id, rid) for _, item, _, _, rid in accepted if item.request.request_id},
     )
     records: list[dict[str, object]] = []
     deliveries: list[dict[str, object]] = []

@@ -22,6 +22,7 @@ import structlog
 from sqlmodel import Session
 
 from ackhub.core.errors import AckhubError
+from ackhub.hub.store.bulk import Read, prefetch
 from ackhub.hub.store.db import Database, is_transient, is_unique_race
 
 log = structlog.get_logger("ackhub.store")
@@ -32,6 +33,9 @@ O = TypeVar("O")  # noqa: E741 (outcome)
 
 
 BatchStep = Callable[[Session, list[I]], list[O | AckhubError]]
+# The reads a lane's step will make for a batch that depend neither on each other's answers nor on what
+# the lanes before it write: read ahead together at the start of the transaction (`bulk.prefetch`).
+ReadsOf = Callable[[list[I]], list[Read]]
 
 
 def one_by_one(step: Callable[[Session, I], O]) -> BatchStep[I, O]:
@@ -52,10 +56,13 @@ def one_by_one(step: Callable[[Session, I], O]) -> BatchStep[I, O]:
 class Lane(Generic[I, O]):
     """One kind of work of a `GroupCommit`; `submit` waits until the item's transaction committed."""
 
-    def __init__(self, group: GroupCommit, step: BatchStep[I, O], order: int) -> None:
+    def __init__(
+        self, group: GroupCommit, step: BatchStep[I, O], order: int, reads: ReadsOf[I] | None = None
+    ) -> None:
         self.group = group
         self.step = step
         self.order = order
+        self.reads = reads
         self.pending: list[tuple[I, asyncio.Future[O]]] = []
 
     async def submit(self, item: I) -> O:
@@ -70,8 +77,8 @@ class Lane(Generic[I, O]):
         return future
 
 
-# A lane's share of one transaction: its step and the items taken.
-_Work = tuple[BatchStep[Any, Any], list[Any]]
+# A lane's share of one transaction: its step, the items taken and the reads it can make ahead.
+_Work = tuple[BatchStep[Any, Any], list[Any], ReadsOf[Any] | None]
 
 
 class GroupCommit:
@@ -95,9 +102,10 @@ class GroupCommit:
         self._scheduled = False
         self._committing: set[asyncio.Task[None]] = set()  # referenced until done
 
-    def lane(self, step: BatchStep[I, O], order: int = 0) -> Lane[I, O]:
-        """A new lane; within each transaction, lanes run in ascending `order`."""
-        lane: Lane[I, O] = Lane(self, step, order)
+    def lane(self, step: BatchStep[I, O], order: int = 0, reads: ReadsOf[I] | None = None) -> Lane[I, O]:
+        """A new lane; within each transaction, lanes run in ascending `order`. `reads`: what its step
+        will read that can be read ahead, with every other lane's, in one round trip at the start."""
+        lane: Lane[I, O] = Lane(self, step, order, reads)
         self._lanes.append(lane)
         self._lanes.sort(key=lambda each: each.order)
         return lane
@@ -120,7 +128,7 @@ class GroupCommit:
             if lane.pending:
                 batch, lane.pending = lane.pending[: self.max_batch], lane.pending[self.max_batch :]
                 taken.append(batch)
-                work.append((lane.step, [item for item, _ in batch]))
+                work.append((lane.step, [item for item, _ in batch], lane.reads))
         self._in_flight += 1
         task = asyncio.create_task(self._commit(taken, work))
         self._committing.add(task)
@@ -141,7 +149,7 @@ class GroupCommit:
             self.kick()
         log.debug(
             "store.group_commit",
-            items=[len(items) for _, items in work],
+            items=[len(items) for _, items, _ in work],
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
         for batch, lane_outcomes in zip(taken, outcomes, strict=True):
@@ -162,13 +170,17 @@ class GroupCommit:
                 return self._run(work, tries - 1)
             if not is_unique_race(failure):
                 raise
-            if sum(len(items) for _, items in work) == 1:
+            if sum(len(items) for _, items, _ in work) == 1:
                 return self._in_one_transaction(work)  # the race is over: the step now sees the winner
-            return [[self._run([(step, [item])])[0][0] for item in items] for step, items in work]
+            return [
+                [self._run([(step, [item], reads)])[0][0] for item in items] for step, items, reads in work
+            ]
 
     def _in_one_transaction(self, work: list[_Work]) -> list[list[Any]]:
         with self.db.transaction() as session:
-            return [step(session, items) for step, items in work]
+            if not self.db.is_sqlite:
+                prefetch(session, [read for _, items, reads in work if reads for read in reads(items)])
+            return [step(session, items) for step, items, _ in work]
 
 
 class Batcher(Generic[I, O]):
