@@ -218,7 +218,7 @@ def test_a_refused_case_names_the_field_and_stores_nothing(
     assert said in main_text(answer.text), main_text(answer.text)
     assert counts(hub) == before
     if status != 403:
-        assert 'id="open-case-error"' in answer.text and "<details id=\"open-case-box\" open" in answer.text
+        assert 'id="open-case-error"' in answer.text and '<details id="open-case-box" open' in answer.text
 
 
 def test_withdraw_reopen_and_a_closed_case_refuses_answers(hub: RunningHub, clock: ManualClock) -> None:
