@@ -381,7 +381,8 @@ def test_enterprise_signs_in_with_its_account_through_openid_connect(
 
 
 def test_screenshots_for_the_docs(hub: RunningHub, clock: ManualClock, page: Page, tmp_path: Path) -> None:
-    """The pages docs/portal.md shows, as PNGs in test-artifacts/ (copied to docs/img/ by hand)."""
+    """The pages docs/portal.md shows, as PNGs in test-artifacts/ (copied to docs/img/ by hand): records,
+    a record with its cases, a case's thread, my cases, the proof, subscriptions, the verification page."""
     endpoint = Endpoint()
     url = endpoint.start()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -403,6 +404,24 @@ def test_screenshots_for_the_docs(hub: RunningHub, clock: ManualClock, page: Pag
         page.goto(base + "/records")
         shot("records")
         page.goto(base + f"/records/{record_id}")
+        page.click("#open-case-box summary")
+        page.select_option("#open-case select[name=recipient]", "fx")
+        page.fill("#open-case textarea[name=text]", "SAFE says our export data never arrived.")
+        page.click("#open-case button[type=submit]")
+        case_id = page.url.split("/cases/")[1].split("?")[0]
+        case_grpc.CaseServiceStub(hub.channel).AddCaseMessage(
+            case_pb.AddCaseMessageRequest(case_id=case_id, text="Received and rejected: the amount differs."),
+            metadata=bearer(clock, "agency", "fx"),
+        )
+        page.goto(base + f"/cases/{case_id}")
+        page.fill("#answer textarea[name=text]", "The amount was corrected on 5 December.")
+        page.click("#answer button[type=submit]")
+        expect(page.locator("#case-thread article.message")).to_have_count(3)
+        shot("case")
+        page.goto(base + "/cases")
+        shot("cases")
+        page.goto(base + f"/records/{record_id}")
+        page.click("#open-case-box summary")
         shot("record")
         with page.expect_download() as download_info:
             page.click("#proof-json")
@@ -427,6 +446,8 @@ def test_screenshots_for_the_docs(hub: RunningHub, clock: ManualClock, page: Pag
         shot("verify-tampered-zh")
         page.goto(base + f"/records/{record_id}")
         shot("record-zh")
+        page.goto(base + f"/cases/{case_id}")
+        shot("case-zh")
     finally:
         endpoint.stop()
     assert all(s.stat().st_size > 10_000 for s in shots)

@@ -146,6 +146,9 @@ def test_open_follow_and_answer_a_case_from_the_record_page(hub: RunningHub, clo
 
     record_page = client.get(f"/records/{record_id}").text
     assert f'href="/portal/cases/{case_id}"' in record_page and 'data-state="AWAITING_PARTY"' in record_page
+    timeline = main_text(record_page)  # the fx delivery's timeline carries the case, in words
+    assert "you opened a case (see Cases below)" in timeline and f"{FX} wrote in the case" in timeline
+    assert "tl." not in timeline
     mine = client.get("/cases")
     assert mine.status_code == 200 and re.findall(r'data-case="([^"]+)"', mine.text) == [case_id]
     assert 'href="/portal/cases" aria-current="page"' in mine.text

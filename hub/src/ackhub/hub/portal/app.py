@@ -434,8 +434,8 @@ class Portal:
         return self.render(request, "records.html", who, **context, names=self.agency_names)
 
     # -- one record --------------------------------------------------------------------------------
-    def steps(self, traced: trace.Traced, lang: str) -> dict[str, list[Step]]:
-        """Each recipient's timeline (TraceRecord's facts) as sentences."""
+    def steps(self, traced: trace.Traced, lang: str, who: PortalSession) -> dict[str, list[Step]]:
+        """Each recipient's timeline (TraceRecord's facts) as sentences; a case's events name who acted."""
         t = translator(lang)
         publisher = self.agency_names.get(traced.record.publisher, traced.record.publisher)
         found: dict[str, list[Step]] = {}
@@ -445,7 +445,13 @@ class Portal:
                 Step(
                     e.time_ms,
                     e.kind,
-                    t(f"tl.{e.kind}", agency=agency, publisher=publisher, reason=e.reason or "—"),
+                    t(
+                        f"tl.{e.kind}",
+                        agency=agency,
+                        publisher=publisher,
+                        reason=e.reason or "—",
+                        actor=self.cases.party_name(e.actor, who, t),
+                    ),
                     e.actor,
                 )
                 for e in traced.timelines[delivery.id]
@@ -482,7 +488,7 @@ class Portal:
             status,
             r=traced.record,
             deliveries=traced.deliveries,
-            steps=self.steps(traced, lang),
+            steps=self.steps(traced, lang, who),
             names=self.agency_names,
             cases=cases,
             can_open=self.hub.cases is not None,

@@ -68,6 +68,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "tl.DEFERRED": ("{agency} asked the hub to wait before sending again", "{agency} 要求稍后再发送"),
     "tl.ABORTED": ("{agency}'s system refused to take it: {reason}", "{agency} 的系统拒收：{reason}"),
     "tl.CLOSED": ("Nothing more is expected from {agency}", "{agency} 已办结，无需再等待"),
+    "tl.CASE_OPENED": ("{actor} opened a case (see Cases below)", "{actor} 开立了案件（见下方案件）"),
+    "tl.CASE_MESSAGE": ("{actor} wrote in the case", "{actor} 在案件中留言"),
+    "tl.CASE_RESOLVED": ("{actor} resolved the case: {reason}", "{actor} 已结案：{reason}"),
+    "tl.CASE_WITHDRAWN": ("{actor} withdrew the case: {reason}", "{actor} 撤回了案件：{reason}"),
+    "tl.CASE_REOPENED": ("{actor} reopened the case: {reason}", "{actor} 重新开启了案件：{reason}"),
+    "tl.CASE_ESCALATED": (
+        "An answer in the case was late; it was raised to the hub's staff",
+        "案件答复逾期，已提交中心工作人员",
+    ),
     "proof.title": ("Delivery proof", "送达证明"),
     "proof.lead": (
         "This page summarises a delivery proof issued by the hub. The proof file itself (JSON) is the "
