@@ -7,10 +7,10 @@ the delivery log, and refusals that name the field and store nothing."""
 from __future__ import annotations
 
 import ipaddress
-from email.header import decode_header, make_header
 import json
 import uuid
 from collections.abc import Iterator
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
