@@ -41,6 +41,7 @@ from ackhub.hub.ledger import proof
 from ackhub.hub.notifications import subscriptions
 from ackhub.hub.notifications.outbox import EVENTS
 from ackhub.hub.notifications.subscriptions import NewSubscription
+from ackhub.hub.portal import verdicts
 from ackhub.hub.portal.cases import PortalCases
 from ackhub.hub.portal.i18n import translator
 from ackhub.hub.portal.ratelimit import RateLimiter
@@ -126,6 +127,7 @@ class Portal:
         self.env.filters["time"] = _time
         self.cases = PortalCases(self)
         self.env.globals["meaning"] = data.meaning
+        self.env.globals["say"] = verdicts.say  # the verifier's English sentences in the reader's language
         self.agency_names = {a.id: a.name or a.id for a in hub.settings.agencies}
         witnesses = tuple(parse_vkey(w.key) for w in hub.settings.audit.witnesses)
         self.witness_policy = WitnessPolicy(witnesses, min(settings.witness_quorum, len(witnesses)))

@@ -138,6 +138,87 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Too many checks from your address; wait a minute and try again.",
         "来自您地址的核验过多，请稍候一分钟再试。",
     ),
+    # the verifier's sentences (ackhub.audit.proofs, in English) said again: ackhub.hub.portal.verdicts
+    "vf.checkpoint": (
+        "The hub's audit log {origin} held {size} events at {time}, signed by the hub's key {key}{unpinned}.",
+        "中心审计日志 {origin} 于 {time} 共有 {size} 个事件，由中心密钥 {key} 签名{unpinned}。",
+    ),
+    "vf.unpinned": (" (not compared with a pinned hub key)", "（未与固定的中心密钥比对）"),
+    "vf.witnesses": (
+        "Trusted witnesses cosigned that checkpoint, each having checked it extends every earlier one it saw: "
+        "{names}.",
+        "受信任的见证方已联署该检查点，且各自核实它延续了其此前见过的每个检查点：{names}。",
+    ),
+    "vf.published": (
+        "{publisher} published record {record} ({type}{declaration}) with digest {digest} at {time}; the hub "
+        "logged it as audit event {index}.",
+        "{publisher} 于 {time} 发布记录 {record}（{type}{declaration}），摘要 {digest}；"
+        "中心将其记为审计事件 {index}。",
+    ),
+    "vf.declaration": (", declaration {number}", "，报关单号 {number}"),
+    "vf.no_ack": (
+        "No acknowledgement from {who} ({agency}) is in this proof.",
+        "此证明中没有 {who}（{agency}）的回执。",
+    ),
+    "vf.ack": (
+        "{who}'s system ({agency}) {says} record {record} with digest {digest} at {time}{reason}: its signature "
+        "verifies with key {key}, registered with the hub at {key_time} (audit event {key_event}); the hub "
+        "logged the acknowledgement as audit event {index}.",
+        "{who} 的系统（{agency}）于 {time} {says}记录 {record}（摘要 {digest}）{reason}：其签名可用密钥 {key} "
+        "验证，该密钥于 {key_time} 在中心登记（审计事件 {key_event}）；中心将此回执记为审计事件 {index}。",
+    ),
+    "vf.says.RECEIVED": ("acknowledged receipt of", "签收了"),
+    "vf.says.ACCEPTED": ("accepted", "受理了"),
+    "vf.says.REJECTED": ("rejected", "退回了"),
+    "vf.reason": (", giving the reason {reason}", "，理由为 {reason}"),
+    "vf.case": (
+        "Case {case} ({kind}) about this record was opened by {actor} at {time}; {n} audited change(s) (audit "
+        "events {events}), the last: {detail} — state {state}.",
+        "关于此记录的案件 {case}（{kind}）由 {actor} 于 {time} 开立；共 {n} 项已审计的变更（审计事件 {events}），"
+        "最近一项：{detail}——状态 {state}。",
+    ),
+    "vf.malformed": ("the document is malformed: {why}", "文件格式有误：{why}"),
+    "vf.not_format": ("not a {format} document (format {got})", "不是 {format} 文件（format 为 {got}）"),
+    "vf.checkpoint_bad": ("the hub's checkpoint does not verify: {why}", "中心的检查点验证失败：{why}"),
+    "vf.note_bad": (
+        "the checkpoint's signed note is not of this checkpoint",
+        "检查点的签名注记不属于此检查点",
+    ),
+    "vf.witness_shortfall": ("the checkpoint is {why}", "检查点未满足见证要求：{why}"),
+    "vf.inclusion_bad": (
+        "audit event {index}: its inclusion proof does not lead to the checkpoint's root",
+        "审计事件 {index}：其包含证明不能导出检查点的根哈希",
+    ),
+    "vf.leaf_bad": (
+        "audit event {index}: its data names leaf {leaf}",
+        "审计事件 {index}：其数据指向叶子 {leaf}",
+    ),
+    "vf.unlogged": ("{what}: no verified audit event records it", "{what}：没有经验证的审计事件记录此项"),
+    "vf.publication_differs": (
+        "publication of record {record}: the document does not match what the hub logged in audit event "
+        "{index} ({fields})",
+        "记录 {record} 的发布：文件与中心在审计事件 {index} 中记录的内容不符（{fields}）",
+    ),
+    "vf.event_differs": (
+        "{what}: audit event {index} is a {kind} event that does not match ({fields})",
+        "{what}：审计事件 {index} 是 {kind} 事件，与文件不符（{fields}）",
+    ),
+    "vf.key_bad": (
+        "{what}: the agency key is not an Ed25519 public key",
+        "{what}：机构密钥不是 Ed25519 公钥",
+    ),
+    "vf.signature_bad": (
+        "{what}: the signature does not verify with key {key}",
+        "{what}：签名无法用密钥 {key} 验证",
+    ),
+    "vf.what.publication": ("publication of record {record}", "记录 {record} 的发布"),
+    "vf.what.agency": ("registration of agency {agency}", "机构 {agency} 的登记"),
+    "vf.what.ack_key": (
+        "{agency}'s {status} acknowledgement: registration of key {key}",
+        "{agency} 的 {status} 回执：密钥 {key} 的登记",
+    ),
+    "vf.what.ack": ("{agency}'s {status} acknowledgement", "{agency} 的 {status} 回执"),
+    "vf.what.case": ("case {case}", "案件 {case}"),
     "subs.lead": (
         "Hear of changes to your records — received, accepted, rejected, escalated, a case's messages — by "
         "webhook (Standard Webhooks, signed) or by e-mail.",
