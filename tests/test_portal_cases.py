@@ -200,8 +200,8 @@ def test_another_enterprise_never_sees_or_touches_the_case(hub: RunningHub, cloc
     [
         ({"text": "   "}, 400, "The case was not opened: your message: is required"),
         ({"kind": "LOST"}, 400, "kind of case: must be one of NOT_RECEIVED"),
-        ({"recipient": ""}, 400, "agency: a NOT_RECEIVED case names the delivery"),
-        ({"recipient": "commerce"}, 400, "agency: the record has no delivery to 'commerce'"),
+        ({"recipient": ""}, 400, "agency concerned: a NOT_RECEIVED case names the delivery"),
+        ({"recipient": "commerce"}, 400, "agency concerned: the record has no delivery to 'commerce'"),
         ({"kind": "REJECTION_APPEAL"}, 409, "that agency did not reject the record (it is"),
         ({"text": "x" * 5000}, 400, "your message: is 5000 characters; the limit max_message_chars is"),
         ({"request_id": "twice"}, 400, "form id (reload the page): must be a UUID"),
