@@ -10,6 +10,7 @@ import ipaddress
 import json
 import uuid
 from collections.abc import Iterator
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from ackhub.client.agency import Verdict, start_subscription
 from ackhub.core.clock import ManualClock
 from ackhub.hub.ledger import log as audit_log
 from ackhub.hub.notifications.targets import Resolved, TargetRefused, check_webhook_url, is_public
+from ackhub.v1 import case_service_pb2 as case_pb
+from ackhub.v1 import case_service_pb2_grpc as case_grpc
 from ackhub.v1 import exchange_service_pb2 as exchange_pb
 from ackhub.v1 import subscription_service_pb2 as pb
 from ackhub.v1 import subscription_service_pb2_grpc as pb_grpc
@@ -512,3 +515,98 @@ def test_delete_and_enable_honour_the_request_id(hub: RunningHub, clock: ManualC
     assert error_details(reused.value)[:2] == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
     listed = stub(hub).ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=alpha).subscriptions
     assert [s.subscription_id for s in listed] == [second.subscription_id]
+
+
+def test_a_case_message_by_customs_reaches_the_enterprises_webhook_and_mailbox(
+    hub: RunningHub, clock: ManualClock, endpoint: Endpoint, mailbox: Mailbox
+) -> None:
+    """Customs staff open a case about ALPHA's record over CaseService and write in it; ALPHA's webhook
+    subscribed to CASE_MESSAGE hears `case.message` for the opening and for each message (Standard
+    Webhooks headers, verified), with the case, record, declaration, author and text; its e-mail
+    subscription gets the message in both languages; a subscription to ACCEPTED only, and BETA, hear
+    nothing; a second pass sends nothing again, and the same notification keeps its webhook-id."""
+    url = endpoint.start()
+    made = subscribe(
+        hub,
+        clock,
+        channel=pb.SUBSCRIPTION_CHANNEL_WEBHOOK,
+        target=url,
+        events=[pb.SUBSCRIPTION_EVENT_CASE_MESSAGE],
+    )
+    assert list(made.events) == [pb.SUBSCRIPTION_EVENT_CASE_MESSAGE]
+    subscribe(
+        hub,
+        clock,
+        channel=pb.SUBSCRIPTION_CHANNEL_EMAIL,
+        target="export-desk@hualian.example.cn",
+        events=[pb.SUBSCRIPTION_EVENT_CASE_MESSAGE],
+    )
+    subscribe(
+        hub,
+        clock,
+        channel=pb.SUBSCRIPTION_CHANNEL_EMAIL,
+        target="accepted-only@hualian.example.cn",
+        events=[pb.SUBSCRIPTION_EVENT_ACCEPTED],
+    )
+    subscribe(hub, clock, uscc=BETA, channel=pb.SUBSCRIPTION_CHANNEL_EMAIL, target="beta@example.cn")
+    record_id = publish(hub)
+    cases = case_grpc.CaseServiceStub(hub.channel)
+    customs = bearer(clock, "operator", "olga", jurisdiction="0202")
+    case = cases.OpenCase(
+        case_pb.OpenCaseRequest(
+            kind=case_pb.CASE_KIND_OTHER,
+            record=case_pb.RecordSubject(record_id=record_id),
+            title="FX settlement query",
+        ),
+        metadata=customs,
+    ).case
+    cases.AddCaseMessage(
+        case_pb.AddCaseMessageRequest(
+            case_id=case.case_id, text="请补充外汇核销单 — please send the FX settlement form."
+        ),
+        metadata=customs,
+    )
+    sent = notify(hub).sent
+    assert {o.outcome for o in sent} == {"DELIVERED"} and len(sent) == 4  # 2 webhooks, 2 e-mails
+    seen = endpoint.requests()
+    bodies = sorted(
+        (Webhook(made.signing_secret).verify(s.body, s.headers) for s in seen),
+        key=lambda b: int(b["data"]["audit_index"]),
+    )  # sent side by side: in any order
+    assert all({"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(s.headers) for s in seen)
+    assert [(b["type"], b["data"]["change"]) for b in bodies] == [
+        ("case.message", "opened"),
+        ("case.message", "message"),
+    ]
+    message = bodies[1]["data"]
+    assert message["case_id"] == case.case_id and message["record_id"] == record_id
+    assert message["declaration_number"] == DECLARATION and message["subject_uscc"] == ALPHA
+    assert message["author"] == "operator:olga" and message["event"] == "CASE_MESSAGE"
+    assert message["text"] == "请补充外汇核销单 — please send the FX settlement form."
+    assert bodies[0]["data"]["text"] == "FX settlement query" and message["case_kind"] == "OTHER"
+
+    def subject(mail: Any) -> str:
+        return " ".join(str(make_header(decode_header(str(mail["Subject"])))).split())
+
+    [mail] = [m for m in mailbox.messages if "a message" in subject(m)]
+    assert mail["To"] == "export-desk@hualian.example.cn"
+    assert f"case {case.case_id}: a message from operator:olga" in subject(mail)
+    assert f"案件{case.case_id}：operator:olga的新消息" in subject(mail).replace(
+        " ", ""
+    )  # (folding eats spaces)
+    text = mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert "请补充外汇核销单" in text and f"案件 {case.case_id}：operator:olga 的新消息" in text
+    assert {m["To"] for m in mailbox.messages} == {"export-desk@hualian.example.cn"}
+
+    again = notify(hub)
+    assert again.announced == 0 and again.sent == [] and len(endpoint.requests()) == 2
+    owner = bearer(clock, "enterprise", ALPHA)
+    attempts = (
+        stub(hub)
+        .ListNotificationAttempts(
+            pb.ListNotificationAttemptsRequest(subscription_id=made.subscription_id), metadata=owner
+        )
+        .attempts
+    )
+    assert {a.event for a in attempts} == {pb.SUBSCRIPTION_EVENT_CASE_MESSAGE}
+    assert {a.notification_id for a in attempts} == {s.headers["webhook-id"] for s in seen}

@@ -8,18 +8,26 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlmodel import select
 
 from ackhub.audit.proofs import verify_delivery_proof
+from ackhub.client.agency import Verdict, start_subscription
 from ackhub.core.clock import ManualClock
+from ackhub.core.principal import Principal
+from ackhub.hub.cases import RecordSubject
+from ackhub.hub.portal import verdicts
+from ackhub.hub.portal.i18n import translator
 from ackhub.hub.portal.session import SESSION_COOKIE
 from ackhub.hub.store.portal_models import RateBucketRow
-from tests.harness import RunningHub
+from ackhub.v1 import exchange_service_pb2 as exchange_pb
+from ackhub.v1 import types_pb2
+from tests.harness import Inbox, RunningHub, wait_for
 from tests.portal_kit import enterprise_token, portal_url, publish, start_portal_hub
 from tests.security_data import ALPHA, BETA, bearer
 
@@ -219,3 +227,86 @@ def test_a_session_ends_with_the_token_that_opened_it(hub: RunningHub, clock: Ma
     ended = client.get("/records")
     assert ended.status_code == 303
     assert ended.headers["location"] == "/portal/signin?next=/portal/records&expired=1"
+
+
+def _acknowledged(hub: RunningHub, clock: ManualClock) -> str:
+    """ALPHA's record that tax accepts and fx signs RECEIVED for; returns its id."""
+    start_subscription(hub.agency("tax", clock=clock), Inbox(lambda d: Verdict.accept("登记成功 registered")))
+    start_subscription(hub.agency("fx", clock=clock), Inbox(lambda d: Verdict.received()))
+    record_id = publish(hub, ALPHA)
+
+    def states() -> set[int]:
+        found = hub.exchange_stub.GetRecord(
+            exchange_pb.GetRecordRequest(record_id=record_id), metadata=hub.as_operator()
+        )
+        return {d.state for d in found.deliveries}
+
+    wait_for(
+        lambda: states() == {types_pb2.DELIVERY_STATE_ACCEPTED, types_pb2.DELIVERY_STATE_RECEIVED},
+        what="tax ACCEPTED and fx RECEIVED",
+    )
+    return record_id
+
+
+def test_the_verifiers_sentences_are_said_in_chinese_on_the_chinese_page(
+    hub: RunningHub, clock: ManualClock
+) -> None:
+    """Every sentence the verifier says about a good proof (the checkpoint, the publication, each signed
+    acknowledgement, a case) and every kind of failure it reports about damaged ones is said in 中文 on the
+    中文 page, with the ids, digests and keys as they were; the English page keeps the verifier's words."""
+    record_id = _acknowledged(hub, clock)
+    hub.run(
+        hub.server.cases.open(  # type: ignore[union-attr]
+            Principal("enterprise", ALPHA), "OTHER", RecordSubject(record_id), text="a question"
+        )
+    )
+    client = signed_in(hub, clock)
+    good = json.loads(client.get(f"/records/{record_id}/proof.json").content)
+    assert hub.server.ledger is not None
+    key = hub.server.ledger.public_key
+    assert len(verify_delivery_proof(good, key).statements) >= 4
+
+    def damaged(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        copy = json.loads(json.dumps(good))
+        edit(copy)
+        return copy
+
+    first_event = next(iter(good["events"]))
+    documents = [
+        good,
+        {"format": "ackhub-delivery-proof/v1"},
+        {"format": "something else"},
+        damaged(lambda d: d["checkpoint"].update(root_hash="AAAA" + d["checkpoint"]["root_hash"][4:])),
+        damaged(lambda d: d["events"][first_event].update(audit_path=[])),
+        damaged(lambda d: d["record"].update(declaration_number="030320260525641690")),
+        damaged(lambda d: d["record"].update(published_event=None)),
+        damaged(
+            lambda d: d["record"].update(published_event=d["recipients"][0]["acknowledgements"][0]["event"])
+        ),
+        damaged(lambda d: d["recipients"][0]["acknowledgements"][0].update(public_key="bm90IGEga2V5")),
+        damaged(lambda d: d["recipients"][0]["acknowledgements"][0].update(reason="edited")),
+        damaged(lambda d: d["recipients"][1].update(acknowledgements=[])),
+    ]
+    t = translator("zh")
+    said: set[str] = set()
+    for document in documents:
+        verdict = verify_delivery_proof(document, key)
+        for sentence in verdict.statements + verdict.failures:
+            chinese = verdicts.say(sentence, "zh", t)
+            assert chinese != sentence, f"not translated: {sentence}"
+            assert verdicts.say(sentence, "en", t) == sentence
+            said.add(chinese)
+    assert any(s.startswith("中心审计日志 ") for s in said)
+    assert any(f"记录 {record_id}" in s and "中心将其记为审计事件" in s for s in said)
+    assert any(
+        "的系统（tax）于" in s and "受理了记录" in s and "理由为 '登记成功 registered'" in s for s in said
+    )
+    assert any("的系统（fx）于" in s and "签收了记录" in s for s in said)
+    assert any(s.startswith("关于此记录的案件 ") for s in said)
+    assert any("文件与中心在审计事件" in s and "（declaration_number）" in s for s in said)
+
+    client.cookies.set("ackhub_lang", "zh")
+    page = client.post("/verify", data={"text": json.dumps(good)})
+    assert page.status_code == 200
+    proven = page.text.split('id="proven"')[1].split("</ul>")[0]
+    assert "中心审计日志" in proven and "published record" not in proven and "audit event" not in proven

@@ -16,13 +16,15 @@ from standardwebhooks.webhooks import Webhook
 
 from ackhub.client.agency import Verdict, start_subscription
 from ackhub.core.clock import ManualClock
+from ackhub.v1 import case_service_pb2 as case_pb
+from ackhub.v1 import case_service_pb2_grpc as case_grpc
 from ackhub.v1 import exchange_service_pb2 as exchange_pb
 from ackhub.v1 import types_pb2
 from tests.harness import Inbox, RunningHub, wait_for
 from tests.notify_kit import Endpoint, notify
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from tests.portal_kit import enterprise_token, portal_url, publish, start_portal_hub
-from tests.security_data import ALPHA, BETA, DECLARATION
+from tests.security_data import ALPHA, BETA, DECLARATION, bearer
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -274,6 +276,82 @@ def test_enterprise_subscribes_a_webhook_and_reads_its_delivery_log(
         endpoint.stop()
 
 
+def test_enterprise_opens_a_case_from_the_record_page_and_follows_the_thread(
+    hub: RunningHub, clock: ManualClock, page: Page
+) -> None:
+    """From the record's page: open a NOT_RECEIVED case against fx (a missing text is refused naming the
+    field first); the case page shows it awaiting fx with the evidence and the message; fx answers over
+    CaseService; the enterprise answers and reads the thread in order; "My cases" lists it. Then the same
+    in 中文: a second case from the record page, answered, and the thread in Chinese words."""
+    record_id = answered(hub, clock)
+    base = portal_url(hub)
+    sign_in(page, base, enterprise_token(clock, ttl_s=3600))
+    page.goto(base + f"/records/{record_id}")
+    expect(page.locator("#cases h2")).to_have_text("Cases about this record")
+    expect(page.locator("#no-cases")).to_be_visible()
+    page.click("#open-case-box summary")
+    page.select_option("#open-case select[name=kind]", "NOT_RECEIVED")
+    page.select_option("#open-case select[name=recipient]", "fx")
+    page.click("#open-case button[type=submit]")
+    expect(page.locator("#open-case-error")).to_have_text(
+        "The case was not opened: your message: is required"
+    )
+    page.fill("#open-case textarea[name=text]", "SAFE says our export data never arrived.")
+    page.click("#open-case button[type=submit]")
+    expect(page.locator("#done")).to_have_text("The case is open. The agency concerned is asked to answer.")
+    expect(page.locator("#case-state")).to_have_text("awaiting a party")
+    expect(page.locator("#case-awaiting")).to_contain_text("State Administration of Foreign Exchange")
+    expect(page.locator("#case-evidence")).to_contain_text(
+        "State Administration of Foreign Exchange signed that it rejected the record: amount does not match"
+    )
+    case_id = page.url.split("/cases/")[1].split("?")[0]
+
+    cases = case_grpc.CaseServiceStub(hub.channel)
+    cases.AddCaseMessage(
+        case_pb.AddCaseMessageRequest(case_id=case_id, text="Received and rejected: the amount differs."),
+        metadata=bearer(clock, "agency", "fx"),
+    )
+    page.reload()
+    page.fill("#answer textarea[name=text]", "The amount was corrected on 5 December.")
+    page.click("#answer button[type=submit]")
+    expect(page.locator("#done")).to_have_text("Your message was added.")
+    thread = page.locator("#case-thread article.message")
+    expect(thread).to_have_count(3)
+    expect(thread.nth(0)).to_contain_text("you")
+    expect(thread.nth(0)).to_contain_text("never arrived")
+    expect(thread.nth(1)).to_contain_text("State Administration of Foreign Exchange")
+    expect(thread.nth(1)).to_contain_text("the amount differs")
+    expect(thread.nth(2)).to_contain_text("corrected on 5 December")
+
+    page.click("header nav a[href='/portal/cases']")
+    expect(page.locator("h1")).to_have_text("My cases")
+    expect(page.locator(f"#my-cases tr[data-case='{case_id}']")).to_contain_text("not received")
+    page.goto(base + f"/records/{record_id}")
+    expect(page.locator(f"#record-cases tr[data-case='{case_id}']")).to_contain_text("awaiting a party")
+
+    page.click("#lang-switch")
+    expect(page.locator("#cases h2")).to_have_text("关于此记录的案件")
+    page.click("#open-case-box summary")
+    page.select_option("#open-case select[name=kind]", "REJECTION_APPEAL")
+    page.select_option("#open-case select[name=recipient]", "fx")
+    page.fill("#open-case textarea[name=text]", "我们对外汇局的退回提出申诉：金额已更正。")
+    page.click("#open-case button[type=submit]")
+    expect(page.locator("#done")).to_have_text("案件已开立，已要求相关机构答复。")
+    expect(page.locator("h1")).to_have_text("案件: 退回申诉")
+    expect(page.locator("#case-state")).to_have_text("等待当事方答复")
+    page.fill("#answer textarea[name=text]", "附件随后补充。")
+    page.click("#answer button[type=submit]")
+    expect(page.locator("#done")).to_have_text("您的消息已添加。")
+    thread = page.locator("#case-thread article.message")
+    expect(thread).to_have_count(2)
+    expect(thread.nth(0)).to_contain_text("金额已更正")
+    expect(thread.nth(1)).to_contain_text("附件随后补充")
+    expect(page.locator("#case-history")).to_contain_text("您 开立了案件")
+    page.click("header nav a[href='/portal/cases']")
+    expect(page.locator("h1")).to_have_text("我的案件")
+    expect(page.locator("#my-cases tbody tr")).to_have_count(2)
+
+
 def test_enterprise_signs_in_with_its_account_through_openid_connect(
     tmp_path: Path, clock: ManualClock, page: Page
 ) -> None:
@@ -303,7 +381,8 @@ def test_enterprise_signs_in_with_its_account_through_openid_connect(
 
 
 def test_screenshots_for_the_docs(hub: RunningHub, clock: ManualClock, page: Page, tmp_path: Path) -> None:
-    """The pages docs/portal.md shows, as PNGs in test-artifacts/ (copied to docs/img/ by hand)."""
+    """The pages docs/portal.md shows, as PNGs in test-artifacts/ (copied to docs/img/ by hand): records,
+    a record with its cases, a case's thread, my cases, the proof, subscriptions, the verification page."""
     endpoint = Endpoint()
     url = endpoint.start()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -325,6 +404,24 @@ def test_screenshots_for_the_docs(hub: RunningHub, clock: ManualClock, page: Pag
         page.goto(base + "/records")
         shot("records")
         page.goto(base + f"/records/{record_id}")
+        page.click("#open-case-box summary")
+        page.select_option("#open-case select[name=recipient]", "fx")
+        page.fill("#open-case textarea[name=text]", "SAFE says our export data never arrived.")
+        page.click("#open-case button[type=submit]")
+        case_id = page.url.split("/cases/")[1].split("?")[0]
+        case_grpc.CaseServiceStub(hub.channel).AddCaseMessage(
+            case_pb.AddCaseMessageRequest(case_id=case_id, text="Received and rejected: the amount differs."),
+            metadata=bearer(clock, "agency", "fx"),
+        )
+        page.goto(base + f"/cases/{case_id}")
+        page.fill("#answer textarea[name=text]", "The amount was corrected on 5 December.")
+        page.click("#answer button[type=submit]")
+        expect(page.locator("#case-thread article.message")).to_have_count(3)
+        shot("case")
+        page.goto(base + "/cases")
+        shot("cases")
+        page.goto(base + f"/records/{record_id}")
+        page.click("#open-case-box summary")
         shot("record")
         with page.expect_download() as download_info:
             page.click("#proof-json")
@@ -349,6 +446,8 @@ def test_screenshots_for_the_docs(hub: RunningHub, clock: ManualClock, page: Pag
         shot("verify-tampered-zh")
         page.goto(base + f"/records/{record_id}")
         shot("record-zh")
+        page.goto(base + f"/cases/{case_id}")
+        shot("case-zh")
     finally:
         endpoint.stop()
     assert all(s.stat().st_size > 10_000 for s in shots)

@@ -60,9 +60,14 @@ class _SubscriptionEventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sub
     """An agency rejected the record (a signed REJECTED, with its reason)."""
     SUBSCRIPTION_EVENT_ESCALATED: _SubscriptionEvent.ValueType  # 4
     """A delivery was escalated to the hub's staff (no answer in time, or rejected)."""
+    SUBSCRIPTION_EVENT_CASE_MESSAGE: _SubscriptionEvent.ValueType  # 5
+    """A case between parties about the record changed: a party added a message, or the case was opened,
+    resolved, withdrawn or reopened (the webhook's type is `case.message`; its `data.change` says which).
+    Cases about a permit decision (no record) are not announced.
+    """
 
 class SubscriptionEvent(_SubscriptionEvent, metaclass=_SubscriptionEventEnumTypeWrapper):
-    """A change of a record a subscription can ask to hear of. (Case messages join when the hub has cases.)"""
+    """A change of a record a subscription can ask to hear of."""
 
 SUBSCRIPTION_EVENT_UNSPECIFIED: SubscriptionEvent.ValueType  # 0
 """Not set: refused in `events`."""
@@ -74,6 +79,11 @@ SUBSCRIPTION_EVENT_REJECTED: SubscriptionEvent.ValueType  # 3
 """An agency rejected the record (a signed REJECTED, with its reason)."""
 SUBSCRIPTION_EVENT_ESCALATED: SubscriptionEvent.ValueType  # 4
 """A delivery was escalated to the hub's staff (no answer in time, or rejected)."""
+SUBSCRIPTION_EVENT_CASE_MESSAGE: SubscriptionEvent.ValueType  # 5
+"""A case between parties about the record changed: a party added a message, or the case was opened,
+resolved, withdrawn or reopened (the webhook's type is `case.message`; its `data.change` says which).
+Cases about a permit decision (no record) are not announced.
+"""
 Global___SubscriptionEvent: _TypeAlias = SubscriptionEvent  # noqa: Y015
 
 class _SubscriptionState:

@@ -241,6 +241,7 @@ def view(
         evidence=evidence,
         messages=messages,
         history=history,
+        updated_ms=case.updated_ms,
     )
 
 

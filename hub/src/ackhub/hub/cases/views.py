@@ -110,6 +110,7 @@ class CaseView:
     evidence: dict[str, Any] = field(default_factory=dict)
     messages: tuple[Message, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
+    updated_ms: int = 0  # the last change of any kind (a message, a turn, a closing): "last activity"
 
     @property
     def closed(self) -> bool:

@@ -13,8 +13,12 @@ database take the cursor row's lock in turn, and (subscription_id, leaf_index) i
 is announced once per endpoint. A notification's id — the `webhook-id` — is derived from that pair, so a
 repeat of it carries the same id.
 
-A new kind of change (the case messages of the escalation cases, when the hub has them) is announced by
-adding its audit event kind to `AUDIT_KINDS`, its event to `EVENTS` and the proto's `SubscriptionEvent`."""
+Cases between parties (ackhub.hub.cases) about a record are announced as CASE_MESSAGE: a new message and
+the case's opening, closing (resolved, withdrawn) and reopening, each with its audit event — the same
+matching (the record's subject), the same once-per-endpoint guarantee. A case about a permit decision has
+no record and is not announced here (its parties hear through `[cases] party_notifiers`). A new kind of
+change is announced by adding its audit event kind to `AUDIT_KINDS`, its event to `EVENTS` and the proto's
+`SubscriptionEvent`."""
 
 from __future__ import annotations
 
@@ -32,13 +36,23 @@ from ackhub.hub.store.portal_models import NotificationCursorRow, NotificationRo
 
 CURSOR = "notifications"
 CHUNK = 2_000  # audit leaves read per transaction
-EVENTS = ("RECEIVED", "ACCEPTED", "REJECTED", "ESCALATED")
+CASE_MESSAGE = "CASE_MESSAGE"
+EVENTS = ("RECEIVED", "ACCEPTED", "REJECTED", "ESCALATED", CASE_MESSAGE)
+# a case's audit event kind → its `data.change` in a CASE_MESSAGE notification
+CASE_CHANGES = {
+    "case.opened": "opened",
+    "case.message_added": "message",
+    "case.resolved": "resolved",
+    "case.withdrawn": "withdrawn",
+    "case.reopened": "reopened",
+}
 # audit event kind → the event a subscription hears of
 AUDIT_KINDS = {
     "delivery.received": "RECEIVED",
     "delivery.accepted": "ACCEPTED",
     "delivery.rejected": "REJECTED",
     "escalation.opened": "ESCALATED",
+    **dict.fromkeys(CASE_CHANGES, CASE_MESSAGE),
 }
 PENDING, DELIVERED = "PENDING", "DELIVERED"
 ACTIVE, DISABLED = "ACTIVE", "DISABLED"
@@ -79,6 +93,8 @@ def payload(
 ) -> dict[str, Any]:
     """The notification's body (Standard Webhooks' `type`, `timestamp`, `data`)."""
     data = json.loads(row.data)
+    if event == CASE_MESSAGE:
+        return case_payload(row, data, record, agency, agency_name)
     reason = (
         str(data.get("detail") or data.get("reason") or "")
         if event == "ESCALATED"
@@ -96,6 +112,44 @@ def payload(
             "agency_name": agency_name,
             "event": event,
             "reason": reason,
+            "audit_index": row.leaf_index,
+        },
+    }
+
+
+def case_payload(
+    row: AuditEventRow, data: dict[str, Any], record: RecordRow, agency: str, agency_name: str
+) -> dict[str, Any]:
+    """A case's change: type `case.message`, `data.change` one of `CASE_CHANGES`'s values. The message's
+    text goes with it: the endpoint is the record's own enterprise, a party that reads the thread anyway."""
+    change = CASE_CHANGES[row.kind]
+    said = {"message": "text", "opened": "title"}.get(change, "reason")  # closing and reopening give a reason
+    text = str(data.get(said) or "")
+    return {
+        "type": "case.message",
+        "timestamp": to_rfc3339_ms(row.time_ms),
+        "data": {
+            "case_id": str(data.get("case_id") or ""),
+            "case_kind": str(data.get("case_kind") or ""),
+            "change": change,
+            "state": str(data.get("state") or ""),
+            "author": row.actor,
+            "text": text,
+            "message_id": str(data.get("message_id") or ""),
+            "attachments": [
+                {"filename": a.get("filename", ""), "size_bytes": a.get("size_bytes", 0)}
+                for a in data.get("attachments") or []
+                if isinstance(a, dict)
+            ],
+            "awaited_party": str(data.get("awaited_party") or ""),
+            "record_id": record.id,
+            "record_type": record.record_type,
+            "declaration_number": record.declaration_number or "",
+            "subject_uscc": record.subject_uscc or "",
+            "agency": agency,
+            "agency_name": agency_name,
+            "event": CASE_MESSAGE,
+            "reason": text,
             "audit_index": row.leaf_index,
         },
     }

@@ -331,8 +331,26 @@ _EVENT_WORDS = {
 }
 
 
+_CASE_WORDS = {
+    "opened": ("case {case} opened by {author}", "{author} 开立案件 {case}"),
+    "message": ("case {case}: a message from {author}", "案件 {case}：{author} 的新消息"),
+    "resolved": ("case {case} resolved by {author}", "案件 {case} 已由 {author} 结案"),
+    "withdrawn": ("case {case} withdrawn by {author}", "案件 {case} 已由 {author} 撤回"),
+    "reopened": ("case {case} reopened by {author}", "案件 {case} 已由 {author} 重新开启"),
+}
+
+
+def _case_words(facts: dict[str, Any]) -> tuple[str, str]:
+    en, zh = _CASE_WORDS.get(facts.get("change", ""), ("case {case} changed", "案件 {case} 有变更"))
+    values = {"case": facts.get("case_id", ""), "author": facts.get("author", "")}
+    return en.format(**values), zh.format(**values)
+
+
 def _subject(data: dict[str, Any]) -> str:
     facts = data["data"]
+    if facts["event"] == "CASE_MESSAGE":
+        en, zh = _case_words(facts)
+        return f"[ackhub] {facts.get('declaration_number') or facts['record_id']}: {en} / {zh}"
     en, zh = _EVENT_WORDS.get(facts["event"], ("changed", "有变更"))
     agency = facts.get("agency_name") or facts.get("agency") or ""
     number = facts.get("declaration_number") or facts["record_id"]
@@ -343,13 +361,16 @@ def _mail_text(data: dict[str, Any], notification_id: str) -> str:
     facts = data["data"]
     en, zh = _EVENT_WORDS.get(facts["event"], ("changed", "有变更"))
     agency = facts.get("agency_name") or facts.get("agency") or ""
+    en, zh = en.format(agency=agency), zh.format(agency=agency)
+    if facts["event"] == "CASE_MESSAGE":
+        en, zh = _case_words(facts)
     reason = facts.get("reason") or ""
     lines = [
         f"Record {facts['record_id']} ({facts['record_type']}), declaration {facts['declaration_number'] or '-'}:",
-        f"  {en.format(agency=agency)} at {data['timestamp']}" + (f": {reason}" if reason else ""),
+        f"  {en} at {data['timestamp']}" + (f": {reason}" if reason else ""),
         "",
         f"记录 {facts['record_id']}（{facts['record_type']}），报关单号 {facts['declaration_number'] or '-'}：",
-        f"  {data['timestamp']} {zh.format(agency=agency)}" + (f"：{reason}" if reason else ""),
+        f"  {data['timestamp']} {zh}" + (f"：{reason}" if reason else ""),
         "",
         f"notification {notification_id}, audit event {facts['audit_index']}",
     ]

@@ -41,6 +41,8 @@ from ackhub.hub.ledger import proof
 from ackhub.hub.notifications import subscriptions
 from ackhub.hub.notifications.outbox import EVENTS
 from ackhub.hub.notifications.subscriptions import NewSubscription
+from ackhub.hub.portal import verdicts
+from ackhub.hub.portal.cases import PortalCases
 from ackhub.hub.portal.i18n import translator
 from ackhub.hub.portal.ratelimit import RateLimiter
 from ackhub.hub.portal.session import COOKIE_PATH, LANG_COOKIE, SESSION_COOKIE, PortalSession, Sealer
@@ -123,7 +125,9 @@ class Portal:
             auto_reload=False,
         )
         self.env.filters["time"] = _time
+        self.cases = PortalCases(self)
         self.env.globals["meaning"] = data.meaning
+        self.env.globals["say"] = verdicts.say  # the verifier's English sentences in the reader's language
         self.agency_names = {a.id: a.name or a.id for a in hub.settings.agencies}
         witnesses = tuple(parse_vkey(w.key) for w in hub.settings.audit.witnesses)
         self.witness_policy = WitnessPolicy(witnesses, min(settings.witness_quorum, len(witnesses)))
@@ -432,8 +436,8 @@ class Portal:
         return self.render(request, "records.html", who, **context, names=self.agency_names)
 
     # -- one record --------------------------------------------------------------------------------
-    def steps(self, traced: trace.Traced, lang: str) -> dict[str, list[Step]]:
-        """Each recipient's timeline (TraceRecord's facts) as sentences."""
+    def steps(self, traced: trace.Traced, lang: str, who: PortalSession) -> dict[str, list[Step]]:
+        """Each recipient's timeline (TraceRecord's facts) as sentences; a case's events name who acted."""
         t = translator(lang)
         publisher = self.agency_names.get(traced.record.publisher, traced.record.publisher)
         found: dict[str, list[Step]] = {}
@@ -443,7 +447,13 @@ class Portal:
                 Step(
                     e.time_ms,
                     e.kind,
-                    t(f"tl.{e.kind}", agency=agency, publisher=publisher, reason=e.reason or "—"),
+                    t(
+                        f"tl.{e.kind}",
+                        agency=agency,
+                        publisher=publisher,
+                        reason=e.reason or "—",
+                        actor=self.cases.party_name(e.actor, who, t),
+                    ),
                     e.actor,
                 )
                 for e in traced.timelines[delivery.id]
@@ -451,22 +461,42 @@ class Portal:
         return found
 
     async def record(self, request: Request, who: PortalSession) -> Response:
+        return await self.record_page(request, who)
+
+    async def record_page(
+        self,
+        request: Request,
+        who: PortalSession,
+        status: int = 200,
+        case_failure: str = "",
+        case_form: dict[str, str] | None = None,
+    ) -> Response:
+        """The record's timeline, its proof links and its cases with the form to open one (shown again
+        with `case_failure` and the words sent when opening one was refused)."""
         record_id = request.path_params["record_id"][:64]
         lang = self.lang(request)
+        t = translator(lang)
         try:
             traced = await self.db.read(
                 trace.trace_record, self.db, Principal("enterprise", who.uscc), record_id
             )
         except (NotFound, InvalidArgument):
-            return self.message(request, who, 404, translator(lang)("record.not_found"))
+            return self.message(request, who, 404, t("record.not_found"))
+        cases = await self.cases.for_record(who, traced.record.id) if self.hub.cases is not None else []
         return self.render(
             request,
             "record.html",
             who,
+            status,
             r=traced.record,
             deliveries=traced.deliveries,
-            steps=self.steps(traced, lang),
+            steps=self.steps(traced, lang, who),
             names=self.agency_names,
+            cases=cases,
+            can_open=self.hub.cases is not None,
+            case_form=self.cases.open_form(traced, case_form),
+            case_failure=case_failure,
+            who_name=lambda party: self.cases.party_name(party, who, t),
         )
 
     async def _proof(self, request: Request, who: PortalSession) -> dict[str, Any] | Response:
@@ -685,6 +715,10 @@ class Portal:
             Route("/records/{record_id}", page(self.record)),
             Route("/records/{record_id}/proof.json", page(self.proof_json)),
             Route("/records/{record_id}/proof", page(self.proof_summary)),
+            Route("/records/{record_id}/cases", action(self.cases.open), methods=["POST"]),
+            Route("/cases", page(self.cases.list), methods=["GET"]),
+            Route("/cases/{case_id}", page(self.cases.detail), methods=["GET"]),
+            Route("/cases/{case_id}/{what}", action(self.cases.act), methods=["POST"]),
             Route("/subscriptions", page(self.subscriptions), methods=["GET"]),
             Route("/subscriptions", action(self.subscribe), methods=["POST"]),
             Route(
