@@ -56,6 +56,7 @@ from ackhub.hub.permits.service import Permits
 from ackhub.hub.store.batching import GroupCommit
 from ackhub.hub.store.cluster import Registry, Wakeups, shared_secret
 from ackhub.hub.store.db import Database, first_line
+from ackhub.hub.store.upkeep import UPKEEP_INTERVAL_MS, upkeep
 from ackhub.hub.witnesses import Witnesses
 from ackhub.v1 import (
     audit_service_pb2,
@@ -230,6 +231,8 @@ class HubServer:
             self._every(every, self._heartbeat, "heartbeat")
             if self.db.is_sqlite:
                 self._every(every, self.db.run_wal_checkpoint, "wal-checkpoint")
+            else:
+                self._every(UPKEEP_INTERVAL_MS, self._upkeep, "store-upkeep")
             self._every(settings.audit.sequence_interval, self._sequence_audit, "audit-sequence")
             self._every(settings.audit.checkpoint_interval, self.checkpoint, "audit-checkpoint")
             self._scheduler.start()
@@ -335,6 +338,17 @@ class HubServer:
             await self.db.run(self.registry.heartbeat, self.clock.now_ms())
         except Exception as error:  # the database is away; the next beat tries again
             log.warning("cluster.heartbeat_failed", why=first_line(error))
+
+    async def _upkeep(self) -> None:
+        """The scheduled job on PostgreSQL: statistics and vacuum of the busy tables when they are due
+        (ackhub.hub.store.upkeep), on a thread and connection of its own, not a database thread."""
+        try:
+            done = await asyncio.to_thread(upkeep, self.db)
+        except Exception as error:  # the database is away; the next round tries again
+            log.warning("store.upkeep_failed", why=first_line(error))
+            return
+        if done:
+            log.info("store.upkeep", done=[f"{command} {table}" for command, table in done])
 
     async def _sequence_audit(self) -> None:
         """The scheduled job: make new audit events leaves of the tree, in small transactions every
