@@ -9,29 +9,17 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 
 from ackhub.hub.exchange.acknowledge import _STORED_ACKS, _TO_ACKNOWLEDGE
 from ackhub.hub.exchange.claims import _DUE, _NEXT_DUE
 from ackhub.hub.exchange.publish import _STORED, _STORED_DELIVERIES
-from ackhub.hub.ledger import log as audit_log
-from ackhub.hub.ledger.log import _SET_LEAF, _UNSEQUENCED
-from ackhub.hub.store.bulk import (
-    _insert,
-    _one_statement,
-    _padded,
-    execute_many,
-    insert_rows,
-    prefetch,
-    select_rows,
-)
-from ackhub.hub.store.models import AuditEventRow
+from ackhub.hub.ledger.log import _UNSEQUENCED
+from ackhub.hub.store.bulk import _padded, prefetch, select_rows
 from tests.harness import RunningHub
 from tests.records import declaration
 
 TYPE = "customs.export_declaration.released"
-_EVENTS = AuditEventRow.__table__  # type: ignore[attr-defined]
-_KIND_ROWS = select(_EVENTS).where(_EVENTS.c.kind == "test.bulk").order_by(_EVENTS.c.seq)
 
 
 def _both(hub: RunningHub, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
@@ -144,45 +132,3 @@ def _read_ahead(
 
 class _RolledBack(Exception):
     """Raised to leave a transaction without committing it."""
-
-
-def test_many_rows_are_one_statement_on_postgresql_with_the_same_effect(hub: RunningHub) -> None:
-    """On PostgreSQL an INSERT or a keyed UPDATE of several rows is one statement (`unnest` of one array
-    per column); the rows land in their order (serial keys follow it), NULLs, bytes and booleans intact,
-    and an UPDATE that names a row twice falls back to one statement a row, applied in order."""
-    with pytest.raises(_RolledBack):
-        _write_many(hub)
-
-
-def _write_many(hub: RunningHub) -> None:
-    with hub.server.db.transaction() as session:
-        dialect = session.connection().dialect
-        events = [
-            audit_log.event_row(kind="test.bulk", actor="system:test", time_ms=index, data={"n": index})
-            for index in range(5)
-        ]
-        events[2]["record_id"] = "r-2"
-        assert (_one_statement(_insert(AuditEventRow), dialect, events) is not None) == (
-            dialect.name == "postgresql"
-        )
-        insert_rows(session, AuditEventRow, events)
-        stored = session.connection().execute(_KIND_ROWS).all()
-        assert [row.time_ms for row in stored] == [0, 1, 2, 3, 4]  # in seq order: the list's order
-        assert [row.record_id for row in stored] == [None, None, "r-2", None, None]
-        seqs = [row.seq for row in stored]
-        leaves = [
-            {"key_seq": seq, "leaf_index": None, "leaf_hash": bytes([n]) * 32} for n, seq in enumerate(seqs)
-        ]
-        execute_many(session, _SET_LEAF, leaves)
-        assert [row.leaf_hash for row in session.connection().execute(_KIND_ROWS)] == [
-            bytes([n]) * 32 for n in range(5)
-        ]
-        twice = [
-            {"key_seq": seqs[0], "leaf_index": 7, "leaf_hash": b"a"},
-            {"key_seq": seqs[0], "leaf_index": 8, "leaf_hash": b"b"},
-        ]
-        assert _one_statement(_SET_LEAF, dialect, twice) is None
-        execute_many(session, _SET_LEAF, twice)
-        first = session.connection().execute(_KIND_ROWS).first()
-        assert first is not None and (first.leaf_index, first.leaf_hash) == (8, b"b")  # the last one wins
-        raise _RolledBack

@@ -17,12 +17,12 @@ import json
 from json.encoder import encode_basestring
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, text
+from sqlalchemy import bindparam, func, text, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session
 
 from ackhub.audit.merkle import leaf_hash
-from ackhub.hub.store.bulk import execute_many, insert_rows, keyed_update, select_rows, table_of
+from ackhub.hub.store.bulk import execute_many, insert_rows, select_rows, table_of
 from ackhub.hub.store.models import AuditEventRow
 
 LEAF_VERSION = 1
@@ -199,7 +199,11 @@ _UNSEQUENCED = (
     .limit(bindparam("limit"))
 )
 _LAST_LEAF = core_select(func.max(_EVENTS.c.leaf_index).label("last"))
-_SET_LEAF = keyed_update(_EVENTS, "seq", "key_seq", {"leaf_index": "leaf_index", "leaf_hash": "leaf_hash"})
+_SET_LEAF = (
+    update(_EVENTS)
+    .where(_EVENTS.c.seq == bindparam("key_seq"))
+    .values(leaf_index=bindparam("leaf_index"), leaf_hash=bindparam("leaf_hash"))
+)
 
 
 def sequence(session: Session, limit: int = 10_000) -> int:

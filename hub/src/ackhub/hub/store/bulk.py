@@ -12,11 +12,9 @@ drivers take as they are, so no SQLAlchemy type processing is skipped that these
 from __future__ import annotations
 
 import functools
-import re
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, suppress
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -31,88 +29,15 @@ def table_of(model: type[SQLModel]) -> Table:
     return table
 
 
-@dataclass(frozen=True)
-class _SetForm:
-    """How an INSERT of rows, or an UPDATE of rows each found by one key column, is written on PostgreSQL
-    as one statement for all its rows (`_set_based`): the table, and for an UPDATE the key's parameter
-    and column."""
-
-    table: Table
-    key_param: str | None = None
-    key_column: str | None = None
-    columns: dict[str, str] = field(default_factory=dict)  # parameter -> column it sets (UPDATE)
-
-
-_SET_FORMS: dict[UpdateBase, _SetForm] = {}  # filled by the functions that build the statements
-
-
 @functools.cache
 def _insert(model: type[SQLModel]) -> UpdateBase:
-    statement = insert(table_of(model)).inline()  # inline: no RETURNING of the generated keys
-    _SET_FORMS[statement] = _SetForm(table_of(model))
-    return statement
+    return insert(table_of(model)).inline()  # inline: no RETURNING of the generated keys
 
 
 @functools.cache
 def _update(model: type[SQLModel], columns: tuple[str, ...]) -> UpdateBase:
-    return keyed_update(table_of(model), "id", "key_id", {c: c for c in columns})
-
-
-def keyed_update(table: Table, key_column: str, key_param: str, columns: dict[str, str]) -> UpdateBase:
-    """UPDATE `table` SET column = :param … WHERE key_column = :key_param, one row per parameter set:
-    `columns` maps each parameter to the column it sets."""
-    statement = (
-        update(table)
-        .where(table.c[key_column] == bindparam(key_param))
-        .values({column: bindparam(param) for param, column in columns.items()})
-    )
-    _SET_FORMS[statement] = _SetForm(table, key_param, key_column, dict(columns))
-    return statement
-
-
-def _array_type(table: Table, column: str, dialect: Dialect) -> str:
-    """The column's type as an array cast (`varchar(36)` → `varchar[]`: the length is checked on
-    assignment to the column, as it is for a single row)."""
-    return re.sub(r"\(.*\)", "", table.c[column].type.compile(dialect=dialect)).lower() + "[]"
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-@functools.cache
-def _set_based(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> str | None:
-    """PostgreSQL: the statement for all rows at once, one array parameter per key in `keys` order and
-    `unnest` turning them back into rows (None: the statement has no such form). An `executemany` in a
-    pipeline is still one statement per row for the server to bind, plan and run, and the `deliveries`
-    trigger (migration 0007) fires per statement; this is one of each per transaction."""
-    form = _SET_FORMS.get(statement)
-    if form is None or dialect.name != "postgresql":
-        return None
-    table = form.table
-    if form.key_param is None:  # INSERT, the rows in their order (serial keys follow it)
-        names = ", ".join(_quoted(key) for key in keys)
-        arrays = ", ".join(f"%s::{_array_type(table, key, dialect)}" for key in keys)
-        return (
-            f"INSERT INTO {_quoted(table.name)} ({names}) SELECT {names} FROM unnest({arrays}) "
-            f"WITH ORDINALITY AS u({names}, ord) ORDER BY ord"
-        )
-    assert form.key_column is not None
-    if set(keys) != {form.key_param, *form.columns}:
-        return None
-    aliases = [f"p{index}" for index in range(len(keys))]
-    by_key = dict(zip(keys, aliases, strict=True))
-    arrays = ", ".join(
-        f"%s::{_array_type(table, form.key_column if key == form.key_param else form.columns[key], dialect)}"
-        for key in keys
-    )
-    sets = ", ".join(
-        f"{_quoted(form.columns[key])} = u.{by_key[key]}" for key in keys if key != form.key_param
-    )
-    return (
-        f"UPDATE {_quoted(table.name)} AS t SET {sets} FROM unnest({arrays}) AS u({', '.join(aliases)}) "
-        f"WHERE t.{_quoted(form.key_column)} = u.{by_key[form.key_param]}"
-    )
+    table = table_of(model)
+    return update(table).where(table.c.id == bindparam("key_id")).values({c: bindparam(c) for c in columns})
 
 
 @functools.cache
@@ -153,30 +78,13 @@ def execute_many(session: Session, statement: UpdateBase, rows: Sequence[dict[st
     params: Sequence[Any] = [values_of(row) for row in rows] if values_of else rows
     dbapi = _dbapi(connection)
     if connection.dialect.name == "postgresql":
-        one = _one_statement(statement, connection.dialect, rows)
-        if one is not None:  # sent, not waited for: see `_pipelined`
-            _pipelined(dbapi).execute(one, [[row[key] for row in rows] for key in rows[0]])
-        else:
-            _pipelined(dbapi).executemany(sql, params)
+        _pipelined(dbapi).executemany(sql, params)  # sent, not waited for: see `_pipelined`
         return
     cursor = dbapi.cursor()
     try:
         cursor.executemany(sql, params)
     finally:
         cursor.close()
-
-
-def _one_statement(statement: UpdateBase, dialect: Dialect, rows: Sequence[dict[str, Any]]) -> str | None:
-    """`_set_based` for these rows, unless there is only one or an UPDATE would change a row twice (the
-    rows must then apply in order, one statement each)."""
-    if len(rows) < 2:
-        return None
-    form = _SET_FORMS.get(statement)
-    if form is not None and form.key_param is not None:
-        key = form.key_param
-        if len({row[key] for row in rows}) < len(rows):
-            return None
-    return _set_based(statement, dialect, tuple(rows[0]))
 
 
 # PostgreSQL connections in pipeline mode now, each with the context that ends it (`leave_pipeline`).
