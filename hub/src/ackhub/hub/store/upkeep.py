@@ -26,7 +26,7 @@ from psycopg import sql
 
 from ackhub.hub.store.db import Database
 
-UPKEEP_INTERVAL_MS = 30_000
+UPKEEP_INTERVAL_MS = 10_000
 UPKEEP_LOCK = 0x6163_6B68_7570  # advisory lock: one process of the deployment at a time
 ANALYZE_SHARE, VACUUM_SHARE, BASE_ROWS = 0.1, 0.2, 50  # autovacuum's defaults
 
