@@ -104,16 +104,23 @@ def payload(
         "type": f"record.{event.lower()}",
         "timestamp": to_rfc3339_ms(row.time_ms),
         "data": {
-            "record_id": record.id,
-            "record_type": record.record_type,
-            "declaration_number": record.declaration_number or "",
-            "subject_uscc": record.subject_uscc or "",
-            "agency": agency,
-            "agency_name": agency_name,
+            **_about(record, agency, agency_name),
             "event": event,
             "reason": reason,
             "audit_index": row.leaf_index,
         },
+    }
+
+
+def _about(record: RecordRow, agency: str, agency_name: str) -> dict[str, Any]:
+    """What every notification's `data` says of the record and the agency concerned."""
+    return {
+        "record_id": record.id,
+        "record_type": record.record_type,
+        "declaration_number": record.declaration_number or "",
+        "subject_uscc": record.subject_uscc or "",
+        "agency": agency,
+        "agency_name": agency_name,
     }
 
 
@@ -142,12 +149,7 @@ def case_payload(
                 if isinstance(a, dict)
             ],
             "awaited_party": str(data.get("awaited_party") or ""),
-            "record_id": record.id,
-            "record_type": record.record_type,
-            "declaration_number": record.declaration_number or "",
-            "subject_uscc": record.subject_uscc or "",
-            "agency": agency,
-            "agency_name": agency_name,
+            **_about(record, agency, agency_name),
             "event": CASE_MESSAGE,
             "reason": text,
             "audit_index": row.leaf_index,
