@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import psycopg
 import pytest
 from sqlmodel import Session, select
@@ -258,5 +259,83 @@ def test_workers_share_one_address_and_restart_one_at_a_time(postgres_url: str, 
         assert supervisor.terminate(60) == 0
         assert _serving_pids(postgres_url) == set()
     finally:
+        customs.close()
+        supervisor.close()
+
+
+def _ack_count(metrics_url: str) -> tuple[str, float]:
+    """One scrape on a new connection (so the kernel may hand it to either worker): the process that
+    answered, and the acknowledgements its latency histogram counts."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(metrics_url, timeout=10).text
+    answered, counted = "", 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ackhub_scraped_process":
+                answered = sample.labels["process"]
+            elif sample.name == "ackhub_ack_latency_seconds_count":
+                counted += sample.value
+    return answered, counted
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_workers_metrics_count_every_process_through_a_rolling_restart(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """`ackhub serve --workers 2` with a console on the shared port: whichever worker answers a scrape,
+    the acknowledgement-latency histogram counts the acknowledgements stored by both, and the count does
+    not go back when SIGHUP has replaced both workers."""
+    config: dict[str, Any] = crash_config(postgres_url)
+    config["server"]["listen"] = listen = f"127.0.0.1:{free_port()}"
+    config["console"] = {"listen": f"127.0.0.1:{free_port()}"}
+    metrics_url = f"http://{config['console']['listen']}/metrics"
+    supervisor = HubProcess(config, tmp_path, ["--workers", "2"])
+    supervisor.launch()
+    recipients = [Recipient(_client([listen], agency), ANSWERS[agency]) for agency in ("tax", "fx")]
+    customs = _client([listen], PUBLISHER)
+    try:
+        wait_until(lambda: len(_serving_pids(postgres_url)) == 2, 30, lambda: supervisor.tail())
+        first = _serving_pids(postgres_url)
+        for recipient in recipients:
+            recipient.start()
+        records = 20
+        for index in range(records):
+            customs.publish(TYPE, declaration(note=str(index)), subject_uscc="91110000600037341L")
+        expected = records * sum(len(ANSWERS[agency]) for agency in ("tax", "fx"))
+
+        def stored() -> int:
+            for recipient in recipients:
+                recipient.drain()
+            return sum(len(recipient.stored) for recipient in recipients)
+
+        wait_until(lambda: stored() == expected, 60, lambda: f"{stored()} of {expected} stored")
+
+        def every_worker_counts_all() -> set[str]:
+            """Scrape until both workers have answered; each answer must count all acknowledgements."""
+            seen: dict[str, float] = {}
+            for _ in range(200):
+                answered, counted = _ack_count(metrics_url)
+                seen[answered] = counted
+                if len(seen) == 2:
+                    break
+            assert len(seen) == 2, f"200 scrapes were all answered by {set(seen)}"
+            assert set(seen.values()) == {expected}, seen
+            return set(seen)
+
+        before = every_worker_counts_all()
+        os.kill(supervisor.pid, signal.SIGHUP)
+        wait_until(
+            lambda: len(_serving_pids(postgres_url)) == 2 and not (_serving_pids(postgres_url) & first),
+            60,
+            lambda: supervisor.tail(),
+        )
+        after = every_worker_counts_all()  # the new workers count what the old ones observed
+        assert not before & after  # two other processes answered
+        assert supervisor.terminate(60) == 0
+    finally:
+        for recipient in recipients:
+            recipient.stop()
         customs.close()
         supervisor.close()

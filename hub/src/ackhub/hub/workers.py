@@ -12,12 +12,17 @@ one audit sequence: docs/deploy.md). The supervisor:
 - on SIGHUP restarts the children one at a time — a new process first, ready before the old one stops —
   so the address keeps answering throughout (a rolling restart, for a new configuration or version).
 
+The children keep their counters and histograms in a folder of the supervisor's
+(`ackhub.hub.console.metrics.SHARED_METRICS_ENV`), so `/metrics` on the shared console port reports the
+whole group whichever child answers, and a restarted child's counts are not lost.
+
 Several machines: run `ackhub serve` (with or without `--workers`) on each, with the same configuration,
 behind a TCP load balancer; nothing else is needed.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from ackhub.core.errors import StartupError
 from ackhub.hub.config import Settings
+from ackhub.hub.console.metrics import SHARED_METRICS_ENV
 from ackhub.hub.store.db import Database
 
 READY_TIMEOUT_S = 60.0  # for a new child to listen
@@ -76,6 +82,8 @@ class Supervisor:
         self.workers = workers
         self.children: dict[int, Child] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="ackhub-workers-"))
+        self._metrics = self._dir / "metrics"  # the children's counters and histograms
+        self._metrics.mkdir()
         self._stopping = False
         self._rolling = False
         self._failures: dict[int, int] = {}  # quick deaths in a row, per worker index
@@ -85,7 +93,10 @@ class Supervisor:
 
     def spawn(self, index: int) -> Child:
         ready = self._dir / f"ready-{index}-{time.monotonic_ns()}"
-        process = subprocess.Popen([*self.command, "--ready-file", str(ready)])
+        process = subprocess.Popen(
+            [*self.command, "--ready-file", str(ready)],
+            env={**os.environ, SHARED_METRICS_ENV: str(self._metrics)},
+        )
         self.say(f"worker {index} started (pid {process.pid})")
         return Child(index, process, ready)
 
@@ -127,7 +138,7 @@ class Supervisor:
         finally:
             for child in self.children.values():
                 self.stop_child(child)
-            shutil.rmtree(self._dir, ignore_errors=True)  # the ready files' folder, made in __init__
+            shutil.rmtree(self._dir, ignore_errors=True)  # ready files and metrics, made in __init__
             self.say("stopped")
 
     def _watch(self) -> int:

@@ -5,10 +5,11 @@ dashboard under deploy/ (tests/test_alerting.py checks they name no other)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func
@@ -26,6 +27,10 @@ from ackhub.hub.store.cluster import Registry
 from ackhub.hub.store.db import Database
 from ackhub.hub.store.models import AuditCheckpointRow, AuditEventRow, DeliveryRow, EscalationRow
 
+# Set by `ackhub serve --workers N` for its children (ackhub.hub.workers): a folder where each process keeps
+# its counters and histograms, so that whichever process answers a scrape on the shared port reports them
+# summed over all of them (prometheus_client's multiprocess mode, read when prometheus_client is imported).
+SHARED_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -186,7 +191,11 @@ class ProcessesCollector(Collector):
 
 
 class Metrics:
-    """The console's own registry (never the global one, so several hubs can run in one process)."""
+    """The console's own registry (never the global one, so several hubs can run in one process).
+
+    Under `--workers` (SHARED_METRICS_ENV set) the counters and the histogram are kept in the shared
+    folder and scraped from it, summed over the machine's processes, the dead ones included, so they
+    never go backwards when a process restarts; the gauges are read from the store as always."""
 
     def __init__(
         self,
@@ -198,18 +207,23 @@ class Metrics:
     ) -> None:
         self.clock = clock
         self.registry = CollectorRegistry()
+        shared = os.environ.get(SHARED_METRICS_ENV)
+        # With a shared folder, these two are written there and scraped from it, not from this registry.
+        own = CollectorRegistry() if shared else self.registry
+        if shared:
+            multiprocess.MultiProcessCollector(self.registry, path=shared)  # type: ignore[no-untyped-call]
         self.ack_latency = Histogram(
             "ackhub_ack_latency_seconds",
             "From a record's acceptance to each closing acknowledgement of its delivery",
             ["agency", "status"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
         self.deprecated_publishes = Counter(
             "ackhub_deprecated_schema_publishes",
             "Records published with a deprecated schema version (still taken until its end date)",
             ["publisher", "record_type", "version", "end_date"],
-            registry=self.registry,
+            registry=own,
         )
         self.registry.register(StoreCollector(db, clock, breakers, agencies))
         if processes is not None:
