@@ -6,6 +6,8 @@ running hub is UNAVAILABLE to callers, then healed without a restart."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from ackhub.core.errors import StartupError
 from ackhub.hub.config import parse_settings
 from ackhub.hub.server import HubServer
 from ackhub.hub.store.db import HEAD_REVISION, Database, alembic_config, stored_revision
-from tests.harness import base_config, start_hub
+from tests.harness import base_config, start_hub, wait_for
 from tests.process_hub import REPO, to_toml
 from tests.records import declaration
 
@@ -243,6 +245,41 @@ def test_the_console_of_any_process_shows_the_deployment(postgres_url: str, tmp_
             assert f'process="{hub.server.process_id}"' in text
         assert 'ackhub_open_deliveries{agency="tax"} 1.0' in text  # published through hub A
         assert 'ackhub_open_deliveries{agency="fx"} 1.0' in text
+
+        # fx streams from hub A: after A's heartbeat, hub B's console says so, and where
+        start_subscription(hub_a.agency("fx"), lambda delivery: Verdict.received())
+        wait_for(lambda: hub_a.server.streams.connected().get("fx") == 1, what="fx's stream on hub A")
+        with httpx.Client(base_url=console_url(hub_b), cookies=cookies, timeout=10) as b:
+
+            def fx_row() -> str:
+                return b.get("/agencies").text.split('id="agency-fx"')[1].split("</tr>")[0]
+
+            assert "(1)" not in fx_row()  # A has not said so yet
+            hub_a.run(hub_a.server.heartbeat())
+            row = fx_row()
+        assert "(1)" in row
+        assert f"on {os.getpid()}@{socket.gethostname()}" in row  # two processes: it says where
+        assert hub_b.server.streams.connected() == {}  # none of it is B's own
     finally:
         hub_b.stop()
         hub_a.stop()
+
+
+def test_an_agencys_streams_and_breakers_are_summed_over_the_processes() -> None:
+    """The console's view of the deployment (`deployment_status`): streams add up, the worst breaker wins
+    and names its processes, and this process counts as it is now rather than as of its last heartbeat."""
+    from ackhub.hub.store.cluster import Peer, ProcessStatus, deployment_status
+
+    def peer(pid: int, status: ProcessStatus) -> Peer:
+        return Peer(f"p{pid}", "host", pid, "127.0.0.1:7443", 0, 0, "digest", status)
+
+    a = peer(1, ProcessStatus({"tax": 1}, {"tax": "OPEN", "fx": "CLOSED"}))
+    b = peer(2, ProcessStatus({"fx": 2}, {"tax": "HALF_OPEN"}))  # its last heartbeat
+    now_b = ProcessStatus({"fx": 1}, {"tax": "HALF_OPEN"})
+    merged = deployment_status([a, b], "p2", now_b)
+    assert (merged["tax"].streams, merged["tax"].on) == (1, ["1@host"])
+    assert (merged["tax"].breaker, merged["tax"].breaker_on) == ("OPEN", ["1@host"])
+    assert (merged["fx"].streams, merged["fx"].on) == (1, ["2@host"])
+    assert (merged["fx"].breaker, merged["fx"].breaker_on) == ("CLOSED", [])
+    alone = deployment_status([], "p9", ProcessStatus({"tax": 1}, {}))  # not registered (yet)
+    assert alone["tax"].streams == 1 and len(alone["tax"].on) == 1

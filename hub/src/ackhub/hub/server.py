@@ -54,7 +54,7 @@ from ackhub.hub.permits.issuers import Issuers
 from ackhub.hub.permits.registry import Registries
 from ackhub.hub.permits.service import Permits
 from ackhub.hub.store.batching import GroupCommit
-from ackhub.hub.store.cluster import Registry, Wakeups, shared_secret
+from ackhub.hub.store.cluster import ProcessStatus, Registry, Wakeups, shared_secret
 from ackhub.hub.store.db import Database, first_line
 from ackhub.hub.store.upkeep import UPKEEP_INTERVAL_MS, upkeep
 from ackhub.hub.witnesses import Witnesses
@@ -228,7 +228,7 @@ class HubServer:
             self._scheduler = AsyncIOScheduler()
             every = settings.server.sweep_interval
             self._every(every, self._sweep, "sweep")
-            self._every(every, self._heartbeat, "heartbeat")
+            self._every(every, self.heartbeat, "heartbeat")
             if self.db.is_sqlite:
                 self._every(every, self.db.run_wal_checkpoint, "wal-checkpoint")
             else:
@@ -333,9 +333,15 @@ class HubServer:
         except Exception:
             log.exception("sweep.failed")
 
-    async def _heartbeat(self) -> None:
+    def process_status(self) -> ProcessStatus:
+        """This process's agencies' streams and circuit breakers, as the heartbeat shares them."""
+        breakers = self.exchange.dispatcher.breakers.states() if self.exchange is not None else {}
+        return ProcessStatus(self.streams.connected(), breakers)
+
+    async def heartbeat(self) -> None:
+        """The scheduled job: renew this process's row in the registry, with its status (every sweep)."""
         try:
-            await self.db.run(self.registry.heartbeat, self.clock.now_ms())
+            await self.db.run(self.registry.heartbeat, self.clock.now_ms(), self.process_status())
         except Exception as error:  # the database is away; the next beat tries again
             log.warning("cluster.heartbeat_failed", why=first_line(error))
 

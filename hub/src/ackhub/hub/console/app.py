@@ -37,6 +37,7 @@ from ackhub.hub.exchange import queries
 from ackhub.hub.ledger import log as audit_log
 from ackhub.hub.ledger.ledger import cosignature_lines, to_checkpoint
 from ackhub.hub.ledger.verify import verify_log
+from ackhub.hub.store.cluster import deployment_status
 from ackhub.hub.witnesses import WitnessCollector
 
 if TYPE_CHECKING:
@@ -412,15 +413,16 @@ class Console:
     async def agencies(self, request: Request, who: Principal, _: str) -> Response:
         configured = [(a.id, a.name, a.kind, a.connector) for a in self.hub.settings.agencies]
         views = await self.db.read(data.agencies, self.db, who, configured, self.now())
-        exchange = self.hub.exchange
-        breakers = exchange.dispatcher.breakers.states() if exchange else {}
+        # Streams and breakers live in the processes: every live one's, as of its last heartbeat.
+        peers = await self.db.read(self.hub.registry.live, self.now())
+        deployment = deployment_status(peers, self.hub.process_id, self.hub.process_status())
         return self.render(
             request,
             "agencies.html",
             who,
             agencies=views,
-            breakers=breakers,
-            connected=self.hub.streams.connected(),
+            deployment=deployment,
+            several=len(peers) > 1,
             now=self.now(),
         )
 

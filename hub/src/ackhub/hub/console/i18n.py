@@ -96,6 +96,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "agencies.connector": ("Connector", "连接方式"),
     "agencies.connected": ("Connected", "连接"),
     "agencies.breaker": ("Circuit breaker", "熔断器"),
+    "agencies.on": ("on {processes}", "所在进程：{processes}"),
     "agencies.last_seen": ("Last seen", "最近活动"),
     "agencies.backlog": ("Backlog (open deliveries)", "积压（未办结投递）"),
     "agencies.past_deadline": ("past deadline", "已超期限"),

@@ -5,7 +5,9 @@ they share, and how one wakes the others.
   configuration that must be the same everywhere (agencies and their keys, routes, breaker, audit origin,
   notifiers, permits). A process whose configuration differs from a live one's is refused at start, with
   the differences named. Heartbeats every sweep interval; a process silent for `STALE_AFTER_INTERVALS`
-  intervals no longer counts (it was killed), and a clean stop removes its row.
+  intervals no longer counts (it was killed), and a clean stop removes its row. Each heartbeat also
+  writes the process's status (`ProcessStatus`: which agencies stream from it, its circuit breakers), so
+  the console of any process shows the deployment's (`deployment_status`).
 - `shared_secret`: a random secret made once per deployment and kept in the database.
 - `Wakeups` (PostgreSQL): LISTEN on `ackhub_due`, which the deliveries trigger (migration 0007) notifies
   at commit with the agencies that have new deliveries. Another process's notification wakes this one's
@@ -95,6 +97,22 @@ def _keyed(items: list[Any]) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
+class ProcessStatus:
+    """What one process knows that the store does not: the agencies' open streams on it, its breakers."""
+
+    streams: dict[str, int]  # agency → streams open on this process
+    breakers: dict[str, str]  # agency → its circuit breaker's state in this process (CLOSED when absent)
+
+    def to_json(self) -> str:
+        return json.dumps({"streams": self.streams, "breakers": self.breakers}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ProcessStatus:
+        data = json.loads(text) if text else {}
+        return cls(dict(data.get("streams", {})), dict(data.get("breakers", {})))
+
+
+@dataclass(frozen=True)
 class Peer:
     id: str
     host: str
@@ -103,6 +121,46 @@ class Peer:
     started_ms: int
     heartbeat_ms: int
     config_digest: str
+    status: ProcessStatus  # as of its last heartbeat (empty before the first)
+
+    @property
+    def name(self) -> str:
+        """How operators tell processes apart: pid@host."""
+        return f"{self.pid}@{self.host}"
+
+
+# Worst first: an agency's breaker in the deployment is the worst of its processes' breakers.
+_BREAKER_ORDER = {"OPEN": 0, "HALF_OPEN": 1, "CLOSED": 2}
+
+
+@dataclass(frozen=True)
+class AgencyStatus:
+    """An agency across the deployment's live processes."""
+
+    streams: int  # open streams on all processes
+    on: list[str]  # the processes (pid@host) it streams from
+    breaker: str  # the worst state of its breakers
+    breaker_on: list[str]  # the processes whose breaker is in that state, when it is not CLOSED
+
+
+def deployment_status(peers: list[Peer], own_id: str, own: ProcessStatus) -> dict[str, AgencyStatus]:
+    """Every live process's status summed per agency; this process's own as it is now, not as of its
+    last heartbeat."""
+    merged: dict[str, AgencyStatus] = {}
+    statuses = [(p.name, own if p.id == own_id else p.status) for p in peers]
+    if not any(p.id == own_id for p in peers):  # not registered yet, or its row was lost
+        statuses.append((f"{os.getpid()}@{socket.gethostname()}", own))
+    for agency in sorted({a for _, status in statuses for a in (*status.streams, *status.breakers)}):
+        on = [name for name, status in statuses if status.streams.get(agency, 0) > 0]
+        states = [(status.breakers.get(agency, "CLOSED"), name) for name, status in statuses]
+        worst = min((state for state, _ in states), key=lambda state: _BREAKER_ORDER.get(state, 0))
+        merged[agency] = AgencyStatus(
+            streams=sum(status.streams.get(agency, 0) for _, status in statuses),
+            on=on,
+            breaker=worst,
+            breaker_on=[name for state, name in states if state == worst] if worst != "CLOSED" else [],
+        )
+    return merged
 
 
 class Registry:
@@ -155,12 +213,12 @@ class Registry:
             )
         self.registered = True
 
-    def heartbeat(self, now_ms: int) -> None:
+    def heartbeat(self, now_ms: int, status: ProcessStatus | None = None) -> None:
         with self.db.transaction() as session:
             session.exec(
                 update(HubProcessRow)
                 .where(col(HubProcessRow.id) == self.process_id)
-                .values(heartbeat_ms=now_ms)
+                .values(heartbeat_ms=now_ms, **({"status": status.to_json()} if status else {}))
             )
 
     def leave(self) -> None:
@@ -179,7 +237,16 @@ class Registry:
                 .order_by(col(HubProcessRow.started_ms))
             ).all()
             return [
-                Peer(r.id, r.host, r.pid, r.listen, r.started_ms, r.heartbeat_ms, r.config_digest)
+                Peer(
+                    r.id,
+                    r.host,
+                    r.pid,
+                    r.listen,
+                    r.started_ms,
+                    r.heartbeat_ms,
+                    r.config_digest,
+                    ProcessStatus.from_json(r.status),
+                )
                 for r in rows
             ]
 

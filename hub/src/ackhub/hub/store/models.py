@@ -409,6 +409,8 @@ class HubProcessRow(SQLModel, table=True):
     heartbeat_ms: int = Field(sa_column=_ms())
     config_digest: str = Field(max_length=64)  # SHA-256 of `config` (hex)
     config: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON of what must agree
+    # JSON, renewed with each heartbeat: {"streams": {agency: open streams}, "breakers": {agency: state}}
+    status: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class HubSecretRow(SQLModel, table=True):
