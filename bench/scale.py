@@ -1123,6 +1123,17 @@ def in_process(database_url: str, loaded: Loaded, opts: Options) -> dict[str, An
 
         scrape = Metrics(db, ManualClock(now), dict, [a.id for a in loaded.settings.agencies]).render
         results["metrics_scrape_ms"] = percentiles(timed(opts.repeats, scrape))
+        from ackhub.core.principal import SYSTEM
+        from ackhub.hub.console import data as console_data
+
+        configured: list[tuple[str, str, str, str]] = [
+            (a.id, a.name, a.kind, a.connector) for a in loaded.settings.agencies
+        ]
+
+        def agencies_page() -> object:
+            return console_data.agencies(db, SYSTEM, configured, now)
+
+        results["agencies_page_ms"] = percentiles(timed(opts.repeats, agencies_page))
         ledger = AuditLedger(db, key, loaded.settings.audit.origin, SystemClock())
         from ackhub.audit.proofs import verify_delivery_proof
         from ackhub.hub.ledger import proof  # imported late: it imports the exchange's trace module
@@ -1182,6 +1193,7 @@ def in_process(database_url: str, loaded: Loaded, opts: Options) -> dict[str, An
             "GetDeliveryProof": build_proof,
             "audit checkpoint": ledger.checkpoint,
             "/metrics scrape": scrape,
+            "console Agencies page": agencies_page,
         }
         if legacy:
             del operations["GetDeliveryProof"], operations["audit checkpoint"]
@@ -1451,6 +1463,7 @@ FIGURES: list[tuple[str, str, str]] = [  # label, path in a result, how to show 
     ("sweep, 20 + 20 due (rolled back), ms", "in_process.sweep_due_ms", "p"),
     (f"claim_due {CLAIM_LIMIT} (rolled back), ms", "in_process.claim_due_ms", "p"),
     ("/metrics scrape (in process), ms", "in_process.metrics_scrape_ms", "p"),
+    ("console Agencies page's reads (in process), ms", "in_process.agencies_page_ms", "p"),
     ("first delivery proof, cold ledger (in process), ms", "in_process.first_proof_ms", "value"),
     ("  bench RSS growth for it, MiB", "in_process.first_proof_rss_growth_mib", "value"),
     ("TraceRecord, ms", "grpc.TraceRecord_ms", "p"),

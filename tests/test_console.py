@@ -283,3 +283,33 @@ def test_record_page_says_what_is_closed_and_what_waits(hub: RunningHub, clock: 
         assert 'data-meaning="closed">RECEIVED · 已办结' in chinese
         assert 'data-meaning="waiting">RECEIVED · 等待中' in chinese
         assert "<dt>模式版本</dt><dd>customs.export_declaration.released v1</dd>" in chinese
+
+
+def test_the_agencies_page_says_when_each_agency_was_last_seen(hub: RunningHub, clock: ManualClock) -> None:
+    """Customs publishes and fx acknowledges: the page says so at once (this process's own sightings),
+    and after the heartbeat from `agency_activity` (ackhub.hub.store.activity) rather than from memory;
+    tax, which said nothing, was never seen."""
+    from ackhub.client.agency import Verdict, start_subscription
+    from ackhub.hub.store.models import AgencyActivityRow
+    from tests.harness import wait_for
+
+    fx = hub.agency("fx")
+    start_subscription(fx, lambda delivery: Verdict.received())
+    publish(hub)
+    assert fx.results.get(timeout=10).ok
+
+    def rows(client: httpx.Client) -> dict[str, str]:
+        page = client.get("/agencies").text
+        return {a: page.split(f'id="agency-{a}"')[1].split("</tr>")[0] for a in ("customs", "tax", "fx")}
+
+    with _signed_in(hub, operator_token(clock)) as client:
+        wait_for(lambda: "never" not in rows(client)["fx"], what="fx's acknowledgement seen")
+        before = rows(client)
+        assert "never" not in before["customs"] and "never" in before["tax"]
+        hub.run(hub.server.heartbeat())
+        assert hub.server.activity.unwritten() == {}
+        with hub.server.db.transaction() as session:
+            stored = {row.agency: row for row in session.exec(select(AgencyActivityRow)).all()}
+        assert stored["customs"].last_publish_ms == clock.now_ms() and stored["customs"].last_ack_ms is None
+        assert stored["fx"].last_ack_ms == clock.now_ms() and "tax" not in stored
+        assert rows(client) == before  # the same times, now read from the store

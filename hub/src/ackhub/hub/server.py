@@ -53,6 +53,8 @@ from ackhub.hub.notifications.subscriptions import Rules
 from ackhub.hub.permits.issuers import Issuers
 from ackhub.hub.permits.registry import Registries
 from ackhub.hub.permits.service import Permits
+from ackhub.hub.store import activity
+from ackhub.hub.store.activity import Activity
 from ackhub.hub.store.batching import GroupCommit
 from ackhub.hub.store.cluster import ProcessStatus, Registry, Wakeups, shared_secret
 from ackhub.hub.store.db import Database, first_line
@@ -123,6 +125,7 @@ class HubServer:
         self.ledger: AuditLedger | None = None
         self.witnesses: Witnesses | None = None  # sends checkpoints to [[audit.witnesses]] to cosign
         self.streams = StreamConnector()
+        self.activity = Activity()  # when agencies were last seen, written with each heartbeat
         self.push: list[PushConnector] = []  # grpc_push, webhook, filedrop: as configured
         # Adapters from the `ackhub.adapters` entry points, and the record types they bring: a schema that
         # does not compile, or a route for a type without one, is a ConfigError here, before anything runs.
@@ -168,6 +171,12 @@ class HubServer:
         )
         self.exchange = Exchange(
             settings, self.db, self.clock, self.router, keys, dispatcher, notifications, writes
+        )
+        self.exchange.ack_observers.append(
+            lambda outcome: self.activity.acknowledged(outcome.delivery.recipient, self.clock.now_ms())
+        )
+        self.exchange.publish_observers.append(
+            lambda publisher, _receipt: self.activity.published(publisher.id, self.clock.now_ms())
         )
         if not self.db.is_sqlite:
             self.wakeups = Wakeups(self.db.conninfo, self.db.application_name, dispatcher.wake_for)
@@ -339,10 +348,14 @@ class HubServer:
         return ProcessStatus(self.streams.connected(), breakers)
 
     async def heartbeat(self) -> None:
-        """The scheduled job: renew this process's row in the registry, with its status (every sweep)."""
+        """The scheduled job: renew this process's row in the registry, with its status, and write when
+        agencies were last seen (every sweep)."""
+        seen = self.activity.take()
         try:
             await self.db.run(self.registry.heartbeat, self.clock.now_ms(), self.process_status())
+            await self.db.run(activity.record, self.db, seen)
         except Exception as error:  # the database is away; the next beat tries again
+            self.activity.put_back(seen)
             log.warning("cluster.heartbeat_failed", why=first_line(error))
 
     async def _upkeep(self) -> None:
@@ -412,6 +425,7 @@ class HubServer:
         if self.wakeups is not None:
             await self.wakeups.stop()
         try:
+            await self.db.run(activity.record, self.db, self.activity.take())
             await self.db.run(self.registry.leave)
         except Exception:
             log.warning("cluster.leave_failed")  # its heartbeat goes stale instead

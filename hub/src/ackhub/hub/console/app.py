@@ -412,7 +412,8 @@ class Console:
 
     async def agencies(self, request: Request, who: Principal, _: str) -> Response:
         configured = [(a.id, a.name, a.kind, a.connector) for a in self.hub.settings.agencies]
-        views = await self.db.read(data.agencies, self.db, who, configured, self.now())
+        unwritten = self.hub.activity.unwritten()  # this process's, since its last heartbeat
+        views = await self.db.read(data.agencies, self.db, who, configured, self.now(), unwritten)
         # Streams and breakers live in the processes: every live one's, as of its last heartbeat.
         peers = await self.db.read(self.hub.registry.live, self.now())
         deployment = deployment_status(peers, self.hub.process_id, self.hub.process_status())

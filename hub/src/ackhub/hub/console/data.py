@@ -17,6 +17,7 @@ from ackhub.hub.auth import policy
 from ackhub.hub.auth.identity import HEADQUARTERS
 from ackhub.hub.exchange.states import ACCEPTED, CASE_OPEN, REJECTED
 from ackhub.hub.exchange.trace import Traced, trace_record
+from ackhub.hub.store.activity import Seen, last_seen
 from ackhub.hub.store.db import Database
 from ackhub.hub.store.models import (
     AcknowledgementRow,
@@ -322,22 +323,16 @@ def fingerprint(public_key_b64: str) -> str:
 
 
 def agencies(
-    db: Database, who: Principal, configured: list[tuple[str, str, str, str]], now_ms: int
+    db: Database,
+    who: Principal,
+    configured: list[tuple[str, str, str, str]],
+    now_ms: int,
+    unwritten: Seen | None = None,
 ) -> list[AgencyView]:
+    """`unwritten`: what the rendering process saw since its last heartbeat (ackhub.hub.store.activity)."""
     with db.transaction() as session:
         backlog = open_deliveries(session, who, now_ms)
-        acked = dict(
-            session.exec(
-                select(AcknowledgementRow.recipient, func.max(AcknowledgementRow.received_ms)).group_by(
-                    AcknowledgementRow.recipient
-                )
-            ).all()
-        )
-        published = dict(
-            session.exec(
-                select(RecordRow.publisher, func.max(RecordRow.accepted_ms)).group_by(RecordRow.publisher)
-            ).all()
-        )
+        seen = last_seen(session, unwritten or {})
         keys = session.exec(select(AgencyKeyRow).order_by(col(AgencyKeyRow.added_ms))).all()
     prints: dict[str, list[tuple[str, str, bool]]] = {}
     for key in keys:
@@ -346,14 +341,13 @@ def agencies(
         )
     views = []
     for agency_id, name, kind, connector in configured:
-        seen = [t for t in (acked.get(agency_id), published.get(agency_id)) if t is not None]
         views.append(
             AgencyView(
                 agency_id,
                 name,
                 kind,
                 connector,
-                max(seen) if seen else None,
+                seen.get(agency_id),
                 backlog.get(agency_id, OpenDeliveries(0, now_ms, 0)),
                 prints.get(agency_id, []),
             )

@@ -44,6 +44,8 @@ class Exchange:
     signatures: SignatureChecks = field(init=False)
     # Called with every acknowledgement's outcome (e.g. the console's latency histogram); must not block.
     ack_observers: list[Callable[[ack_module.AckOutcome], None]] = field(default_factory=list)
+    # Called with (publisher, receipt) for each receipt given (a replayed one too); must not block.
+    publish_observers: list[Callable[[Principal, Receipt], None]] = field(default_factory=list)
     # Called with (publisher, receipt) for each record stored whose schema version is deprecated.
     deprecation_observers: list[Callable[[Principal, Receipt], None]] = field(default_factory=list)
 
@@ -91,6 +93,8 @@ class Exchange:
                     deliveries=len(outcome.deliveries),
                     replayed=outcome.replayed,
                 )
+                for observe in self.publish_observers:
+                    observe(publisher, outcome)
                 if outcome.deprecation is not None and not outcome.replayed:
                     for observe in self.deprecation_observers:
                         observe(publisher, outcome)

@@ -30,7 +30,7 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (tests/test_server.py checks it against Alembic's head): a store already
 # there starts without loading Alembic and its scripts, a fifth of a second of every start.
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 PG_THREADS = 6  # database threads (each with its connection) of one hub process on PostgreSQL
 WAL_AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL before a commit would checkpoint by itself
 MIGRATION_LOCK = 0x6163_6B68_7576  # advisory lock: one migration at a time on one database

@@ -413,6 +413,17 @@ class HubProcessRow(SQLModel, table=True):
     status: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class AgencyActivityRow(SQLModel, table=True):
+    """When each agency was last seen (ackhub.hub.store.activity): written with the processes'
+    heartbeats, so that no transaction of the exchange waits for these rows."""
+
+    __tablename__ = "agency_activity"
+
+    agency: str = Field(primary_key=True, max_length=64)
+    last_ack_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
+    last_publish_ms: int | None = Field(default=None, sa_column=_ms(nullable=True))
+
+
 class HubSecretRow(SQLModel, table=True):
     """Secrets every process of one deployment shares (the console's session key): made by whichever
     process needs one first."""
