@@ -38,6 +38,7 @@ from ackhub.hub.demo import ENTERPRISES, Declarations
 from ackhub.hub.exchange.catalogue import Catalogue, build
 from ackhub.v1 import exchange_service_pb2 as pb
 from ackhub.v1 import exchange_service_pb2_grpc as pb_grpc
+from bench.exchange import process_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -122,12 +123,6 @@ def hub_config(folder: Path) -> Path:
     return config
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of process `pid` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _each(publish: Callable[[bytes, str, str], None], items: list[tuple[bytes, str, str]]) -> None:
     for item in items:
         publish(*item)
@@ -169,14 +164,14 @@ def hub_cpu_per_publish(records: list[tuple[bytes, str, str]], threads: int) -> 
             for item in records[:100]:  # warm up: connections, caches, the first pages of the database
                 publish(*item)
             work = records[100:]
-            before, started = cpu_seconds(hub.pid), time.monotonic()
+            before, started = process_cpu_seconds(hub.pid), time.monotonic()
             chunks = [work[i::threads] for i in range(threads)]
             workers = [threading.Thread(target=_each, args=(publish, c)) for c in chunks]
             for worker in workers:
                 worker.start()
             for worker in workers:
                 worker.join()
-            elapsed, used = time.monotonic() - started, cpu_seconds(hub.pid) - before
+            elapsed, used = time.monotonic() - started, process_cpu_seconds(hub.pid) - before
             channel.close()
             return used / len(work) * 1e6, len(work) / elapsed
         finally:

@@ -37,6 +37,8 @@ from pathlib import Path
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench.exchange import process_cpu_seconds
+
 SERVICE = "bench.transport.Floor"
 PUBLISH = f"/{SERVICE}/Publish"
 SUBSCRIBE = f"/{SERVICE}/Subscribe"
@@ -101,12 +103,6 @@ async def _serve(port_file: Path) -> None:
 
 
 # --- the load (this process) --------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of process `pid` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Agency:
@@ -177,7 +173,7 @@ def run_phase(target: str, pid: int, records: int, threads: int, rate: float, fi
                     time.sleep(delay)
             publish(number.to_bytes(8, "big") + b"p" * (SIZES["publish"] - 8), timeout=30)
 
-    cpu_before = cpu_seconds(pid)
+    cpu_before = process_cpu_seconds(pid)
     workers = [threading.Thread(target=publisher, args=(channel,)) for channel in channels]
     for worker in workers:
         worker.start()
@@ -189,7 +185,7 @@ def run_phase(target: str, pid: int, records: int, threads: int, rate: float, fi
         ):
             raise RuntimeError("not every record got both recipients' results within 60 s")
     elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(pid) - cpu_before
+    cpu = process_cpu_seconds(pid) - cpu_before
     for agency in agencies:
         agency.close()
     for channel in channels:
