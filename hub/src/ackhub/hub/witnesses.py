@@ -66,11 +66,17 @@ class Witnesses:
         self.configs: dict[str, AuditWitness] = {w.name: w for w in settings.audit.witnesses}
         self.verifiers: dict[str, Verifier] = {w.name: parse_vkey(w.key) for w in settings.audit.witnesses}
         self.retry_max_s = settings.audit.witness_retry_max / 1000
-        self.client = client or httpx.AsyncClient()
+        self._client = client  # made on first use: loading the CA bundle costs ~40 ms a start
         self._latest: Checkpoint | None = None
         self._wake = {name: asyncio.Event() for name in self.configs}
         self._tasks: list[asyncio.Task[None]] = []
         self.refusals = 0  # counted for /metrics
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        return self._client
 
     async def start(self, background: bool = True) -> None:
         """Offer the latest stored checkpoint; with `background`, run a sending task per witness."""
@@ -127,7 +133,8 @@ class Witnesses:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def anchor(self, origin: str) -> tuple[TrustAnchor | None, str]:
         """The largest checkpoint a configured witness holds for `origin` (GET <url>/checkpoint), with

@@ -18,6 +18,7 @@ fastjsonschema implements drafts 4 to 7, so a schema may use only the keywords t
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -452,7 +453,7 @@ def compile_version(declared: SchemaVersion, adapter: str) -> RecordTypeVersion:
     if schema.get("$schema") != DRAFT_2020_12:
         raise _Refused(f"{path}:{line_of(text, ['$schema'])}", f'"$schema" must be "{DRAFT_2020_12}"')
     try:
-        Draft202012Validator.check_schema(schema)
+        _meta_checked(text)
     except SchemaError as exc:
         raise _Refused(
             f"{path}:{line_of(text, list(exc.absolute_path))}", f"not a valid schema: {exc.message}"
@@ -461,9 +462,7 @@ def compile_version(declared: SchemaVersion, adapter: str) -> RecordTypeVersion:
         raise _Refused(f"{path}:{line_of(text, where)}", problem)
     explain = Draft202012Validator(schema, format_checker=_FORMAT_CHECKER)
     try:
-        decide = fastjsonschema.compile(
-            {**schema, "$schema": "http://json-schema.org/draft-07/schema#"}, formats=_FAST_FORMATS
-        )
+        decide = _fast_decider(text)
     except fastjsonschema.JsonSchemaDefinitionException as exc:
         raise _Refused(f"{path}:1", f"does not compile: {exc}") from None
     examples = schema.get("examples", [])
@@ -500,6 +499,21 @@ def compile_version(declared: SchemaVersion, adapter: str) -> RecordTypeVersion:
                 f"example {index} does not match the schema: {bad[0].field} {bad[0].description}",
             )
     return version
+
+
+# A schema's meta-check and compilation are remembered per text: they are most of a hub's start (~0.2 s for
+# the built-in adapters), and a process that starts many hubs (the tests start hundreds) repeats them.
+# A failure is not remembered (`lru_cache` keeps only results), so a bad schema is refused every time.
+@functools.lru_cache(maxsize=256)
+def _meta_checked(text: str) -> None:
+    Draft202012Validator.check_schema(json.loads(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _fast_decider(text: str) -> Callable[[Any], Any]:
+    draft_07 = {**json.loads(text), "$schema": "http://json-schema.org/draft-07/schema#"}
+    decider: Callable[[Any], Any] = fastjsonschema.compile(draft_07, formats=_FAST_FORMATS)
+    return decider
 
 
 def _unsupported(schema: Any, path: list[Any]) -> Iterator[tuple[list[Any], str]]:
