@@ -171,24 +171,43 @@ def fan_out(db: Database, now_ms: int, agency_names: dict[str, str], chunk: int 
         newest = session.exec(select(func.max(AuditEventRow.leaf_index)).where(*in_range)).one()
         if newest is None:
             return 0
-        rows = list(
-            session.exec(
-                select(AuditEventRow)
-                .where(*in_range, col(AuditEventRow.kind).in_(list(AUDIT_KINDS)))
-                .order_by(col(AuditEventRow.leaf_index))
+        # Which enterprises subscribed at all, first: with none (the usual case for most of a log), the
+        # chunk's events and records are not read (reading them was ~4 % of a busy hub's CPU).
+        subscribed = set(session.exec(select(SubscriptionRow.uscc).distinct()).all())
+        made = 0
+        if subscribed:
+            rows = list(
+                session.exec(
+                    select(AuditEventRow)
+                    .where(*in_range, col(AuditEventRow.kind).in_(list(AUDIT_KINDS)))
+                    .order_by(col(AuditEventRow.leaf_index))
+                )
             )
-        )
-        made = _announce(session, rows, now_ms, agency_names)
+            made = _announce(session, rows, now_ms, agency_names, subscribed)
         cursor.position = newest + 1
         session.add(cursor)
         return made
 
 
-def _announce(session: Session, rows: list[AuditEventRow], now_ms: int, agency_names: dict[str, str]) -> int:
+def _announce(
+    session: Session,
+    rows: list[AuditEventRow],
+    now_ms: int,
+    agency_names: dict[str, str],
+    subscribed: set[str],
+) -> int:
+    """Notifications for `rows` to the subscriptions of `subscribed` enterprises they concern."""
     record_ids = sorted({r.record_id for r in rows if r.record_id})
     if not record_ids:
         return 0
-    records = {r.id: r for r in session.exec(select(RecordRow).where(col(RecordRow.id).in_(record_ids)))}
+    records = {
+        r.id: r
+        for r in session.exec(
+            select(RecordRow).where(
+                col(RecordRow.id).in_(record_ids), col(RecordRow.subject_uscc).in_(sorted(subscribed))
+            )
+        )
+    }
     subscribers = sorted({r.subject_uscc for r in records.values() if r.subject_uscc})
     if not subscribers:
         return 0
