@@ -265,6 +265,52 @@ def test_the_console_of_any_process_shows_the_deployment(postgres_url: str, tmp_
         hub_a.stop()
 
 
+def test_the_metrics_of_any_process_show_the_deployments_streams_and_breakers(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """fx streams from hub A and answers nothing: A's circuit to fx opens. Hub B, which holds no stream and
+    no open circuit of its own, says both on /metrics once A has beaten: one fx stream, fx's circuit OPEN."""
+    from ackhub.core.clock import ManualClock, SystemClock
+    from tests.console_kit import console_url
+    from tests.harness import Inbox
+
+    clock = ManualClock(SystemClock().now_ms())
+
+    def edit(config: dict[str, Any]) -> None:
+        config["console"] = {"listen": "127.0.0.1:0"}
+
+    hub_a = start_hub(postgres_url, clock=clock, edit=edit)
+    hub_b = start_hub(postgres_url, clock=clock, edit=edit)
+    try:
+        inbox = Inbox()  # answers nothing
+        start_subscription(hub_a.agency("fx", clock=clock), inbox)
+        for note in "1234":
+            hub_a.agency("customs").publish(TYPE, declaration(note=note), subject_uscc=USCC)
+        wait_for(lambda: len(inbox.deliveries) == 4, what="the first attempts")
+        clock.advance(1000)  # four retries go out unanswered: four failures open the circuit
+        hub_a.sweep()
+        hub_a.dispatch()
+        breakers = hub_a.server.exchange.dispatcher.breakers  # type: ignore[union-attr]
+        wait_for(lambda: breakers.states().get("fx") == "OPEN", what="fx's circuit on hub A to open")
+
+        def metrics(hub: Any) -> str:
+            return httpx.get(console_url(hub) + "/metrics", timeout=10).text
+
+        before = metrics(hub_b)
+        assert 'ackhub_agency_streams{agency="fx"} 0.0' in before  # A has not said so yet
+        assert 'ackhub_circuit_breaker_state{agency="fx",state="CLOSED"} 1.0' in before
+        hub_a.run(hub_a.server.heartbeat())
+        after = metrics(hub_b)
+        assert 'ackhub_agency_streams{agency="fx"} 1.0' in after
+        assert 'ackhub_circuit_breaker_state{agency="fx",state="OPEN"} 1.0' in after
+        assert 'ackhub_circuit_breaker_state{agency="fx",state="CLOSED"} 0.0' in after
+        assert 'ackhub_circuit_breaker_state{agency="tax",state="CLOSED"} 1.0' in after
+        assert hub_b.server.exchange.dispatcher.breakers.states().get("fx", "CLOSED") == "CLOSED"  # type: ignore[union-attr]
+    finally:
+        hub_b.stop()
+        hub_a.stop()
+
+
 def test_an_agencys_streams_and_breakers_are_summed_over_the_processes() -> None:
     """The console's view of the deployment (`deployment_status`): streams add up, the worst breaker wins
     and names its processes, and this process counts as it is now rather than as of its last heartbeat."""

@@ -37,7 +37,7 @@ from ackhub.hub.exchange import queries
 from ackhub.hub.ledger import log as audit_log
 from ackhub.hub.ledger.ledger import cosignature_lines, to_checkpoint
 from ackhub.hub.ledger.verify import verify_log
-from ackhub.hub.store.cluster import deployment_status
+from ackhub.hub.store.cluster import AgencyStatus, deployment_status
 from ackhub.hub.witnesses import WitnessCollector
 
 if TYPE_CHECKING:
@@ -557,13 +557,12 @@ class ConsoleServer:
         settings = hub.settings
         assert settings.console is not None and hub.exchange is not None
         self.listen = settings.console.listen
-        metrics = Metrics(
-            hub.db,
-            hub.clock,
-            hub.exchange.dispatcher.breakers.states,
-            [a.id for a in settings.agencies],
-            hub.registry,
-        )
+
+        def deployment() -> dict[str, AgencyStatus]:  # blocking, as the whole scrape is
+            peers = hub.registry.live(hub.clock.now_ms())
+            return deployment_status(peers, hub.process_id, hub.process_status())
+
+        metrics = Metrics(hub.db, hub.clock, deployment, [a.id for a in settings.agencies], hub.registry)
         hub.exchange.ack_observers.append(metrics.observe_ack)
         hub.exchange.deprecation_observers.append(metrics.observe_deprecated)
         if hub.witnesses is not None and hub.witnesses.configs:

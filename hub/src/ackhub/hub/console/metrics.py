@@ -1,4 +1,5 @@
-"""Prometheus metrics for `/metrics`: gauges computed at scrape time from the store and the circuit breakers,
+"""Prometheus metrics for `/metrics`: gauges computed at scrape time from the store and the deployment's
+streams and circuit breakers,
 and an acknowledgement-latency histogram observed as acknowledgements arrive (`Exchange.ack_observers`).
 Every metric named here is documented in docs/operations.md and may be used by the alert rules and the
 dashboard under deploy/ (tests/test_alerting.py checks they name no other)."""
@@ -23,7 +24,7 @@ from ackhub.hub.exchange.breaker import CLOSED, HALF_OPEN, OPEN
 from ackhub.hub.exchange.publish import Receipt
 from ackhub.hub.exchange.routing import policy_of
 from ackhub.hub.exchange.states import CASE_OPEN
-from ackhub.hub.store.cluster import Registry
+from ackhub.hub.store.cluster import AgencyStatus, Registry
 from ackhub.hub.store.db import Database
 from ackhub.hub.store.models import AuditCheckpointRow, AuditEventRow, DeliveryRow, EscalationRow
 
@@ -88,11 +89,17 @@ class StoreCollector(Collector):
     """The gauges operators alert on (deploy/prometheus/ackhub-alerts.yml), per agency, read when scraped."""
 
     def __init__(
-        self, db: Database, clock: Clock, breakers: Callable[[], dict[str, str]], agencies: list[str]
+        self,
+        db: Database,
+        clock: Clock,
+        deployment: Callable[[], dict[str, AgencyStatus]],
+        agencies: list[str],
     ) -> None:
+        """`deployment`: each agency's streams and worst circuit breaker over every live hub process
+        (`ackhub.hub.store.cluster.deployment_status`), so that any process's scrape says the same."""
         self.db = db
         self.clock = clock
-        self.breakers = breakers
+        self.deployment = deployment
         self.agencies = agencies
 
     def collect(self) -> Iterator[Metric]:
@@ -138,15 +145,23 @@ class StoreCollector(Collector):
         yield top
         breaker = GaugeMetricFamily(
             "ackhub_circuit_breaker_state",
-            "1 for the state each agency's circuit is in",
+            "1 for the state each agency's circuit is in (the worst over the deployment's processes)",
             labels=["agency", "state"],
         )
-        known = self.breakers()
+        streams = GaugeMetricFamily(
+            "ackhub_agency_streams",
+            "Subscribe streams the agency has open, over every live hub process",
+            labels=["agency"],
+        )
+        known = self.deployment()
         for agency in self.agencies:
-            current = known.get(agency, CLOSED)
+            status = known.get(agency)
+            current = status.breaker if status is not None else CLOSED
             for state in (CLOSED, OPEN, HALF_OPEN):
                 breaker.add_metric([agency, state], 1.0 if current == state else 0.0)
+            streams.add_metric([agency], float(status.streams if status is not None else 0))
         yield breaker
+        yield streams
         if gauges.checkpoint_ms is not None:
             yield GaugeMetricFamily(
                 "ackhub_audit_checkpoint_age_seconds",
@@ -162,8 +177,9 @@ class StoreCollector(Collector):
 
 class ProcessesCollector(Collector):
     """The hub processes sharing the database (ackhub.hub.store.cluster), the same whichever one is scraped,
-    and which one answered this scrape. The store's gauges above are the whole deployment's too; the
-    circuit breakers and the latency histogram are the answering process's own (docs/deploy.md)."""
+    and which one answered this scrape. The gauges above are the whole deployment's too; the latency
+    histogram and the counter are the answering process's own, or its machine's under `--workers`
+    (docs/deploy.md)."""
 
     def __init__(self, registry: Registry, clock: Clock) -> None:
         self.registry = registry
@@ -201,7 +217,7 @@ class Metrics:
         self,
         db: Database,
         clock: Clock,
-        breakers: Callable[[], dict[str, str]],
+        deployment: Callable[[], dict[str, AgencyStatus]],
         agencies: list[str],
         processes: Registry | None = None,
     ) -> None:
@@ -225,7 +241,7 @@ class Metrics:
             ["publisher", "record_type", "version", "end_date"],
             registry=own,
         )
-        self.registry.register(StoreCollector(db, clock, breakers, agencies))
+        self.registry.register(StoreCollector(db, clock, deployment, agencies))
         if processes is not None:
             self.registry.register(ProcessesCollector(processes, clock))
 
