@@ -80,8 +80,11 @@ def test_roots_and_proofs_equal_the_in_memory_tree(db: Database) -> None:
     with db.transaction() as session:
         for n in _sizes():
             assert tree.root(session, n) == reference.root(n)
-            for m in {0, n - 1, n // 2, *rng.sample(range(n), min(n, 6))}:
+            leaves = sorted({0, n - 1, n // 2, *rng.sample(range(n), min(n, 6))})
+            for m in leaves:
                 assert tree.inclusion(session, m, n) == reference.inclusion(m, n), (m, n)
+            # several at once (a delivery proof's), sharing the subtrees they need
+            assert tree.inclusions(session, leaves, n) == {m: reference.inclusion(m, n) for m in leaves}
             for m in {1, n, n // 2 or 1, *rng.sample(range(1, n + 1), min(n, 6))}:
                 assert tree.consistency(session, m, n) == reference.consistency(m, n), (m, n)
         assert tree.root(session, 0) == merkle.EMPTY_ROOT

@@ -186,13 +186,14 @@ def _build(
             r.leaf_index: r
             for r in session.exec(select(AuditEventRow).where(col(AuditEventRow.leaf_index).in_(wanted)))
         }
-    events = {}
-    for index in sorted(wanted):
-        inclusion = ledger.inclusion(index, checkpoint.tree_size)
-        events[str(index)] = {
+    paths = ledger.audit_paths(sorted(wanted), checkpoint)
+    events = {
+        str(index): {
             "leaf_data": log.leaf_data(rows[index], index).decode(),
-            "audit_path": [_b64(h) for h in inclusion.audit_path],
+            "audit_path": [_b64(h) for h in paths[index]],
         }
+        for index in sorted(wanted)
+    }
     return {
         "format": FORMAT,
         "record": {

@@ -282,6 +282,13 @@ class StoredTree:
         self._check(tree_size)
         return self._ranges(session, inclusion_ranges(leaf_index, tree_size))
 
+    def inclusions(self, session: Session, leaf_indexes: list[int], tree_size: int) -> dict[int, list[bytes]]:
+        """The audit paths of several leaves to one tree: the subtree hashes they share are read once."""
+        self._check(tree_size)
+        ranges = {index: inclusion_ranges(index, tree_size) for index in leaf_indexes}
+        hashes = iter(self._ranges(session, [r for index in leaf_indexes for r in ranges[index]]))
+        return {index: [next(hashes) for _ in ranges[index]] for index in leaf_indexes}
+
     def consistency(self, session: Session, first: int, second: int) -> list[bytes]:
         """PROOF(first, D[second]), RFC 9162 2.1.4.1."""
         self._check(second)
