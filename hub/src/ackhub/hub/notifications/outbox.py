@@ -172,7 +172,8 @@ def fan_out(db: Database, now_ms: int, agency_names: dict[str, str], chunk: int 
         if newest is None:
             return 0
         # Which enterprises subscribed at all, first: with none (the usual case for most of a log), the
-        # chunk's events and records are not read (reading them was ~4 % of a busy hub's CPU).
+        # chunk's events and records are not read (reading them took 4.5 % of the time a busy hub held
+        # the GIL; docs/performance.md).
         subscribed = set(session.exec(select(SubscriptionRow.uscc).distinct()).all())
         made = 0
         if subscribed:
