@@ -118,6 +118,8 @@ def leave_pipeline(dbapi: Any, failed: bool = False) -> None:
     pipeline = _PIPELINES.pop(dbapi, None)
     if pipeline is None:
         return
+    if failed and dbapi.closed:  # the server went away: nothing to end (psycopg would log that it failed)
+        return
     if not failed:
         pipeline.__exit__(None, None, None)
         return
