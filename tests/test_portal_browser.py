@@ -313,6 +313,11 @@ def test_enterprise_opens_a_case_from_the_record_page_and_follows_the_thread(
     )
     page.reload()
     page.fill("#answer textarea[name=text]", "The amount was corrected on 5 December.")
+    slip = b"%PDF-1.4\n% corrected settlement slip\n"
+    page.set_input_files(
+        "#answer input[type=file]",
+        files=[{"name": "slip.pdf", "mimeType": "application/pdf", "buffer": slip}],
+    )
     page.click("#answer button[type=submit]")
     expect(page.locator("#done")).to_have_text("Your message was added.")
     thread = page.locator("#case-thread article.message")
@@ -322,6 +327,10 @@ def test_enterprise_opens_a_case_from_the_record_page_and_follows_the_thread(
     expect(thread.nth(1)).to_contain_text("State Administration of Foreign Exchange")
     expect(thread.nth(1)).to_contain_text("the amount differs")
     expect(thread.nth(2)).to_contain_text("corrected on 5 December")
+    with page.expect_download() as download:
+        thread.nth(2).locator("p.file a").click()
+    assert download.value.suggested_filename == "slip.pdf"
+    assert Path(download.value.path()).read_bytes() == slip
 
     page.click("header nav a[href='/portal/cases']")
     expect(page.locator("h1")).to_have_text("My cases")
@@ -340,7 +349,14 @@ def test_enterprise_opens_a_case_from_the_record_page_and_follows_the_thread(
     expect(page.locator("h1")).to_have_text("案件: 退回申诉")
     expect(page.locator("#case-state")).to_have_text("等待当事方答复")
     page.fill("#answer textarea[name=text]", "附件随后补充。")
+    page.set_input_files(
+        "#answer input[type=file]",
+        files=[{"name": "说明.html", "mimeType": "text/html", "buffer": b"<p>x</p>"}],
+    )
     page.click("#answer button[type=submit]")
+    expect(page.locator("#case-error")).to_contain_text("第 1 个文件: 'text/html' is not allowed")
+    expect(page.locator("#answer textarea[name=text]")).to_have_value("附件随后补充。")
+    page.click("#answer button[type=submit]")  # the refused file is not sent again
     expect(page.locator("#done")).to_have_text("您的消息已添加。")
     thread = page.locator("#case-thread article.message")
     expect(thread).to_have_count(2)

@@ -164,6 +164,102 @@ def test_open_follow_and_answer_a_case_from_the_record_page(hub: RunningHub, clo
     assert "往来消息" in zh and "您 · 记录所属企业" in zh and "等待当事方答复" in zh
 
 
+PDF = b"%PDF-1.4\n% the bank's settlement slip\n" + bytes(range(256)) * 4
+
+
+def send_files(
+    client: httpx.Client, case_id: str, files: list[tuple[str, bytes, str]], text: str = "see the files"
+) -> httpx.Response:
+    page = client.get(f"/cases/{case_id}").text
+    data = {
+        "csrf": hidden(page, "answer", "csrf"),
+        "request_id": hidden(page, "answer", "request_id"),
+        "text": text,
+    }
+    parts = [("attachment", (name, content, kind)) for name, content, kind in files]
+    return client.post(f"/cases/{case_id}/message", data=data, files=parts)
+
+
+def test_an_answer_carries_files_that_only_the_cases_parties_download(
+    hub: RunningHub, clock: ManualClock
+) -> None:
+    """ALPHA answers its case with two files (one named in Chinese): the thread lists them, each downloads
+    as the same bytes, as an attachment with its media type and never rendered; fx sees them over gRPC
+    with the same SHA-256; BETA's download of them is 'not found'."""
+    import hashlib
+
+    record_id = publish(hub)
+    alpha = signed_in(hub, clock)
+    case_id = case_id_of(open_case(alpha, record_id, text="never arrived"))
+    form = alpha.get(f"/cases/{case_id}").text
+    assert 'enctype="multipart/form-data"' in form and 'type="file" name="attachment" multiple' in form
+    assert "up to 5 files of at most 1024 KiB each (application/pdf," in html.unescape(form)
+    note = "外汇结算单说明".encode()
+    sent = send_files(
+        alpha, case_id, [("slip.pdf", PDF, "application/pdf"), ("说明.txt", note, "text/plain")]
+    )
+    assert sent.status_code == 303, main_text(sent.text)
+    thread = alpha.get(f"/cases/{case_id}").text
+    links = re.findall(r'<a href="/portal(/cases/[^"]+/files/\d+)" download>([^<]+)</a>', thread)
+    assert [name for _, name in links] == ["slip.pdf", "说明.txt"]
+    for (link, _name), content, kind in zip(
+        links, (PDF, note), ("application/pdf", "text/plain"), strict=True
+    ):
+        got = alpha.get(link)
+        assert got.status_code == 200 and got.content == content
+        assert got.headers["content-type"].startswith(kind)
+        assert got.headers["content-disposition"].startswith("attachment; filename*=UTF-8''")
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in got.headers["content-security-policy"]
+    assert "%E8%AF%B4%E6%98%8E.txt" in alpha.get(links[1][0]).headers["content-disposition"]
+    assert alpha.get(links[0][0].replace("/files/0", "/files/2")).status_code == 404
+
+    fx = case_grpc.CaseServiceStub(hub.channel)
+    case = fx.GetCase(case_pb.GetCaseRequest(case_id=case_id), metadata=bearer(clock, "agency", "fx")).case
+    files = [a for m in case.messages for a in m.attachments]
+    assert [(a.filename, a.sha256) for a in files] == [
+        ("slip.pdf", hashlib.sha256(PDF).hexdigest()),
+        ("说明.txt", hashlib.sha256(note).hexdigest()),
+    ]
+    beta = signed_in(hub, clock, BETA)
+    for link, _ in links:
+        refused = beta.get(link)
+        assert refused.status_code == 404 and refused.content not in (PDF, note)
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "said"),
+    [
+        (
+            [("page.html", b"<script>alert(1)</script>", "text/html")],
+            400,
+            "file 1: 'text/html' is not allowed",
+        ),
+        (
+            [("big.pdf", b"%" * (1024 * 1024 + 1), "application/pdf")],
+            400,
+            "file 1: is 1048577 bytes; the limit",
+        ),
+        ([(f"{n}.txt", b"x", "text/plain") for n in range(6)], 400, "files: has 6 files; the limit"),
+        ([("empty.txt", b"", "text/plain")], 400, "file 1: is empty"),
+        ([("huge.pdf", b"%" * (6 * 1024 * 1024), "application/pdf")], 413, "This form is too large"),
+    ],
+)
+def test_a_refused_file_is_named_and_nothing_is_stored(
+    hub: RunningHub, clock: ManualClock, files: list[tuple[str, bytes, str]], status: int, said: str
+) -> None:
+    """A file of a type not allowed, one over the size limit, too many, an empty one, or a form larger than
+    every file at its limit: the page says which and why; no message is stored."""
+    record_id = publish(hub)
+    alpha = signed_in(hub, clock)
+    case_id = case_id_of(open_case(alpha, record_id, text="never arrived"))
+    before = counts(hub)
+    answer = send_files(alpha, case_id, files)
+    assert answer.status_code == status, answer.text
+    assert said in main_text(answer.text), main_text(answer.text)
+    assert counts(hub) == before
+
+
 def test_another_enterprise_never_sees_or_touches_the_case(hub: RunningHub, clock: ManualClock) -> None:
     """BETA does not see ALPHA's case — not in its list, not by its id — cannot answer, withdraw or reopen
     it, nor open a case about ALPHA's record: each is 'not found', as for a case that does not exist,

@@ -82,6 +82,17 @@ def _files(attachments: Sequence[NewAttachment]) -> list[list[Any]]:
     return [[a.filename, a.content_type, store.sha256_hex(a.content)] for a in attachments]
 
 
+def _visible_case(session: Session, caller: Principal, case_id: str) -> CaseRow:
+    """The case, if the caller may see it; NOT_FOUND alike for a missing case and another party's."""
+    case = session.exec(select(CaseRow).where(CaseRow.id == case_id)).first()
+    if case is None:
+        raise NotFound("case", case_id)
+    parties = [p.party for p in store.parties_of(session, [case.id])[case.id]]
+    if not policy.may_see_case(caller, case, parties):
+        raise NotFound("case", case_id)
+    return case
+
+
 def _customs(case: CaseRow, parties: Sequence[str]) -> str:
     """The customs office party of the case (the operators who decide when nobody else is awaited)."""
     return next(
@@ -501,13 +512,21 @@ class CaseBook:
         with self.db.transaction() as session:
             if not case_id:
                 raise InvalidArgument([FieldViolation("case_id", "is required")])
-            case = session.exec(select(CaseRow).where(CaseRow.id == case_id)).first()
-            if case is None:
-                raise NotFound("case", case_id)
-            parties = [p.party for p in store.parties_of(session, [case.id])[case.id]]
-            if not policy.may_see_case(caller, case, parties):
-                raise NotFound("case", case_id)
+            case = _visible_case(session, caller, case_id)
             return store.view(session, case, self.limits.reopen_window)
+
+    async def attachment(self, caller: Principal, case_id: str, message_id: str, index: int) -> NewAttachment:
+        """The bytes of the `index`-th file of a message (from 0); NOT_FOUND for a caller who is not a party
+        of the case, as for the case itself."""
+        return await self.db.read(self._attachment, caller, case_id, message_id, index)
+
+    def _attachment(self, caller: Principal, case_id: str, message_id: str, index: int) -> NewAttachment:
+        with self.db.transaction() as session:
+            case = _visible_case(session, caller, case_id)
+            row = store.attachment_of(session, case.id, message_id, index)
+            if row is None:
+                raise NotFound("attachment", f"{message_id}/{index}")
+            return NewAttachment(row.filename, row.content_type, row.content)
 
     async def list_cases(
         self, caller: Principal, filters: CaseFilter, size: int = 0, token: str = ""

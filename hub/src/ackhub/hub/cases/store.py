@@ -113,6 +113,19 @@ def sha256_hex(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
+def attachment_of(session: Session, case_id: str, message_id: str, index: int) -> CaseAttachmentRow | None:
+    """The `index`-th file (from 0, in the order sent) of a message of the case."""
+    if index < 0:
+        return None
+    return session.exec(
+        select(CaseAttachmentRow)
+        .where(CaseAttachmentRow.case_id == case_id, CaseAttachmentRow.message_id == message_id)
+        .order_by(col(CaseAttachmentRow.id))
+        .offset(index)
+        .limit(1)
+    ).first()
+
+
 def add_message(
     session: Session,
     case: CaseRow,

@@ -206,15 +206,31 @@ class Portal:
             who = self.session(request)
             if who is None:
                 return self.to_signin(request, expired=True)
+            # A form carries at most a case message's files: one that says it is longer is refused before
+            # it is read (Starlette would spool files of any size to disk). Browsers say how long a form is;
+            # a proxy that streams it chunked gets it read, and each file is cut at its limit (`uploads`).
+            limit = self.max_form_bytes()
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                t = translator(self.lang(request))
+                return self.message(request, who, 413, t("form.too_big", n=limit // 1024))
             form = await request.form()
             value = request.cookies.get(SESSION_COOKIE, "")
             if not self.sealer.csrf_ok(value, str(form.get("csrf", ""))):
                 return self.message(request, who, 403, translator(self.lang(request))("bad_csrf"))
             request.state.form = {k: str(v) for k, v in form.multi_items() if isinstance(v, str)}
             request.state.lists = {k: [str(v) for v in form.getlist(k)] for k in form}
+            request.state.files = [
+                v for _, v in form.multi_items() if isinstance(v, UploadFile) and v.filename
+            ]
             return await handler(request, who)
 
         return endpoint
+
+    def max_form_bytes(self) -> int:
+        """The largest form a signed-in page takes: a case message's files at their limits, and the rest."""
+        limits = self.hub.settings.cases
+        return limits.max_attachments * limits.max_attachment_bytes + 256 * 1024
 
     def start_session(self, request: Request, session: PortalSession, target: str) -> Response:
         log.info("portal.signed_in", uscc=session.uscc, subject=session.subject, via=session.via)
@@ -719,6 +735,11 @@ class Portal:
             Route("/cases", page(self.cases.list), methods=["GET"]),
             Route("/cases/{case_id}", page(self.cases.detail), methods=["GET"]),
             Route("/cases/{case_id}/{what}", action(self.cases.act), methods=["POST"]),
+            Route(
+                "/cases/{case_id}/messages/{message_id}/files/{index:int}",
+                page(self.cases.attachment),
+                methods=["GET"],
+            ),
             Route("/subscriptions", page(self.subscriptions), methods=["GET"]),
             Route("/subscriptions", action(self.subscribe), methods=["POST"]),
             Route(

@@ -10,19 +10,22 @@ says why naming the field, in the reader's language."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import structlog
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ackhub.core.errors import AckhubError, FieldViolation, InvalidArgument, NotFound
 from ackhub.core.principal import Principal
 from ackhub.hub.cases import KINDS, STATES, CaseBook, CaseFilter, CaseView, RecordSubject
+from ackhub.hub.cases.views import NewAttachment
 from ackhub.hub.exchange import trace
 from ackhub.hub.portal.i18n import MESSAGES, translator
 from ackhub.hub.portal.session import PortalSession
@@ -94,6 +97,9 @@ class PortalCases:
         if isinstance(error, InvalidArgument):
 
             def field(name: str) -> str:
+                file = _FILE_FIELD.fullmatch(name)
+                if file:
+                    return t("field.attachment", n=int(file.group(1)) + 1)
                 return t("field." + name) if "field." + name in MESSAGES else name
 
             def said(description: str) -> str:
@@ -306,6 +312,7 @@ class PortalCases:
             failure=failure,
             form=form,
             ids=ids,
+            files=self.file_limits(),
             done=request.query_params.get("done", ""),
         )
 
@@ -322,7 +329,10 @@ class PortalCases:
         kept = {"action": what, "text": form.get("text", ""), "request_id": request_id}
         try:
             if what == "message":
-                await self.book.add_message(caller, case_id, form.get("text", ""), request_id=request_id)
+                files = await self.uploads(request)
+                await self.book.add_message(
+                    caller, case_id, form.get("text", ""), files, request_id=request_id
+                )
             elif what == "withdraw":
                 await self.book.withdraw(caller, case_id, form.get("text", ""), request_id=request_id)
             else:
@@ -340,3 +350,52 @@ class PortalCases:
             )
         log.info("portal.case_action", uscc=who.uscc, case_id=case_id, action=what)
         return RedirectResponse(f"{PREFIX}/cases/{quote(case_id, safe='')}?done={what}", 303)
+
+    def file_limits(self) -> dict[str, Any]:
+        limits = self.book.limits
+        return {
+            "n": limits.max_attachments,
+            "kib": limits.max_attachment_bytes // 1024,
+            "types": ", ".join(limits.attachment_types),
+            "accept": ",".join(limits.attachment_types),
+        }
+
+    async def uploads(self, request: Request) -> Sequence[NewAttachment]:
+        """The files sent with the form, read up to one byte past the size limit (the book refuses a file
+        over it, naming it, and stores nothing)."""
+        limit = self.book.limits.max_attachment_bytes
+        files: Sequence[UploadFile] = request.state.files
+        return [
+            NewAttachment(
+                f.filename or "", f.content_type or "application/octet-stream", await f.read(limit + 1)
+            )
+            for f in files
+        ]
+
+    async def attachment(self, request: Request, who: PortalSession) -> Response:
+        """A file of a case's message, to download: only for the case's parties (others: 404, as for the
+        case). Sent as an attachment, never rendered here, with its own stored media type."""
+        case_id = request.path_params["case_id"][:64]
+        message_id = request.path_params["message_id"][:64]
+        t = translator(self.portal.lang(request))
+        try:
+            found = await self.book.attachment(
+                self.caller(who), case_id, message_id, request.path_params["index"]
+            )
+        except (NotFound, InvalidArgument):
+            return self.portal.message(request, who, 404, t("case.not_found"))
+        log.info("portal.case_file", uscc=who.uscc, case_id=case_id, message_id=message_id)
+        return Response(
+            found.content,
+            media_type=found.content_type,
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.filename, safe='')}",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox; default-src 'none'",
+                "Cache-Control": "private, no-store",
+            },
+        )
+
+
+# A refused file's field: attachments[0].content names the first file sent.
+_FILE_FIELD = re.compile(r"attachments\[(\d+)\](?:\.\w+)?")

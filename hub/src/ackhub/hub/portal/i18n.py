@@ -350,6 +350,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "case.reopen_until": ("can be reopened until {time}", "可于 {time} 前重新开启"),
     "case.no_messages": ("No messages yet.", "暂无消息。"),
     "case.answer": ("Your answer", "您的答复"),
+    "case.files": ("Files", "附件"),
+    "case.files_hint": (
+        "up to {n} files of at most {kib} KiB each ({types})",
+        "最多 {n} 个文件，每个不超过 {kib} KiB（{types}）",
+    ),
+    "case.download": ("download", "下载"),
+    "field.attachments": ("files", "附件"),
+    "field.attachment": ("file {n}", "第 {n} 个文件"),
+    "form.too_big": (
+        "This form is too large: at most {n} KiB, its files included.",
+        "表单过大：连同附件最多 {n} KiB。",
+    ),
     "case.withdraw": ("Withdraw the case", "撤回案件"),
     "case.withdraw_button": ("Withdraw", "撤回"),
     "case.reopen": ("Reopen the case", "重新开启案件"),
