@@ -431,6 +431,12 @@ def test_screenshots_for_the_docs(hub: RunningHub, clock: ManualClock, page: Pag
         )
         page.goto(base + f"/cases/{case_id}")
         page.fill("#answer textarea[name=text]", "The amount was corrected on 5 December.")
+        page.set_input_files(
+            "#answer input[type=file]",
+            files=[
+                {"name": "settlement-slip.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n" * 90}
+            ],
+        )
         page.click("#answer button[type=submit]")
         expect(page.locator("#case-thread article.message")).to_have_count(3)
         shot("case")
