@@ -21,6 +21,7 @@ from ackhub.core.clock import ManualClock
 from ackhub.hub.store.cases import CaseMessageRow, CaseRow
 from ackhub.v1 import case_service_pb2 as case_pb
 from ackhub.v1 import case_service_pb2_grpc as case_grpc
+from tests.console_kit import console_url, operator_token
 from tests.harness import RunningHub
 from tests.portal_kit import enterprise_token, portal_url, publish, start_portal_hub
 from tests.security_data import ALPHA, BETA, bearer
@@ -225,6 +226,22 @@ def test_an_answer_carries_files_that_only_the_cases_parties_download(
     for link, _ in links:
         refused = beta.get(link)
         assert refused.status_code == 404 and refused.content not in (PDF, note)
+
+    # customs, who decides the case, opens the file from the console's case page; an operator of another
+    # office may not
+    for office, status in (("0202", 200), ("5300", 404)):
+        with httpx.Client(base_url=console_url(hub)) as console:
+            signin = console.post(
+                "/signin", data={"token": operator_token(clock, jurisdiction=office), "next": "/"}
+            )
+            assert signin.status_code == 303
+            console_page = console.get(f"/cases/{case_id}").text
+            found = re.findall(r'<a href="(/cases/[^"]+/files/\d+)" download>slip.pdf</a>', console_page)
+            if status == 200:
+                got = console.get(found[0])
+                assert got.content == PDF and got.headers["content-disposition"].startswith("attachment;")
+            else:
+                assert not found and console.get(links[0][0]).status_code == 404
 
 
 @pytest.mark.parametrize(

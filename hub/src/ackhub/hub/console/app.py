@@ -527,6 +527,7 @@ class Console:
                 Route("/cases", page(cases.list)),
                 Route("/cases/{case_id}", page(cases.detail)),
                 Route("/cases/{case_id}/{what}", action(cases.act), methods=["POST"]),
+                Route("/cases/{case_id}/messages/{message_id}/files/{index:int}", page(cases.attachment)),
                 Route("/agencies", page(self.agencies)),
                 Route("/permits", page(self.permits)),
                 Route("/audit", page(self.audit)),

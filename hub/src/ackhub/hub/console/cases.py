@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from ackhub.core.errors import AckhubError, NotFound
 from ackhub.core.principal import Principal
 from ackhub.hub.cases import KINDS, STATES, CaseBook, CaseFilter
+from ackhub.hub.console.downloads import file_download
 from ackhub.hub.console.i18n import translator
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ log = structlog.get_logger("ackhub.console")
 
 
 class CasesPage:
-    """`GET /cases`, `GET /cases/{case_id}`, `POST /cases/{case_id}/message` and `/resolve`."""
+    """`GET /cases`, `GET /cases/{case_id}`, `POST /cases/{case_id}/message` and `/resolve`, and
+    `GET /cases/{case_id}/messages/{message_id}/files/{n}`."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -67,6 +69,19 @@ class CasesPage:
             now=self.console.now(),
             done=request.query_params.get("done", ""),
         )
+
+    async def attachment(self, request: Request, who: Principal, _: str) -> Response:
+        """A file of a case's message, to download (the case's parties and operators of its office)."""
+        params = request.path_params
+        try:
+            found = await self.book.attachment(who, params["case_id"], params["message_id"], params["index"])
+        except NotFound:
+            t = translator(self.console.lang(request))
+            return self.console.render(request, "message.html", who, 404, message=t("refused.jurisdiction"))
+        log.info(
+            "console.case_file", actor=who.actor, case_id=params["case_id"], message_id=params["message_id"]
+        )
+        return file_download(found)
 
     async def act(self, request: Request, who: Principal, _: str) -> Response:
         case_id = request.path_params["case_id"]

@@ -26,6 +26,7 @@ from ackhub.core.errors import AckhubError, FieldViolation, InvalidArgument, Not
 from ackhub.core.principal import Principal
 from ackhub.hub.cases import KINDS, STATES, CaseBook, CaseFilter, CaseView, RecordSubject
 from ackhub.hub.cases.views import NewAttachment
+from ackhub.hub.console.downloads import file_download
 from ackhub.hub.exchange import trace
 from ackhub.hub.portal.i18n import MESSAGES, translator
 from ackhub.hub.portal.session import PortalSession
@@ -385,16 +386,7 @@ class PortalCases:
         except (NotFound, InvalidArgument):
             return self.portal.message(request, who, 404, t("case.not_found"))
         log.info("portal.case_file", uscc=who.uscc, case_id=case_id, message_id=message_id)
-        return Response(
-            found.content,
-            media_type=found.content_type,
-            headers={
-                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.filename, safe='')}",
-                "X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": "sandbox; default-src 'none'",
-                "Cache-Control": "private, no-store",
-            },
-        )
+        return file_download(found)
 
 
 # A refused file's field: attachments[0].content names the first file sent.
