@@ -56,7 +56,15 @@ from ackhub.hub.permits.service import Permits
 from ackhub.hub.store import activity
 from ackhub.hub.store.activity import Activity
 from ackhub.hub.store.batching import GroupCommit
-from ackhub.hub.store.cluster import ProcessStatus, Registry, Wakeups, shared_secret
+from ackhub.hub.store.cluster import (
+    AgencyStatus,
+    Peer,
+    ProcessStatus,
+    Registry,
+    Wakeups,
+    deployment_status,
+    shared_secret,
+)
 from ackhub.hub.store.db import Database, first_line
 from ackhub.hub.store.upkeep import UPKEEP_INTERVAL_MS, upkeep
 from ackhub.hub.witnesses import Witnesses
@@ -346,6 +354,12 @@ class HubServer:
         """This process's agencies' streams and circuit breakers, as the heartbeat shares them."""
         breakers = self.exchange.dispatcher.breakers.states() if self.exchange is not None else {}
         return ProcessStatus(self.streams.connected(), breakers)
+
+    def deployment(self, now_ms: int) -> tuple[list[Peer], dict[str, AgencyStatus]]:
+        """Blocking: the live processes, and each agency's streams and worst breaker over them, this
+        process's as they are now (the console's Agencies page and /metrics)."""
+        peers = self.registry.live(now_ms)
+        return peers, deployment_status(peers, self.process_id, self.process_status())
 
     async def heartbeat(self) -> None:
         """The scheduled job: renew this process's row in the registry, with its status, and write when

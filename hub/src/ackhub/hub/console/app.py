@@ -37,7 +37,7 @@ from ackhub.hub.exchange import queries
 from ackhub.hub.ledger import log as audit_log
 from ackhub.hub.ledger.ledger import cosignature_lines, to_checkpoint
 from ackhub.hub.ledger.verify import verify_log
-from ackhub.hub.store.cluster import AgencyStatus, deployment_status
+from ackhub.hub.store.cluster import AgencyStatus
 from ackhub.hub.witnesses import WitnessCollector
 
 if TYPE_CHECKING:
@@ -415,8 +415,7 @@ class Console:
         unwritten = self.hub.activity.unwritten()  # this process's, since its last heartbeat
         views = await self.db.read(data.agencies, self.db, who, configured, self.now(), unwritten)
         # Streams and breakers live in the processes: every live one's, as of its last heartbeat.
-        peers = await self.db.read(self.hub.registry.live, self.now())
-        deployment = deployment_status(peers, self.hub.process_id, self.hub.process_status())
+        peers, deployment = await self.db.read(self.hub.deployment, self.now())
         return self.render(
             request,
             "agencies.html",
@@ -560,8 +559,7 @@ class ConsoleServer:
         self.listen = settings.console.listen
 
         def deployment() -> dict[str, AgencyStatus]:  # blocking, as the whole scrape is
-            peers = hub.registry.live(hub.clock.now_ms())
-            return deployment_status(peers, hub.process_id, hub.process_status())
+            return hub.deployment(hub.clock.now_ms())[1]
 
         metrics = Metrics(hub.db, hub.clock, deployment, [a.id for a in settings.agencies], hub.registry)
         hub.exchange.ack_observers.append(metrics.observe_ack)

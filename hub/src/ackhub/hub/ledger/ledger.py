@@ -163,11 +163,7 @@ class AuditLedger:
         if tree_size == 0 and leaf_index >= signed.tree_size:
             signed = self.checkpoint()
         if leaf_index >= signed.tree_size:
-            raise FailedPrecondition(
-                f"leaf {leaf_index} is not in the tree of size {signed.tree_size}",
-                reason="LEAF_NOT_IN_TREE",
-                metadata={"leaf_index": str(leaf_index), "tree_size": str(signed.tree_size)},
-            )
+            raise _not_in_tree(leaf_index, signed.tree_size)
         with self._with_tree() as (session, tree):
             event = session.exec(select(AuditEventRow).where(AuditEventRow.leaf_index == leaf_index)).one()
             tree.sync(session, signed.tree_size)
@@ -180,11 +176,7 @@ class AuditLedger:
         transactions each) they made a proof's cost grow with the record's events and cases."""
         beyond = [index for index in leaf_indexes if not 0 <= index < checkpoint.tree_size]
         if beyond:
-            raise FailedPrecondition(
-                f"leaf {beyond[0]} is not in the tree of size {checkpoint.tree_size}",
-                reason="LEAF_NOT_IN_TREE",
-                metadata={"leaf_index": str(beyond[0]), "tree_size": str(checkpoint.tree_size)},
-            )
+            raise _not_in_tree(beyond[0], checkpoint.tree_size)
         with self._with_tree() as (session, tree):
             tree.sync(session, checkpoint.tree_size)
             return tree.inclusions(session, leaf_indexes, checkpoint.tree_size)
@@ -251,3 +243,11 @@ class AuditLedger:
                 .order_by(col(AuditEventRow.seq))
             )
         )
+
+
+def _not_in_tree(leaf_index: int, tree_size: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"leaf {leaf_index} is not in the tree of size {tree_size}",
+        reason="LEAF_NOT_IN_TREE",
+        metadata={"leaf_index": str(leaf_index), "tree_size": str(tree_size)},
+    )
